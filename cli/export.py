@@ -1,0 +1,70 @@
+"""`sumctl export t5|llama`: a fine-tuned checkpoint -> a verified, self-describing bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.group()
+def export():
+    """Export a fine-tuned checkpoint to a bundle the runtime can load.
+
+    \b
+    FLAN-T5 (and other T5) checkpoints become int8 ONNX with a KV cache:
+      sumctl export t5 --model ./flan-t5-large-ft --out bundles/flan-t5-int8
+    LLaMA-family checkpoints (TinyLlama, SmolLM, LiteLlama) become quantized GGUF:
+      sumctl export llama --model ./tinyllama-ft --out bundles/tinyllama-q4 --quant Q4_K_M
+
+    Every bundle is checked against its source model before it is written, and the result is
+    recorded in its manifest (sumctl.json).
+    """
+
+
+def out_option(f):
+    return click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
+                        help="Bundle folder to create. It must not exist yet, or be empty.")(f)
+
+
+def source_options(f):
+    f = click.option("--allow-pickle", is_flag=True,
+                     help="Accept pickle weights (*.bin). Only for checkpoints you trust: "
+                          "pickle can run code.")(f)
+    f = click.option("--revision", default=None, help="Hub revision (branch, tag or commit).")(f)
+    f = click.option("--model", "-m", required=True, metavar="PATH_OR_ID",
+                     help="A Hugging Face checkpoint folder, or a hub id (needs internet).")(f)
+    return f
+
+
+@export.command("t5")
+@source_options
+@out_option
+@click.option("--quantize", type=click.Choice(["int8", "none"]), default="int8", show_default=True,
+              help="Dynamic int8 quantization, with the kernel set picked for this CPU.")
+@click.option("--max-input-tokens", type=click.IntRange(min=16), default=512, show_default=True,
+              help="The model's input budget; longer transcripts are chapterized.")
+def export_t5_command(model, revision, allow_pickle, out, quantize, max_input_tokens):
+    """A T5 / FLAN-T5 checkpoint -> ONNX (KV cache, one decoder weight copy), int8 by default."""
+    from sumctl.exporters.t5_onnx import export_t5
+
+    bundle = export_t5(model, out, quantize=quantize, max_input_tokens=max_input_tokens,
+                       revision=revision, allow_pickle=allow_pickle)
+    click.echo(f"Bundle written to {bundle.path}")
+
+
+@export.command("llama")
+@source_options
+@out_option
+@click.option("--quant", type=click.Choice(["Q4_K_M", "Q5_K_M", "Q8_0", "F16"]), default="Q4_K_M",
+              show_default=True, help="llama.cpp quantization type.")
+def export_llama_command(model, revision, allow_pickle, out, quant):
+    """A LLaMA-architecture checkpoint (or a LoRA adapter folder) -> quantized GGUF."""
+    from sumctl.exporters.llama_gguf import export_llama
+
+    bundle = export_llama(model, out, quant=quant, revision=revision, allow_pickle=allow_pickle)
+    click.echo(f"Bundle written to {bundle.path}")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(export)

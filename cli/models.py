@@ -1,0 +1,46 @@
+"""`sumctl models`: the bundles sumctl knows about."""
+
+from __future__ import annotations
+
+import click
+
+from sumctl.runtime.models import installed_models, models_dir, resolve_model
+
+
+@click.group()
+def models():
+    """List installed model bundles and show where they live."""
+
+
+@models.command("list")
+def list_models():
+    """Installed bundles (folders under `sumctl models path`) and the default."""
+    bundles = installed_models()
+    if not bundles:
+        click.echo(f"No installed models in {models_dir()}.")
+    for b in bundles:
+        m = b.manifest
+        click.echo(f"{b.path.name}\t{m.backend}\t{m.quantization}\t{m.source.get('model')}"
+                   + (f"\t({m.label})" if m.label else ""))
+    default = resolve_model(None, verify=False)
+    click.echo(f"Default: {default.display_name} [{default.path}]")
+
+
+@models.command("path")
+def models_path():
+    """Print the folder where named bundles live."""
+    click.echo(str(models_dir()))
+
+
+@models.command("show")
+@click.argument("model")
+def show_model(model):
+    """Print a bundle's manifest after checking its file hashes."""
+    import json
+
+    bundle = resolve_model(model, verify=True)
+    click.echo(json.dumps(bundle.manifest.to_dict(), indent=2))
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(models)

@@ -1,0 +1,91 @@
+"""`sumctl summarize FILE...`"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from sumctl.runtime.errors import InputError
+from sumctl.runtime.outputs import OUTPUT_FORMATS, claim_stem, safe_stem, write_summary
+from sumctl.runtime.transcript import DEFAULT_MAX_BYTES, parse_bytes, read_transcript
+
+from .options import length_option, model_option, threads_option
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@model_option
+@length_option
+@click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the summary files. Default: beside each input "
+                   "(stdin: print only).")
+@click.option("--format", "-f", "formats", type=click.Choice(OUTPUT_FORMATS), multiple=True,
+              help="Output formats; repeat for several. Default: md and json. The JSON record "
+                   "is always written with the others.")
+@threads_option
+@click.option("--beams", type=click.IntRange(min=1), default=None, help="Beam width (1: greedy).")
+@click.option("--max-summary-tokens", type=click.IntRange(min=1), default=None,
+              help="Cap on generated tokens. Default: the bundle's value for --length.")
+@click.option("--input-format", type=click.Choice(["text", "vtt", "srt", "json", "dialogsum"]),
+              default=None, help="Skip detection and read every input as this format.")
+@click.option("--max-bytes", type=click.IntRange(min=1), default=None,
+              help=f"Refuse inputs larger than this. Default: $SUMCTL_MAX_BYTES or {DEFAULT_MAX_BYTES:,}.")
+@click.option("--quiet", "-q", is_flag=True, help="Do not print the summaries.")
+def summarize(files, model, length, out_dir, formats, threads, beams, max_summary_tokens,
+              input_format, max_bytes, quiet):
+    """Summarize transcript files (plain text, WebVTT, SRT, JSON or DialogSum `#Person1#:`).
+
+    Each FILE gets `<stem>.summary.md` and `<stem>.summary.json` (the summary, its chapters,
+    the model, timings and token counts). Use `-` to read one transcript from stdin.
+    Transcripts longer than the model's input are split into chapters on speaker turns and
+    summarized recursively; nothing is truncated. Inputs are never modified or overwritten.
+
+    \b
+    Examples:
+      sumctl summarize meeting.vtt
+      sumctl summarize *.json --model bundles/flan-t5-int8 --length short --out summaries/
+      cat notes.txt | sumctl summarize - --format txt
+    """
+    from sumctl.runtime.summarizer import Summarizer
+
+    formats = tuple(formats) or ("md", "json")
+    # Read everything first: a bad file fails fast, before a model loads.
+    transcripts = []
+    for name in files:
+        if name == "-":
+            transcripts.append((None, parse_bytes(sys.stdin.buffer.read(), name="<stdin>",
+                                                  fmt=input_format, max_bytes=max_bytes)))
+        else:
+            transcripts.append((Path(name), read_transcript(name, fmt=input_format, max_bytes=max_bytes)))
+
+    summarizer = Summarizer(model, threads=threads, num_beams=beams,
+                            max_summary_tokens=max_summary_tokens, length=length)
+    if not quiet:
+        click.echo(f"Model: {summarizer.bundle.display_name}", err=True)
+    protected = {p.resolve() for p, _ in transcripts if p is not None}
+    taken: set[Path] = set()
+    for path, transcript in transcripts:
+        summary = summarizer.summarize(transcript)
+        if not quiet:
+            if len(transcripts) > 1:
+                click.secho(f"== {transcript.source}", bold=True)
+            click.echo(summary.text.strip())
+        target = out_dir or (path.parent if path else None)
+        if target is None:
+            if quiet:
+                click.echo(json.dumps(summary.to_dict(), ensure_ascii=False))
+            continue
+        source_key = str(path.resolve()) if path else "<stdin>"
+        stem = claim_stem(target, safe_stem(path.name if path else "stdin"), source_key, formats,
+                          taken, protected)
+        written = write_summary(summary, target, stem, formats, source_key=source_key)
+        taken.update(p.resolve() for p in written)
+        for p in written:
+            click.echo(f"wrote {p}", err=True)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(summarize)

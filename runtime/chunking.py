@@ -1,0 +1,115 @@
+"""Chapterization: split a transcript that is longer than the model's input on speaker-turn
+boundaries, so that no text is ever silently truncated.
+
+Tiny Titans chapterizes transcripts longer than the context and summarizes the chapters; the
+Summarizer then summarizes the chapter summaries, recursively, until the result fits.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+from .transcript import Turn
+
+CountTokens = Callable[[str], int]
+
+
+@dataclass
+class Chapter:
+    index: int
+    turns: list[Turn]
+    first_turn: int  # index into the source turns; a turn split across chapters repeats
+    last_turn: int
+    tokens: int
+
+    def text(self) -> str:
+        return render(self.turns)
+
+
+def render(turns: list[Turn]) -> str:
+    return "\n".join(t.render() for t in turns)
+
+
+def chapterize(turns: list[Turn], budget: int, count_tokens: CountTokens) -> list[Chapter]:
+    """Pack consecutive turns into chapters of at most `budget` tokens.
+
+    Only a single turn longer than the budget is cut, at sentence (then word) boundaries.
+    """
+    if budget < 8:
+        raise ValueError(f"input budget of {budget} tokens is too small to summarize anything")
+    pieces: list[tuple[int, Turn, int]] = []  # (source turn index, turn or part of it, tokens)
+    for i, turn in enumerate(turns):
+        n = count_tokens(turn.render())
+        if n <= budget:
+            pieces.append((i, turn, n))
+        else:
+            pieces.extend((i, part, count_tokens(part.render()))
+                          for part in _split_turn(turn, budget, count_tokens))
+
+    chapters: list[Chapter] = []
+    current: list[tuple[int, Turn, int]] = []
+    used = 0
+    for piece in pieces:
+        cost = piece[2] + (1 if current else 0)  # +1: the newline between turns
+        if current and used + cost > budget:
+            chapters.extend(_close(current, len(chapters), budget, count_tokens))
+            current, used = [], 0
+            cost = piece[2]
+        current.append(piece)
+        used += cost
+    if current:
+        chapters.extend(_close(current, len(chapters), budget, count_tokens))
+    return chapters
+
+
+def _close(pieces, index: int, budget: int, count_tokens: CountTokens) -> list[Chapter]:
+    """Make a chapter, re-counting the joined text: tokenizers do not always add up per turn."""
+    turns = [p[1] for p in pieces]
+    tokens = count_tokens(render(turns))
+    if tokens > budget and len(pieces) > 1:
+        half = len(pieces) // 2
+        left = _close(pieces[:half], index, budget, count_tokens)
+        return left + _close(pieces[half:], index + len(left), budget, count_tokens)
+    return [Chapter(index, turns, pieces[0][0], pieces[-1][0], tokens)]
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def _split_turn(turn: Turn, budget: int, count_tokens: CountTokens) -> list[Turn]:
+    # Leave room for the speaker label, which every part repeats.
+    label_cost = count_tokens(f"{turn.speaker}: ") if turn.speaker else 0
+    room = max(4, budget - label_cost - 2)
+    units = _SENTENCE_END.split(turn.text)
+    parts: list[str] = []
+    for unit in units:
+        if count_tokens(unit) <= room:
+            parts.append(unit)
+        else:
+            parts.extend(_split_words(unit, room, count_tokens))
+    packed: list[str] = []
+    for part in parts:
+        candidate = f"{packed[-1]} {part}" if packed else part
+        if packed and count_tokens(candidate) <= room:
+            packed[-1] = candidate
+        else:
+            packed.append(part)
+    return [Turn(turn.speaker, text, turn.start, turn.end) for text in packed]
+
+
+def _split_words(text: str, room: int, count_tokens: CountTokens) -> list[str]:
+    # Per-word counts make this linear; the joined text is re-counted and shrunk if needed.
+    words, out, start = text.split(), [], 0
+    costs = [count_tokens(w) for w in words]
+    while start < len(words):
+        end, used = start, 0
+        while end < len(words) and (end == start or used + costs[end] <= room):
+            used += costs[end]
+            end += 1
+        while end - start > 1 and count_tokens(" ".join(words[start:end])) > room:
+            end -= 1
+        out.append(" ".join(words[start:end]))
+        start = end
+    return out

@@ -1,0 +1,180 @@
+"""The Summarizer: one loaded model bundle, and transcripts of any length in, summaries out.
+
+    from sumctl.runtime import Summarizer
+    summarizer = Summarizer("bundles/flan-t5-int8", threads=2, length="short")
+    summary = summarizer.summarize("meeting.vtt")
+    for summary in summarizer.summarize_many(paths):  # lazy, one at a time
+        ...
+
+A transcript longer than the model's input is chapterized on speaker turns; each chapter is
+summarized, then the chapter summaries are summarized again, recursively, until they fit.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from .backend import Backend, GenerationOptions, backend_class
+from .bundle import Bundle
+from .chunking import Chapter, chapterize
+from .errors import SumctlError
+from .models import resolve_model
+from .prompts import DEFAULT_LENGTH, LENGTHS, MAX_NEW_TOKENS, fill
+from .transcript import Transcript, Turn, read_transcript
+
+MAX_LEVELS = 8
+
+
+@dataclass
+class ChapterSummary:
+    level: int  # 0: chapters of the transcript; 1+: chapters of summaries
+    index: int
+    first_turn: int  # at level 0, indexes into the transcript's turns; above, into the level below
+    last_turn: int
+    input_tokens: int
+    output_tokens: int
+    summary: str
+    seconds: float
+
+
+@dataclass
+class Summary:
+    text: str
+    length: str
+    source: str
+    source_sha256: str
+    source_format: str
+    model: dict
+    chapters: list[ChapterSummary] = field(default_factory=list)
+    levels: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    timings: dict = field(default_factory=dict)
+    turns: int = 0
+    words: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_markdown(self) -> str:
+        parts = [f"# Summary of {Path(self.source).name}", "", self.text.strip(), "",
+                 f"_{self.length} summary by {self.model['name']}"
+                 + (f" ({self.model['label']})" if self.model.get("label") else "")
+                 + f"; {self.words:,} words in {len(self.top_chapters())} chapter(s), "
+                 f"{self.timings.get('summarize_s', 0):.1f} s._"]
+        if self.levels > 1 or len(self.top_chapters()) > 1:
+            parts += ["", "## Chapters", ""]
+            for c in self.top_chapters():
+                parts.append(f"{c.index + 1}. (turns {c.first_turn + 1}-{c.last_turn + 1}) {c.summary.strip()}")
+        return "\n".join(parts) + "\n"
+
+    def top_chapters(self) -> list[ChapterSummary]:
+        return [c for c in self.chapters if c.level == 0]
+
+
+class Summarizer:
+    """A loaded bundle with the knobs users need. Load once, summarize many."""
+
+    def __init__(self, model: str | os.PathLike | Bundle | None = None, *, threads: int | None = None,
+                 num_beams: int | None = None, max_summary_tokens: int | None = None,
+                 length: str = DEFAULT_LENGTH, no_repeat_ngram_size: int | None = None,
+                 length_penalty: float | None = None, verify: bool = True):
+        check_length(length)
+        started = time.perf_counter()
+        self.bundle = model if isinstance(model, Bundle) else resolve_model(model, verify=verify)
+        self.backend: Backend = backend_class(self.bundle.manifest.backend)(self.bundle, threads=threads)
+        self.load_seconds = time.perf_counter() - started
+        self.length = length
+        self.threads = threads
+        self._overrides = {"num_beams": num_beams, "max_new_tokens": max_summary_tokens,
+                           "no_repeat_ngram_size": no_repeat_ngram_size, "length_penalty": length_penalty}
+
+    @property
+    def model_info(self) -> dict:
+        m = self.bundle.manifest
+        return {"name": m.name or self.bundle.path.name, "label": m.label, "path": str(self.bundle.path),
+                "backend": m.backend, "quantization": m.quantization, "sha256": self.bundle.sha256,
+                "source": m.source.get("model")}
+
+    def options(self, length: str) -> GenerationOptions:
+        defaults = self.bundle.manifest.generation
+        budget = defaults.get("max_new_tokens", MAX_NEW_TOKENS)
+        values = {
+            "max_new_tokens": budget.get(length, MAX_NEW_TOKENS[length]) if isinstance(budget, dict) else budget,
+            "num_beams": defaults.get("num_beams", 1),
+            "no_repeat_ngram_size": defaults.get("no_repeat_ngram_size", 0),
+            "length_penalty": defaults.get("length_penalty", 1.0),
+        }
+        values.update({k: v for k, v in self._overrides.items() if v is not None})
+        return GenerationOptions(**values)
+
+    def summarize(self, source: Transcript | str | os.PathLike, *, length: str | None = None) -> Summary:
+        transcript = source if isinstance(source, Transcript) else read_transcript(source)
+        length = length or self.length
+        check_length(length)
+        started = time.perf_counter()
+        final = self.options(length)
+        template = self.bundle.manifest.prompts[length]
+        # Chapter summaries feed another round, so they get the detailed instruction and a cap
+        # that guarantees each round shrinks the text.
+        chapter_template = self.bundle.manifest.prompts["long" if length == "long" else "medium"]
+
+        turns: list[Turn] = transcript.turns
+        records: list[ChapterSummary] = []
+        input_tokens = None
+        for level in range(MAX_LEVELS):
+            budget = self.backend.input_budget(template, final.max_new_tokens)
+            chapters = chapterize(turns, budget, self.backend.count_tokens)
+            if input_tokens is None:
+                input_tokens = sum(c.tokens for c in chapters)
+            if len(chapters) == 1:
+                records += self._run(chapters, template, final, level)
+                break
+            chapter_budget = self.backend.input_budget(chapter_template, final.max_new_tokens)
+            step = replace(final, max_new_tokens=max(16, min(final.max_new_tokens, chapter_budget // 4)))
+            chapters = chapterize(turns, chapter_budget, self.backend.count_tokens)
+            done = self._run(chapters, chapter_template, step, level)
+            records += done
+            turns = [Turn(None, r.summary.strip()) for r in done if r.summary.strip()]
+            if not turns:
+                raise SumctlError(f"{transcript.source}: the model produced empty summaries for "
+                                  f"every chapter; try another model or --length")
+        else:
+            raise SumctlError(f"{transcript.source}: summaries did not fit {self.bundle.path}'s input "
+                              f"after {MAX_LEVELS} rounds; lower --max-summary-tokens")
+        top = records[-1]
+        return Summary(
+            text=top.summary.strip(), length=length, source=transcript.source,
+            source_sha256=transcript.sha256, source_format=transcript.format, model=self.model_info,
+            chapters=records, levels=top.level + 1, input_tokens=input_tokens or 0,
+            output_tokens=sum(r.output_tokens for r in records),
+            timings={"load_s": round(self.load_seconds, 4),
+                     "summarize_s": round(time.perf_counter() - started, 4)},
+            turns=len(transcript.turns), words=transcript.word_count(),
+        )
+
+    def summarize_many(self, sources: Iterable[Transcript | str | os.PathLike], *,
+                       length: str | None = None) -> Iterator[Summary]:
+        for source in sources:
+            yield self.summarize(source, length=length)
+
+    def _run(self, chapters: list[Chapter], template: str, options: GenerationOptions,
+             level: int) -> list[ChapterSummary]:
+        started = time.perf_counter()
+        generations = self.backend.generate([fill(template, c.text()) for c in chapters], options)
+        each = (time.perf_counter() - started) / max(1, len(chapters))
+        return [ChapterSummary(level, c.index, c.first_turn, c.last_turn, g.prompt_tokens,
+                               g.output_tokens, g.text, round(each, 4))
+                for c, g in zip(chapters, generations)]
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+def check_length(length: str) -> None:
+    if length not in LENGTHS:
+        raise SumctlError(f"unknown summary length {length!r} (use one of {', '.join(LENGTHS)})")

@@ -1,0 +1,371 @@
+"""Transcript files -> speaker turns.
+
+Reads plain text (with or without `Speaker:` prefixes), WebVTT (Zoom, Teams), SRT, JSON (a list
+of turns, or QMSum's {"meeting_transcripts": [...]}) and DialogSum's `#Person1#:` lines. The
+format comes from the extension, then the content. Every problem is an InputError whose message
+names the file and what to do about it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .errors import InputError
+
+DEFAULT_MAX_BYTES = 50 * 1024 * 1024
+MAX_BYTES_ENV = "SUMCTL_MAX_BYTES"
+FORMATS = ("text", "vtt", "srt", "json", "dialogsum")
+
+
+@dataclass(frozen=True)
+class Turn:
+    speaker: str | None
+    text: str
+    start: float | None = None
+    end: float | None = None
+
+    def render(self) -> str:
+        return f"{self.speaker}: {self.text}" if self.speaker else self.text
+
+
+@dataclass
+class Transcript:
+    turns: list[Turn]
+    source: str
+    format: str
+    sha256: str = ""  # of the bytes read, so outputs can say exactly what was summarized
+
+    @property
+    def speakers(self) -> list[str]:
+        return sorted({t.speaker for t in self.turns if t.speaker})
+
+    def text(self) -> str:
+        return "\n".join(t.render() for t in self.turns)
+
+    def word_count(self) -> int:
+        return sum(len(t.text.split()) for t in self.turns)
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "format": self.format, "sha256": self.sha256,
+                "turns": [asdict(t) for t in self.turns]}
+
+
+def max_bytes_default() -> int:
+    raw = os.environ.get(MAX_BYTES_ENV)
+    if not raw:
+        return DEFAULT_MAX_BYTES
+    try:
+        return int(raw)
+    except ValueError:
+        raise InputError(f"{MAX_BYTES_ENV}={raw!r} is not a whole number of bytes") from None
+
+
+def read_transcript(path: str | Path, *, fmt: str | None = None, max_bytes: int | None = None) -> Transcript:
+    """Read and parse one transcript file. The file is opened read-only and never changed."""
+    path = Path(path)
+    cap = max_bytes_default() if max_bytes is None else max_bytes
+    try:
+        if not path.is_file():
+            raise InputError(f"{path}: not a file (pass the path of a transcript)")
+        size = path.stat().st_size
+        if size > cap:
+            raise InputError(
+                f"{path}: {size:,} bytes is over the {cap:,}-byte cap "
+                f"(raise it with --max-bytes or {MAX_BYTES_ENV})"
+            )
+        data = path.read_bytes()
+    except PermissionError:
+        raise InputError(f"{path}: permission denied (check the file's permissions)") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read ({e.strerror})") from None
+    return parse_bytes(data, name=str(path), fmt=fmt or format_from_extension(path), max_bytes=cap)
+
+
+def parse_bytes(data: bytes, *, name: str = "<stdin>", fmt: str | None = None,
+                max_bytes: int | None = None) -> Transcript:
+    cap = max_bytes_default() if max_bytes is None else max_bytes
+    if len(data) > cap:
+        raise InputError(f"{name}: {len(data):,} bytes is over the {cap:,}-byte cap "
+                         f"(raise it with --max-bytes or {MAX_BYTES_ENV})")
+    transcript = parse_text(decode(data, name), name=name, fmt=fmt)
+    transcript.sha256 = hashlib.sha256(data).hexdigest()
+    return transcript
+
+
+def decode(data: bytes, name: str) -> str:
+    if not data.strip():
+        raise InputError(f"{name}: the file is empty (nothing to summarize)")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            raise InputError(f"{name}: broken UTF-16 text (save the file as UTF-8)") from None
+    if b"\x00" in data[:65536]:
+        raise InputError(f"{name}: looks like a binary file, not a transcript (NUL bytes found)")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{name}: invalid UTF-8 at byte {e.start} (save the file as UTF-8)") from None
+
+
+def format_from_extension(path: Path) -> str | None:
+    return {".vtt": "vtt", ".srt": "srt", ".json": "json"}.get(path.suffix.lower())
+
+
+def sniff_format(text: str) -> str:
+    head = text.lstrip()
+    if head.startswith("WEBVTT"):
+        return "vtt"
+    if head[:1] in "[{":
+        return "json"
+    lines = [ln.strip() for ln in head.splitlines()[:3]]
+    if len(lines) >= 2 and lines[0].isdigit() and "-->" in lines[1]:
+        return "srt"
+    if re.search(r"^#[^#\s]+#\s*:", head, re.M):
+        return "dialogsum"
+    return "text"
+
+
+def parse_text(text: str, *, name: str = "<stdin>", fmt: str | None = None) -> Transcript:
+    fmt = fmt or sniff_format(text)
+    parser = {
+        "text": _parse_plain, "vtt": _parse_vtt, "srt": _parse_srt,
+        "json": _parse_json, "dialogsum": _parse_dialogsum,
+    }.get(fmt)
+    if parser is None:
+        raise InputError(f"{name}: unknown format {fmt!r} (use one of {', '.join(FORMATS)})")
+    turns = clean_turns(parser(text, name), merge_same_speaker=fmt in ("vtt", "srt"))
+    if not turns:
+        raise InputError(f"{name}: no speech found after removing markers and empty turns")
+    return Transcript(turns=turns, source=name, format=fmt)
+
+
+# --- cleaning -----------------------------------------------------------------------------
+
+# QMSum/AMI/ICSI annotations: {vocalsound}, {disfmarker}, {gap}, {pause}, {nonvocalsound}, ...
+_MARKER = re.compile(r"\{\s*[a-z_]+\s*\}", re.I)
+_TAG = re.compile(r"</?[a-zA-Z][^>]*>")
+_SPACE = re.compile(r"\s+")
+_SPACE_BEFORE_PUNCT = re.compile(r"\s+([,.;:!?])")
+
+
+def clean_text(text: str) -> str:
+    text = _MARKER.sub(" ", text)
+    text = _TAG.sub("", text)
+    text = _SPACE.sub(" ", text).strip()
+    return _SPACE_BEFORE_PUNCT.sub(r"\1", text)
+
+
+def clean_turns(turns: list[Turn], *, merge_same_speaker: bool) -> list[Turn]:
+    cleaned: list[Turn] = []
+    for turn in turns:
+        text = clean_text(turn.text)
+        # A turn of only markers or punctuation ("{vocalsound} .") carries nothing.
+        if not re.search(r"\w", text):
+            continue
+        speaker = clean_text(turn.speaker) if turn.speaker else None
+        turn = Turn(speaker or None, text, turn.start, turn.end)
+        prev = cleaned[-1] if cleaned else None
+        # Caption formats cut one speaker's speech into many short cues.
+        if merge_same_speaker and prev and prev.speaker == turn.speaker:
+            cleaned[-1] = Turn(prev.speaker, f"{prev.text} {turn.text}", prev.start,
+                               turn.end if turn.end is not None else prev.end)
+        else:
+            cleaned.append(turn)
+    return cleaned
+
+
+# --- plain text and DialogSum ---------------------------------------------------------------
+
+_TIMESTAMP_PREFIX = re.compile(r"^\[?\(?(\d{1,2}:)?\d{1,2}:\d{2}(\.\d+)?\]?\)?\s*[-–]?\s*")
+_SPEAKER_LINE = re.compile(r"^(?P<speaker>[^\s:#][^:]{0,40}?)\s*:\s+(?P<text>\S.*)$")
+
+
+def _parse_plain(text: str, name: str) -> list[Turn]:
+    lines = [ln.strip() for ln in text.splitlines()]
+    content = [_TIMESTAMP_PREFIX.sub("", ln) for ln in lines if ln]
+    matches = [_SPEAKER_LINE.match(ln) for ln in content]
+    labelled = [m for m in matches if m and _looks_like_speaker(m["speaker"])]
+    if content and len(labelled) * 2 >= len(content):
+        return _turns_from_labelled(content)
+    # No speakers: a paragraph (block of lines between blank lines) is a turn.
+    turns, block = [], []
+    for ln in lines + [""]:
+        if ln:
+            block.append(ln)
+        elif block:
+            turns.append(Turn(None, " ".join(block)))
+            block = []
+    return turns
+
+
+def _looks_like_speaker(label: str) -> bool:
+    # "Note: the budget is..." or "http://..." are not speakers; names are short and few words.
+    return len(label.split()) <= 5 and not label.lower().startswith(("http", "www"))
+
+
+def _turns_from_labelled(lines: list[str]) -> list[Turn]:
+    turns: list[Turn] = []
+    for ln in lines:
+        m = _SPEAKER_LINE.match(ln)
+        if m and _looks_like_speaker(m["speaker"]):
+            turns.append(Turn(m["speaker"].strip(), m["text"]))
+        elif turns:  # a wrapped line continues the turn above it
+            last = turns[-1]
+            turns[-1] = Turn(last.speaker, f"{last.text} {ln}")
+        else:
+            turns.append(Turn(None, ln))
+    return turns
+
+
+_DIALOGSUM_LINE = re.compile(r"^#(?P<speaker>[^#\s]+)#\s*:\s*(?P<text>.*)$")
+
+
+def _parse_dialogsum(text: str, name: str) -> list[Turn]:
+    turns: list[Turn] = []
+    for ln in (ln.strip() for ln in text.splitlines()):
+        if not ln:
+            continue
+        m = _DIALOGSUM_LINE.match(ln)
+        if m:
+            turns.append(Turn(m["speaker"], m["text"]))
+        elif turns:
+            turns[-1] = Turn(turns[-1].speaker, f"{turns[-1].text} {ln}")
+        else:
+            raise InputError(f"{name}: DialogSum text must start with a `#Person1#:` line")
+    return turns
+
+
+# --- captions: WebVTT and SRT ---------------------------------------------------------------
+
+_TIME = r"(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{1,3})"
+_CUE_TIMING = re.compile(rf"^\s*{_TIME}\s*-->\s*{_TIME}(?:\s+.*)?$")
+_VOICE = re.compile(r"<v(?:\.[\w.-]+)?\s+([^>]+)>")
+
+
+def _seconds(h: str | None, m: str, s: str, frac: str) -> float:
+    return int(h or 0) * 3600 + int(m) * 60 + int(s) + int(frac.ljust(3, "0")) / 1000
+
+
+def _parse_timing(line: str) -> tuple[float, float] | None:
+    m = _CUE_TIMING.match(line)
+    if not m:
+        return None
+    g = m.groups()
+    return _seconds(*g[:4]), _seconds(*g[4:])
+
+
+def _blocks(text: str) -> list[list[str]]:
+    blocks, block = [], []
+    for ln in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        if ln.strip():
+            block.append(ln.rstrip())
+        elif block:
+            blocks.append(block)
+            block = []
+    if block:
+        blocks.append(block)
+    return blocks
+
+
+def _cue_turns(payload: list[str], start: float, end: float) -> list[Turn]:
+    turns = []
+    for line in payload:
+        voice = _VOICE.search(line)
+        if voice:
+            speaker, body = voice.group(1).strip(), _VOICE.sub("", line)
+        else:
+            m = _SPEAKER_LINE.match(_TAG.sub("", line).strip())
+            if m and _looks_like_speaker(m["speaker"]):
+                speaker, body = m["speaker"].strip(), m["text"]
+            elif turns:  # a second line of the same cue
+                last = turns[-1]
+                turns[-1] = Turn(last.speaker, f"{last.text} {line}", start, end)
+                continue
+            else:
+                speaker, body = None, line
+        turns.append(Turn(speaker, body, start, end))
+    return turns
+
+
+def _parse_vtt(text: str, name: str) -> list[Turn]:
+    blocks = _blocks(text.lstrip("\ufeff"))
+    if not blocks or not blocks[0][0].startswith("WEBVTT"):
+        raise InputError(f"{name}: malformed WebVTT: the first line must be `WEBVTT`")
+    turns: list[Turn] = []
+    for block in blocks[1:]:
+        if block[0].startswith(("NOTE", "STYLE", "REGION")):
+            continue
+        timing_at = 0 if "-->" in block[0] else 1
+        if timing_at >= len(block) or (timing := _parse_timing(block[timing_at])) is None:
+            raise InputError(f"{name}: malformed WebVTT cue near {block[0][:60]!r} "
+                             "(expected `00:00:01.000 --> 00:00:04.000`)")
+        turns.extend(_cue_turns(block[timing_at + 1:], *timing))
+    if not turns:
+        raise InputError(f"{name}: malformed WebVTT: no cues found")
+    return turns
+
+
+def _parse_srt(text: str, name: str) -> list[Turn]:
+    turns: list[Turn] = []
+    for block in _blocks(text.lstrip("\ufeff")):
+        timing_at = 1 if block[0].strip().isdigit() else 0
+        if timing_at >= len(block) or (timing := _parse_timing(block[timing_at])) is None:
+            raise InputError(f"{name}: malformed SRT block near {block[0][:60]!r} "
+                             "(expected a number, then `00:00:01,000 --> 00:00:04,000`)")
+        turns.extend(_cue_turns(block[timing_at + 1:], *timing))
+    if not turns:
+        raise InputError(f"{name}: malformed SRT: no subtitle blocks found")
+    return turns
+
+
+# --- JSON -----------------------------------------------------------------------------------
+
+def _parse_json(text: str, name: str) -> list[Turn]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"{name}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    if isinstance(data, dict):
+        for key in ("meeting_transcripts", "turns", "transcript", "utterances", "segments"):
+            if isinstance(data.get(key), list):
+                data = data[key]
+                break
+        else:
+            raise InputError(f"{name}: JSON object has no list of turns "
+                             "(expected a list, or a `meeting_transcripts` or `turns` key)")
+    if not isinstance(data, list):
+        raise InputError(f"{name}: JSON must be a list of turns, not {type(data).__name__}")
+    turns = []
+    for i, item in enumerate(data):
+        if not isinstance(item, dict):
+            raise InputError(f"{name}: turn {i} is {type(item).__name__}, expected an object "
+                             "with `speaker` and `text` (or `content`)")
+        body = item.get("text", item.get("content"))
+        if not isinstance(body, str):
+            raise InputError(f"{name}: turn {i} has no `text` or `content` string")
+        speaker = item.get("speaker")
+        turns.append(Turn(str(speaker) if speaker not in (None, "") else None, body,
+                          _number(item.get("start"), name, i), _number(item.get("end"), name, i)))
+    return turns
+
+
+def _number(value, name: str, i: int) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        timing = _parse_timing(f"{value} --> {value}") if ":" in value else None
+        if timing:
+            return timing[0]
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    raise InputError(f"{name}: turn {i} has a start/end time {value!r} that is not a number of seconds")

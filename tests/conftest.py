@@ -1,0 +1,48 @@
+"""Shared fixtures. Each area keeps its fixtures in tests/support/<area>_fixtures.py."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "support"))
+
+from bench_fixtures import *  # noqa: E402,F401,F403
+from gguf_fixtures import *  # noqa: E402,F401,F403
+from t5_fixtures import *  # noqa: E402,F401,F403
+from watch_fixtures import *  # noqa: E402,F401,F403
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory, monkeypatch):
+    """Keep tests out of the user's real model store and environment."""
+    home = tmp_path_factory.getbasetemp() / "sumctl-home"
+    monkeypatch.setenv("SUMCTL_HOME", str(home))
+    monkeypatch.delenv("SUMCTL_MODEL", raising=False)
+    monkeypatch.delenv("SUMCTL_MAX_BYTES", raising=False)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def qmsum_dir() -> Path:
+    path = SHARED_DATA / "qmsum"
+    if not path.is_dir():
+        pytest.skip(f"QMSum data not found at {path} (it lives in ../shared beside the repo)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def dialogsum_file() -> Path:
+    path = SHARED_DATA / "dialogsum" / "dialogsum.dev.jsonl"
+    if not path.is_file():
+        pytest.skip(f"DialogSum data not found at {path} (it lives in ../shared beside the repo)")
+    return path

@@ -1,0 +1,1 @@
+"""Fixtures: owned by the bench_fixtures work."""

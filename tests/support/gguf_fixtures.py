@@ -1,0 +1,1 @@
+"""Fixtures: owned by the gguf_fixtures work."""

@@ -1,0 +1,1 @@
+"""Fixtures: owned by the t5_fixtures work."""

@@ -1,0 +1,1 @@
+"""Fixtures: owned by the watch_fixtures work."""
