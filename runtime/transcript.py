@@ -121,7 +121,9 @@ def sniff_format(text: str) -> str:
     head = text.lstrip()
     if head.startswith("WEBVTT"):
         return "vtt"
-    if head[:1] in "[{":
+    # "[00:01:02] Ann: ..." is a timestamped text line, not a JSON array.
+    # ... nor is "{vocalsound} So..." a JSON object.
+    if re.match(r"\{\s*(\"|\}|$)", head) or (head[:1] == "[" and not re.match(r"\[\(?\d{1,2}:\d", head)):
         return "json"
     lines = [ln.strip() for ln in head.splitlines()[:3]]
     if len(lines) >= 2 and lines[0].isdigit() and "-->" in lines[1]:

@@ -1,0 +1,3 @@
+from sumctl.cli.main import cli
+
+cli(prog_name="sumctl")
