@@ -1,0 +1,793 @@
+"""The folder watcher behind `sumctl watch`: every transcript dropped in a folder is summarized
+exactly once, through crashes, restarts and bad files.
+
+    watcher = Watcher("transcripts/", model="bundles/flan-t5-int8", workers=2)
+    report = watcher.run()          # until SIGINT/SIGTERM (or, with once=True, the backlog is done)
+
+How a file travels:
+1. Discovery: a scan of the folder at start (the backlog), then a watchdog observer's created /
+   modified / moved / closed events, and a periodic rescan that catches anything the OS dropped
+   (inotify queue overflow, network filesystems).
+2. Filtering: temporary and hidden names (`.part`, `.tmp`, `.crdownload`, `~$x`, dotfiles, dot
+   folders such as `.sumctl/`), our own outputs (`*.summary.*`, `*.error.txt`), --include and
+   --exclude globs. Symlinks leading out of the watched tree, and anything that is not a
+   regular file (a FIFO would hang a reader), are refused with a logged reason.
+3. Settling: a file is read only once its size and mtime have stood still for `settle_seconds`,
+   so a file still being written or copied is never summarized half-done.
+4. A bounded queue of paths (never contents: memory stays flat however big the backlog) feeds
+   the workers. A worker reads the bytes once, hashes them and claims the job (content hash,
+   model bundle hash, length) in the state database; it then parses, summarizes and writes
+   those same bytes' summary, so an output always matches the hash it records.
+5. Outputs are written atomically (temp file, fsync, rename) before the job is committed as
+   done. A failure writes `<stem>.error.txt` and is retried with backoff, then left alone until
+   the file changes.
+
+Outputs go beside each input by default, or under `out` mirroring the input's subfolder.
+"""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import hashlib
+import heapq
+import logging
+import os
+import queue
+import signal
+import stat as stat_module
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Callable
+
+from .bundle import Bundle, atomic_write_text
+from .errors import InputError, SumctlError
+from .models import resolve_model
+from .outputs import OUTPUT_FORMATS, claim_stem, safe_stem, write_summary
+from .prompts import DEFAULT_LENGTH
+from .state import State, default_state_path
+from .summarizer import Summarizer, check_length
+from .transcript import MAX_BYTES_ENV, format_from_extension, max_bytes_default, parse_bytes
+
+log = logging.getLogger("sumctl.watch")
+
+DEFAULT_INCLUDE = ("*.txt", "*.vtt", "*.srt", "*.json")
+DEFAULT_FORMATS = ("md", "json")
+TEMP_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".download", ".swp",
+                 ".swx", ".lock", "~")
+ERROR_SUFFIX = ".error.txt"
+_READ_CHUNK = 1 << 20
+
+
+def available_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def plan_threads(workers: int, threads: int | None, cores: int | None = None) -> tuple[int, str | None]:
+    """Threads per worker such that workers * threads fits the cores; a warning if clamped."""
+    cores = cores or available_cores()
+    fit = max(1, cores // workers)
+    if threads is None:
+        return fit, None
+    if workers * threads > cores and threads > fit:
+        return fit, (f"{workers} workers x {threads} threads is more than the {cores} cores; "
+                     f"using {fit} thread(s) per worker")
+    return threads, None
+
+
+def skip_reason(rel: PurePosixPath, include: tuple[str, ...], exclude: tuple[str, ...]) -> str | None:
+    """Why a path (relative to the watched folder) is not a transcript to read, or None."""
+    if any(part.startswith(".") for part in rel.parts):
+        return "hidden"
+    name = rel.name
+    lower = name.lower()
+    if lower.startswith("~$") or lower.endswith(TEMP_SUFFIXES):
+        return "temporary"
+    if ".summary." in lower or lower.endswith(ERROR_SUFFIX):
+        return "a sumctl output"
+    rel_lower = rel.as_posix().lower()
+
+    def matches(pattern: str) -> bool:
+        pattern = pattern.lower()
+        return fnmatch.fnmatchcase(lower, pattern) or fnmatch.fnmatchcase(rel_lower, pattern)
+
+    if exclude and any(matches(p) for p in exclude):
+        return "excluded"
+    if include and not any(matches(p) for p in include):
+        return "not included"
+    return None
+
+
+class Refused(Exception):
+    """A path we will not read, with the reason (logged, recorded in the state)."""
+
+
+@dataclass
+class Outcome:
+    path: str
+    status: str  # summarized | failed | refused | already | busy | wait | gave_up | vanished
+    reason: str = ""
+    seconds: float = 0.0
+    model_seconds: float = 0.0
+    outputs: list[str] = field(default_factory=list)
+    retry_at: float | None = None
+    sha256: str = ""
+
+
+@dataclass
+class WatchReport:
+    """What one run did; `outcomes` has one entry per file it looked at (last outcome wins)."""
+
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    recovered: int = 0
+    started_at: float = field(default_factory=time.time)
+    elapsed: float = 0.0
+    abandoned: int = 0
+    stopped_by: str = ""
+
+    def count(self, status: str) -> int:
+        return sum(1 for o in self.outcomes.values() if o.status == status)
+
+    @property
+    def summarized(self) -> int:
+        return self.count("summarized")
+
+    @property
+    def failed(self) -> int:
+        return self.count("failed") + self.count("gave_up")
+
+
+class Watcher:
+    """Summarize every transcript in `folder` exactly once, then keep watching it.
+
+    Workers are threads, each with its own Summarizer (a backend is not thread-safe; its model
+    loads once per worker). Threads rather than processes because the model runs in native
+    code that releases the GIL (ONNX Runtime's session.run, llama.cpp's decode), so worker
+    threads do run in parallel where it matters, while sharing one state connection, one
+    output lock (two same-stem sources must not claim one name at once) and one signal
+    handler, with no pickling of jobs or results. The Python-side work per file (hashing,
+    parsing, chapterization, writing) is small next to the model's.
+    """
+
+    def __init__(self, folder: str | os.PathLike, *, model: str | os.PathLike | Bundle | None = None,
+                 out: str | os.PathLike | None = None, length: str = DEFAULT_LENGTH,
+                 workers: int = 1, threads: int | None = None,
+                 state_path: str | os.PathLike | None = None, recursive: bool = False,
+                 include: tuple[str, ...] | list[str] = (), exclude: tuple[str, ...] | list[str] = (),
+                 settle_seconds: float = 2.0, max_attempts: int = 3, backoff_seconds: float = 30.0,
+                 once: bool = False, formats: tuple[str, ...] = DEFAULT_FORMATS,
+                 max_bytes: int | None = None, poll: bool = False, rescan_seconds: float = 300.0,
+                 grace_seconds: float = 30.0, retry_failed: bool = False,
+                 on_outcome: Callable[[Outcome, "Watcher"], None] | None = None,
+                 handle_signals: bool = True):
+        folder = Path(folder).expanduser()
+        if not folder.is_dir():
+            raise SumctlError(f"{folder}: no such folder (pass the folder to watch)")
+        check_length(length)
+        if workers < 1:
+            raise SumctlError(f"--workers {workers}: need at least one worker")
+        if max_attempts < 1:
+            raise SumctlError(f"--max-attempts {max_attempts}: need at least one attempt")
+        bad = [f for f in formats if f not in OUTPUT_FORMATS]
+        if bad:
+            raise SumctlError(f"unknown output format {bad[0]!r} (use {', '.join(OUTPUT_FORMATS)})")
+        self.folder = folder
+        # Everything is compared in real-path space, so a folder reached through a symlink
+        # (/srv/inbox -> /data/inbox) still contains its own files.
+        self.root = Path(os.path.realpath(folder))
+        self.out = Path(os.path.realpath(Path(out).expanduser())) if out else None
+        self.state_path = Path(state_path).expanduser() if state_path else default_state_path(self.root)
+        self.model_spec = model
+        self.length = length
+        self.workers = workers
+        self.threads, self.threads_warning = plan_threads(workers, threads)
+        self.recursive = recursive
+        self.include = tuple(include) or DEFAULT_INCLUDE
+        self.exclude = tuple(exclude)
+        self.settle_seconds = max(0.0, settle_seconds)
+        self.max_attempts = max_attempts
+        self.backoff_seconds = backoff_seconds
+        self.once = once
+        self.formats = tuple(dict.fromkeys(formats)) or DEFAULT_FORMATS
+        self.max_bytes = max_bytes_default() if max_bytes is None else max_bytes
+        self.poll = poll
+        self.rescan_seconds = rescan_seconds
+        self.grace_seconds = grace_seconds
+        self.retry_failed = retry_failed
+        self.on_outcome = on_outcome
+        self.handle_signals = handle_signals
+
+        self.bundle: Bundle | None = None
+        self.model_hash = ""
+        self.state: State | None = None
+        self.report = WatchReport()
+        # Paths under these folders are never inputs: they are ours.
+        self._own_dirs = [p for p in (self.out, Path(os.path.realpath(self.state_path.parent)))
+                          if p is not None and p != self.root]
+        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._work: queue.Queue = queue.Queue(maxsize=workers * 2)
+        self._stop = threading.Event()
+        self.started = threading.Event()  # set once the observer runs and the backlog is queued
+        self._abandon = threading.Event()
+        self._output_lock = threading.Lock()
+        self._claimed: dict[int, int] = {}  # worker index -> job id it holds
+        self._claimed_lock = threading.Lock()
+        self._ready_workers = 0
+        self._fatal: BaseException | None = None
+        self._refused_logged: set[tuple[str, str]] = set()
+        self._signals = 0
+        self.settling: dict[str, tuple[tuple[int, int], float]] = {}
+        self.queued: set[str] = set()  # in the ready deque, the work queue or a worker's hands
+        self._ready: deque[str] = deque()
+        self._retries: list[tuple[float, str]] = []
+
+    # --- public -------------------------------------------------------------------------------
+
+    def stop(self, *, abandon: bool = False) -> None:
+        """Ask the run to end: finish the jobs in flight (or, with abandon, leave them pending)."""
+        self._stop.set()
+        if abandon:
+            self._abandon.set()
+        self._inbox.put(("wake", ""))
+
+    @property
+    def busy(self) -> int:
+        return len(self.queued)
+
+    def run(self) -> WatchReport:
+        started = time.perf_counter()
+        self.bundle = (self.model_spec if isinstance(self.model_spec, Bundle)
+                       else resolve_model(self.model_spec))
+        self.model_hash = self.bundle.sha256
+        self.state = State(self.state_path)
+        try:
+            self.state.acquire()
+            session, recovered = self.state.start_session(str(self.root), self.model_hash, self.length)
+            self.report.recovered = recovered
+            if recovered:
+                log.warning("redoing %d job(s) interrupted by an earlier crash or kill", recovered,
+                            extra={"event": "recovered", "count": recovered})
+            if self.retry_failed:
+                reset = self.state.reset_failed(self.model_hash, self.length)
+                log.info("giving %d failed job(s) a fresh set of attempts", reset,
+                         extra={"event": "retry_failed", "count": reset})
+            if self.threads_warning:
+                log.warning(self.threads_warning, extra={"event": "threads_clamped"})
+            previous = self._install_signals()
+            try:
+                self._run(started)
+            finally:
+                self._restore_signals(previous)
+                if not self._abandon.is_set():
+                    self.state.stop_session(session)
+        finally:
+            if not self._abandon.is_set():
+                self.state.close()
+        if self._fatal is not None:
+            raise self._fatal
+        return self.report
+
+    # --- the dispatcher (main thread) ---------------------------------------------------------
+
+    def _run(self, started: float) -> None:
+        threads = [threading.Thread(target=self._worker, args=(i,), name=f"sumctl-worker-{i}",
+                                    daemon=True) for i in range(self.workers)]
+        for t in threads:
+            t.start()
+        observer = None
+        try:
+            if not self.once:
+                observer = self._start_observer()
+            self._scan(self.root)
+            if self.out is not None and not self._inside(self.out):
+                self._sweep_out_dir()
+            for path in self.state.pending_paths(self.model_hash, self.length):
+                self._inbox.put(("path", path))
+            log.info("%s %s with %s (%d worker(s) x %d thread(s), %s summaries, settle %.1f s)",
+                     "processing" if self.once else "watching", self.folder,
+                     self.bundle.display_name, self.workers, self.threads, self.length,
+                     self.settle_seconds,
+                     extra={"event": "start", "path": str(self.folder), "model": self.model_hash,
+                            "workers": self.workers, "threads": self.threads})
+            self.started.set()
+            self._loop()
+        finally:
+            if observer is not None:
+                observer.stop()
+            self._shutdown(threads)
+            if observer is not None:
+                observer.join(timeout=5)
+            self.report.elapsed = time.perf_counter() - started
+
+    def _start_observer(self):
+        from watchdog.events import (DirCreatedEvent, DirMovedEvent, FileClosedEvent,
+                                     FileCreatedEvent, FileModifiedEvent, FileMovedEvent,
+                                     FileSystemEventHandler)
+        from watchdog.observers import Observer
+        from watchdog.observers.polling import PollingObserver
+
+        inbox = self._inbox
+
+        class Handler(FileSystemEventHandler):
+            # Runs on the observer's thread: only hand paths over, never block it.
+            def on_any_event(self, event):
+                if event.event_type == "moved":
+                    inbox.put(("dir" if event.is_directory else "path", os.fsdecode(event.dest_path)))
+                elif event.is_directory:
+                    if event.event_type == "created":
+                        inbox.put(("dir", os.fsdecode(event.src_path)))
+                elif event.event_type in ("created", "modified", "closed"):
+                    inbox.put(("path", os.fsdecode(event.src_path)))
+
+        observer = PollingObserver(timeout=1) if self.poll else Observer()
+        try:
+            observer.schedule(Handler(), str(self.root), recursive=self.recursive,
+                              event_filter=[FileCreatedEvent, FileModifiedEvent, FileMovedEvent,
+                                            FileClosedEvent, DirCreatedEvent, DirMovedEvent])
+            observer.start()
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EMFILE):
+                raise SumctlError(f"{self.folder}: the OS refused more file watches ({e.strerror}); "
+                                  "raise fs.inotify.max_user_watches, or use --poll") from None
+            raise
+        return observer
+
+    def _scan(self, top: Path) -> None:
+        """Queue every candidate under `top` (the backlog, or a folder that just appeared)."""
+        if not self._inside(top):
+            return
+        for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
+            here = Path(dirpath)
+            if not self.recursive and here != self.root:
+                dirnames[:] = []
+                continue
+            dirnames[:] = [d for d in dirnames
+                           if not d.startswith(".") and (here / d) not in self._own_dirs]
+            for name in filenames:
+                if _is_our_temp(name):
+                    _sweep_temp(here / name)
+                    continue
+                self._inbox.put(("path", str(here / name)))
+            if not self.recursive:
+                dirnames[:] = []
+
+    def _sweep_out_dir(self) -> None:
+        for dirpath, _, filenames in os.walk(self.out):
+            for name in filenames:
+                if _is_our_temp(name):
+                    _sweep_temp(Path(dirpath) / name)
+
+    def _loop(self) -> None:
+        next_rescan = time.monotonic() + self.rescan_seconds if self.rescan_seconds > 0 else None
+        while not self._stop.is_set():
+            tick = 0.05 if (self.settling or self._ready) else 0.5
+            try:
+                kind, payload = self._inbox.get(timeout=tick)
+                self._handle(kind, payload)
+                # Drain what else is waiting, in bulk: a burst of 300 files is 300+ events.
+                for _ in range(10_000):
+                    kind, payload = self._inbox.get_nowait()
+                    self._handle(kind, payload)
+            except queue.Empty:
+                pass
+            if self._fatal is not None:
+                break
+            now = time.time()
+            while self._retries and self._retries[0][0] <= now:
+                _, path = heapq.heappop(self._retries)
+                self._consider(path)
+            self._settle()
+            self._feed()
+            if next_rescan is not None and time.monotonic() >= next_rescan:
+                next_rescan = time.monotonic() + self.rescan_seconds
+                self._scan(self.root)
+            if self.once and self._backlog_done():
+                self.report.stopped_by = "backlog done"
+                break
+
+    def _backlog_done(self) -> bool:
+        return not (self.settling or self._ready or self.queued) and self._inbox.empty()
+
+    def _handle(self, kind: str, payload) -> None:
+        if kind == "path":
+            self._consider(payload)
+        elif kind == "dir":
+            if self.recursive:
+                self._scan(Path(payload))
+        elif kind == "result":
+            self._finished(payload)
+
+    def _relative(self, path: str) -> PurePosixPath | None:
+        try:
+            return PurePosixPath(Path(path).relative_to(self.root).as_posix())
+        except ValueError:
+            return None
+
+    def _inside(self, path: Path) -> bool:
+        return path == self.root or self.root in path.parents
+
+    def _consider(self, path: str) -> None:
+        """A path was seen: start (or restart) its settle clock unless it is not for us."""
+        rel = self._relative(path)
+        if rel is None or rel == PurePosixPath("."):
+            return
+        if not self.recursive and len(rel.parts) > 1:
+            return
+        p = Path(path)
+        if any(d == p or d in p.parents for d in self._own_dirs):
+            return
+        reason = skip_reason(rel, self.include, self.exclude)
+        if reason:
+            log.debug("skipping %s (%s)", rel, reason, extra={"event": "skip", "path": path,
+                                                             "reason": reason})
+            return
+        if path not in self.settling:
+            self.settling[path] = ((-1, -1), time.monotonic())
+
+    def _settle(self) -> None:
+        if not self.settling:
+            return
+        now_mono, now_wall = time.monotonic(), time.time()
+        for path, (sig, since) in list(self.settling.items()):
+            try:
+                st = self._inspect(path)
+            except FileNotFoundError:
+                del self.settling[path]
+                continue
+            except Refused as r:
+                del self.settling[path]
+                self._finished(self._refuse(path, str(r)))
+                continue
+            current = (st.st_size, st.st_mtime_ns)
+            if current != sig:
+                # Unchanged for settle_seconds by its own mtime counts too: a backlog file, or
+                # one moved in whole, need not wait again.
+                if sig == (-1, -1) and now_wall - st.st_mtime >= self.settle_seconds:
+                    since = now_mono - self.settle_seconds
+                else:
+                    self.settling[path] = (current, now_mono)
+                    continue
+            if now_mono - since < self.settle_seconds:
+                continue
+            if path in self.queued:
+                continue  # in a worker's hands; look again when it is done
+            del self.settling[path]
+            if self._already_handled(path, st):
+                continue
+            self.queued.add(path)
+            self._ready.append(path)
+
+    def _already_handled(self, path: str, st: os.stat_result) -> bool:
+        """Known content whose job is finished: skip it without a worker (restarts, rescans)."""
+        sha = self.state.cached_hash(path, st)
+        if sha is None:
+            return False
+        job = self.state.job(sha, self.model_hash, self.length)
+        return job is not None and (job.status == "done" or job.gave_up(self.max_attempts))
+
+    def _feed(self) -> None:
+        while self._ready and not self._stop.is_set():
+            try:
+                self._work.put_nowait((self._ready[0], time.time()))
+            except queue.Full:
+                return
+            self._ready.popleft()
+
+    def _finished(self, outcome: Outcome) -> None:
+        self.queued.discard(outcome.path)
+        if outcome.status == "wait" and outcome.retry_at is not None:
+            if not self.once:
+                heapq.heappush(self._retries, (outcome.retry_at, outcome.path))
+            if outcome.path not in self.report.outcomes:
+                self.report.outcomes[outcome.path] = outcome
+        elif outcome.status == "failed" and outcome.retry_at is not None and not self.once:
+            heapq.heappush(self._retries, (outcome.retry_at, outcome.path))
+            self.report.outcomes[outcome.path] = outcome
+        elif outcome.status != "busy":
+            self.report.outcomes[outcome.path] = outcome
+        if self.on_outcome is not None:
+            self.on_outcome(outcome, self)
+
+    def _refuse(self, path: str, reason: str) -> Outcome:
+        if (path, reason) not in self._refused_logged:  # once per path, not once per event
+            self._refused_logged.add((path, reason))
+            log.warning("refusing %s: %s", path, reason,
+                        extra={"event": "refused", "path": path, "reason": reason})
+            self.state.refuse(path, reason)
+        return Outcome(path, "refused", reason)
+
+    # --- shutdown and signals -------------------------------------------------------------------
+
+    def _install_signals(self):
+        if not self.handle_signals or threading.current_thread() is not threading.main_thread():
+            return None
+
+        def handler(signum, frame):
+            self._signals += 1
+            name = signal.Signals(signum).name
+            if self._signals == 1:
+                self.report.stopped_by = name
+                log.info("%s: stopping; finishing the job(s) in flight (again to abandon them)",
+                         name, extra={"event": "stopping", "signal": name})
+                self.stop()
+            else:
+                self.stop(abandon=True)
+
+        return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    @staticmethod
+    def _restore_signals(previous) -> None:
+        for signum, old in (previous or {}).items():
+            signal.signal(signum, old)
+
+    def _shutdown(self, threads: list[threading.Thread]) -> None:
+        # Paths still waiting were never claimed: the next start's scan finds them again.
+        while True:
+            try:
+                self._work.get_nowait()
+            except queue.Empty:
+                break
+        for _ in threads:
+            self._work.put((None, 0.0))
+        deadline = time.monotonic() + self.grace_seconds
+        while any(t.is_alive() for t in threads):
+            if self._abandon.is_set() or time.monotonic() > deadline:
+                self._abandon_in_flight()
+                return
+            for t in threads:
+                t.join(timeout=0.1)
+            self._drain_results()
+        self._drain_results()
+
+    def _drain_results(self) -> None:
+        while True:
+            try:
+                kind, payload = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            if kind == "result":
+                self._finished(payload)
+
+    def _abandon_in_flight(self) -> None:
+        """Workers stuck in native model code cannot be interrupted: hand their jobs back as
+        pending (redone next start) and let the process exit without them."""
+        self._abandon.set()
+        with self._claimed_lock:
+            held = list(self._claimed.values())
+            self._claimed.clear()
+        for job_id in held:
+            if self.state.release(job_id):
+                self.report.abandoned += 1
+        log.warning("abandoned %d job(s) in flight; they will be redone on the next start",
+                    self.report.abandoned, extra={"event": "abandoned", "count": self.report.abandoned})
+        self.state.close()
+
+    # --- workers ------------------------------------------------------------------------------
+
+    def _worker(self, index: int) -> None:
+        try:
+            summarizer = Summarizer(self.bundle, threads=self.threads, length=self.length, verify=False)
+        except BaseException as e:  # a model that cannot load stops the whole watcher
+            self._fatal = e if isinstance(e, SumctlError) else SumctlError(
+                f"{self.bundle.path}: the model failed to load in a worker ({type(e).__name__}: {e})")
+            self._inbox.put(("wake", ""))
+            return
+        try:
+            while True:
+                path, queued_at = self._work.get()
+                if path is None or self._stop.is_set() and self._abandon.is_set():
+                    return
+                try:
+                    outcome = self._process(index, summarizer, path, queued_at)
+                except Exception as e:  # the state store itself failed (disk full...): keep going
+                    if self._abandon.is_set():
+                        return
+                    log.exception("internal error on %s", path,
+                                  extra={"event": "internal_error", "path": path})
+                    outcome = Outcome(path, "failed", f"internal error: {type(e).__name__}: {e}")
+                if self._abandon.is_set():
+                    return
+                self._inbox.put(("result", outcome))
+        finally:
+            summarizer.close()
+
+    def _inspect(self, path: str) -> os.stat_result:
+        """lstat + the security rules. Returns the stat of the file to read."""
+        st = os.lstat(path)
+        if stat_module.S_ISLNK(st.st_mode):
+            real = Path(os.path.realpath(path))
+            if not self._inside(real):
+                raise Refused(f"symlink to {real}, outside the watched folder {self.root} "
+                              "(copy the file in instead)")
+            st = os.stat(real)
+        if not stat_module.S_ISREG(st.st_mode):
+            raise Refused("not a regular file")
+        return st
+
+    def _read(self, path: str) -> tuple[os.stat_result, bytes | None, str]:
+        """Read the file once: (stat, bytes or None when over the cap, sha256 of the bytes).
+
+        The real path is opened with O_NOFOLLOW, so a symlink swapped in after the check is
+        refused by the kernel. Over-cap files are hashed in chunks, never held in memory."""
+        st = self._inspect(path)
+        flags = os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        fd = os.open(os.path.realpath(path), flags)
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat_module.S_ISREG(st.st_mode):
+                raise Refused("not a regular file")
+            digest = hashlib.sha256()
+            if st.st_size <= self.max_bytes:
+                data = f.read(self.max_bytes + 1)
+                if len(data) <= self.max_bytes:
+                    return st, data, hashlib.sha256(data).hexdigest()
+                digest.update(data)
+            while chunk := f.read(_READ_CHUNK):
+                digest.update(chunk)
+            return st, None, digest.hexdigest()
+
+    def _process(self, index: int, summarizer: Summarizer, path: str, queued_at: float) -> Outcome:
+        started = time.perf_counter()
+        picked_at = time.time()
+        try:
+            st, data, sha = self._read(path)
+        except FileNotFoundError:
+            return Outcome(path, "vanished")
+        except Refused as r:
+            return self._refuse(path, str(r))
+        except OSError as e:
+            reason = f"{path}: cannot read ({e.strerror or e})"
+            log.warning("%s", reason, extra={"event": "unreadable", "path": path, "reason": reason})
+            return Outcome(path, "failed", reason)
+        self.state.remember_hash(path, st, sha)
+        claim = self.state.claim(sha, self.model_hash, self.length, path,
+                                 max_attempts=self.max_attempts)
+        job = claim.job
+        if claim.decision == "done":
+            if job.path != path:
+                log.info("%s: same content as an already summarized file; not summarizing again",
+                         path, extra={"event": "already", "path": path, "sha256": sha})
+            return Outcome(path, "already", sha256=sha)
+        if claim.decision == "busy":
+            return Outcome(path, "busy", sha256=sha)
+        if claim.decision == "wait":
+            return Outcome(path, "wait", job.error or "", retry_at=job.next_retry, sha256=sha)
+        if claim.decision == "gave_up":
+            return Outcome(path, "gave_up", job.error or "", sha256=sha)
+
+        with self._claimed_lock:
+            self._claimed[index] = job.id
+        source_key = str(Path(os.path.realpath(path)))
+        out_dir = self._out_dir(path)
+        base_stem = safe_stem(Path(path).name)
+        model_seconds = 0.0
+        try:
+            if data is None:
+                raise InputError(f"{path}: {st.st_size:,} bytes is over the {self.max_bytes:,}-byte "
+                                 f"cap (raise it with --max-bytes or {MAX_BYTES_ENV})")
+            transcript = parse_bytes(data, name=path, fmt=format_from_extension(Path(path)),
+                                     max_bytes=self.max_bytes)
+            t0 = time.perf_counter()
+            summary = summarizer.summarize(transcript)
+            model_seconds = time.perf_counter() - t0
+            if self._abandon.is_set():
+                return Outcome(path, "abandoned")
+            t1 = time.perf_counter()
+            extra = {"watch": {
+                "job_id": job.id, "attempt": job.attempts + 1,
+                "source_path": path, "relative_path": str(self._relative(path)),
+                "sha256": sha, "bytes": len(data),
+                "model_sha256": self.model_hash, "length": self.length,
+                "queued_at": round(queued_at, 3), "started_at": round(picked_at, 3),
+                "wait_s": round(picked_at - queued_at, 4),
+                "summarize_s": round(model_seconds, 4),
+            }}
+            with self._output_lock:
+                stem = claim_stem(out_dir, base_stem, source_key, self.formats)
+                extra["watch"]["write_s"] = round(time.perf_counter() - t1, 4)
+                written = write_summary(summary, out_dir, stem, self.formats, source_key=source_key,
+                                        extra=extra)
+                _remove_own_error_files(out_dir, base_stem, stem, source_key)
+            seconds = time.perf_counter() - started
+            outputs = [str(p) for p in written]
+            if not self.state.finish(job.id, outputs=outputs, seconds=seconds,
+                                     model_seconds=model_seconds):
+                return Outcome(path, "abandoned")
+            log.info("summarized %s -> %s (%.2f s)", path, written[0].name, seconds,
+                     extra={"event": "summarized", "path": path, "sha256": sha,
+                            "outputs": outputs, "seconds": round(seconds, 4),
+                            "model_seconds": round(model_seconds, 4)})
+            return Outcome(path, "summarized", seconds=seconds, model_seconds=model_seconds,
+                           outputs=outputs, sha256=sha)
+        except Exception as e:
+            # InputError messages already name the file; anything else gets the name prepended.
+            reason = str(e) if isinstance(e, SumctlError) else f"{path}: {type(e).__name__}: {e}"
+            if not isinstance(e, SumctlError):
+                log.debug("traceback for %s", path, exc_info=True)
+            failed = self.state.fail(job.id, reason, max_attempts=self.max_attempts,
+                                     backoff_seconds=self.backoff_seconds)
+            if failed is None:
+                return Outcome(path, "abandoned")
+            self._write_error(out_dir, base_stem, source_key, sha, failed.attempts, failed.next_retry,
+                              reason)
+            when = (f"retry {failed.attempts + 1}/{self.max_attempts} at "
+                    f"{time.strftime('%H:%M:%S', time.localtime(failed.next_retry))}"
+                    if failed.next_retry else "gave up until the file changes")
+            log.warning("failed: %s (%s)", reason, when,
+                        extra={"event": "failed", "path": path, "sha256": sha, "reason": reason,
+                               "attempts": failed.attempts, "next_retry": failed.next_retry})
+            return Outcome(path, "failed", reason, seconds=time.perf_counter() - started,
+                           model_seconds=model_seconds, retry_at=failed.next_retry, sha256=sha)
+        finally:
+            with self._claimed_lock:
+                self._claimed.pop(index, None)
+
+    def _out_dir(self, path: str) -> Path:
+        parent = Path(path).parent
+        if self.out is None:
+            return parent
+        rel = self._relative(str(parent))
+        return self.out if rel is None or str(rel) == "." else self.out / rel
+
+    def _write_error(self, out_dir: Path, base_stem: str, source_key: str, sha: str, attempts: int,
+                     next_retry: float | None, reason: str) -> None:
+        retry = (f"next retry: {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(next_retry))} "
+                 f"(attempt {attempts + 1} of {self.max_attempts})" if next_retry
+                 else f"gave up after {attempts} attempt(s); change the file to try again, or run "
+                      "`sumctl watch --retry-failed`")
+        text = (f"sumctl could not summarize this file.\n"
+                f"source: {source_key}\nsha256: {sha}\n"
+                f"attempts: {attempts}\n{retry}\nerror: {reason}\n")
+        try:
+            with self._output_lock:
+                out_dir.mkdir(parents=True, exist_ok=True)
+                stem = claim_stem(out_dir, base_stem, source_key, self.formats)
+                atomic_write_text(out_dir / f"{stem}{ERROR_SUFFIX}", text)
+        except OSError as e:
+            log.error("cannot write the error file for %s in %s: %s", source_key, out_dir, e,
+                      extra={"event": "error_file_failed", "path": source_key})
+
+
+def _error_owner(path: Path) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("source: "):
+                    return line[len("source: "):].rstrip("\n")
+    except OSError:
+        pass
+    return None
+
+
+def _remove_own_error_files(out_dir: Path, base_stem: str, stem: str, source_key: str) -> None:
+    """After a success, drop this source's stale error files (never another source's)."""
+    last = 1 if stem == base_stem else int(stem.rsplit("-", 1)[1])
+    for n in range(1, last + 1):
+        candidate = out_dir / f"{base_stem if n == 1 else f'{base_stem}-{n}'}{ERROR_SUFFIX}"
+        if candidate.exists() and _error_owner(candidate) == source_key:
+            candidate.unlink(missing_ok=True)
+
+
+def _is_our_temp(name: str) -> bool:
+    """`.<stem>.summary.json.<random>.tmp`: what atomic_write_text leaves if killed mid-write."""
+    return name.startswith(".") and name.endswith(".tmp") and (
+        ".summary." in name or ERROR_SUFFIX + "." in name)
+
+
+def _sweep_temp(path: Path, min_age: float = 60.0) -> None:
+    """Remove a temporary output left by a killed run. Only old ones: a young one may belong to
+    a `sumctl summarize` writing into the same folder right now."""
+    try:
+        if time.time() - path.stat().st_mtime < min_age:
+            return
+        path.unlink()
+        log.info("removed %s, left by an interrupted write", path,
+                 extra={"event": "swept", "path": str(path)})
+    except OSError:
+        pass

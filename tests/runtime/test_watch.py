@@ -1,0 +1,247 @@
+"""The watcher engine, in-process, with a real watchdog observer, real files and the extractive
+baseline bundle (a real bundle and backend, fast)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from sumctl.runtime.state import StateLockedError
+from sumctl.runtime.watch import DEFAULT_INCLUDE, Watcher, plan_threads, skip_reason
+from watch_fixtures import job_rows, meeting_text, summary_records, wait_until
+
+
+def make(folder: Path, model: Path, **kw) -> Watcher:
+    kw.setdefault("settle_seconds", 0.2)
+    kw.setdefault("handle_signals", False)
+    return Watcher(folder, model=model, **kw)
+
+
+@contextmanager
+def running(watcher: Watcher):
+    """Run a watcher in a thread; stop it and re-raise its error at the end."""
+    errors = []
+
+    def target():
+        try:
+            watcher.run()
+        except BaseException as e:  # noqa: BLE001 - re-raised in the test's thread
+            errors.append(e)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    wait_until(lambda: watcher.started.is_set() or errors, 30, "the watcher to start")
+    try:
+        yield watcher
+    finally:
+        watcher.stop()
+        thread.join(timeout=30)
+        assert not thread.is_alive(), "the watcher did not stop"
+    if errors:
+        raise errors[0]
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("rel, reason", [
+    ("meeting.txt", None), ("sub/meeting.vtt", None), ("MEETING.SRT", None),
+    ("notes.pdf", "not included"),
+    ("meeting.txt.part", "temporary"), ("meeting.tmp", "temporary"),
+    ("video.crdownload", "temporary"), ("~$meeting.txt", "temporary"), ("meeting.txt~", "temporary"),
+    (".meeting.txt", "hidden"), (".sumctl/state.db", "hidden"), ("a/.git/x.txt", "hidden"),
+    ("meeting.summary.json", "a sumctl output"), ("meeting.summary.md", "a sumctl output"),
+    ("meeting.error.txt", "a sumctl output"),
+])
+def test_which_names_are_transcripts(rel, reason):
+    assert skip_reason(PurePosixPath(rel), DEFAULT_INCLUDE, ()) == reason
+
+
+def test_include_and_exclude_match_names_and_relative_paths():
+    assert skip_reason(PurePosixPath("a/b.md"), ("*.md",), ()) is None
+    assert skip_reason(PurePosixPath("archive/b.txt"), DEFAULT_INCLUDE, ("archive/*",)) == "excluded"
+    assert skip_reason(PurePosixPath("b.txt"), DEFAULT_INCLUDE, ("b.*",)) == "excluded"
+
+
+def test_threads_fit_the_cores():
+    assert plan_threads(1, None, cores=8) == (8, None)
+    assert plan_threads(3, None, cores=8) == (2, None)
+    assert plan_threads(2, 2, cores=8) == (2, None)
+    threads, warning = plan_threads(2, 8, cores=8)
+    assert threads == 4 and "more than the 8 cores" in warning
+    assert plan_threads(16, None, cores=8) == (1, None)
+
+
+def test_backlog_once_writes_complete_records_and_a_second_run_does_nothing(tmp_path, extractive_bundle_dir):
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    for i in range(5):
+        (inbox / f"m{i}.txt").write_text(meeting_text(i))
+    report = make(inbox, extractive_bundle_dir, once=True).run()
+    assert report.summarized == 5 and report.failed == 0
+
+    records = summary_records(inbox)
+    assert len(records) == 5
+    bundle_sha = sha(extractive_bundle_dir / "sumctl.json")
+    for path, record in records.items():
+        source = inbox / path.name.replace(".summary.json", ".txt")
+        assert record["source"] == str(source)
+        assert record["source_sha256"] == sha(source) == record["watch"]["sha256"]
+        assert record["model"]["sha256"] == bundle_sha == record["watch"]["model_sha256"]
+        assert record["chapters"] and record["text"]
+        assert record["timings"]["summarize_s"] >= 0 and "wait_s" in record["watch"]
+        assert (inbox / path.name.replace(".json", ".md")).read_text().startswith("# Summary of")
+
+    again = make(inbox, extractive_bundle_dir, once=True).run()
+    assert again.summarized == 0
+    assert [r["runs"] for r in job_rows(inbox / ".sumctl" / "state.db")] == [1] * 5
+
+
+def test_edited_renamed_and_same_stem(tmp_path, extractive_bundle_dir):
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    db = inbox / ".sumctl" / "state.db"
+    (inbox / "a.txt").write_text(meeting_text(1))
+    (inbox / "a.vtt").write_text("WEBVTT\n\n00:00:01.000 --> 00:00:04.000\n<v Bob>We agreed to "
+                                 "move the launch to March and hire two engineers.\n")
+    (inbox / "b.txt").write_text(meeting_text(2))
+    make(inbox, extractive_bundle_dir, once=True).run()
+    records = summary_records(inbox)
+    # Same stem, two sources: two summaries, neither overwritten.
+    keys = {p.name: r["source_key"] for p, r in records.items()}
+    assert set(keys) == {"a.summary.json", "a-2.summary.json", "b.summary.json"}
+    assert {keys["a.summary.json"], keys["a-2.summary.json"]} == {str(inbox / "a.txt"),
+                                                                 str(inbox / "a.vtt")}
+
+    # Edited: new content, summarized again into the same files.
+    stem_of_a = next(p for p, k in keys.items() if k == str(inbox / "a.txt"))
+    (inbox / "a.txt").write_text(meeting_text(3))
+    # Renamed: same content, new name: not summarized again.
+    (inbox / "b.txt").rename(inbox / "renamed.txt")
+    report = make(inbox, extractive_bundle_dir, once=True).run()
+    assert report.summarized == 1
+    assert report.outcomes[str(inbox / "renamed.txt")].status == "already"
+    records = summary_records(inbox)
+    assert len(records) == 3 and not (inbox / "renamed.summary.json").exists()
+    assert records[inbox / stem_of_a]["source_sha256"] == sha(inbox / "a.txt")
+    rows = job_rows(db)
+    assert len(rows) == 4 and all(r["runs"] == 1 for r in rows)
+    assert [r["path"] for r in rows if r["path"].endswith("renamed.txt")]
+
+
+def test_live_watch_serves_new_moved_and_edited_files_and_ignores_temporaries(tmp_path, extractive_bundle_dir):
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    with running(make(inbox, extractive_bundle_dir)) as watcher:
+        (inbox / "new.txt").write_text(meeting_text(10))
+        wait_until(lambda: (inbox / "new.summary.json").exists(), 20, "new.summary.json")
+
+        # Browsers and sync tools write a temporary name, then rename it.
+        (inbox / "download.txt.part").write_text(meeting_text(11))
+        (inbox / ".hidden.txt").write_text(meeting_text(12))
+        (inbox / "~$lock.txt").write_text(meeting_text(13))
+        (inbox / "download.txt.part").rename(inbox / "download.txt")
+        wait_until(lambda: (inbox / "download.summary.json").exists(), 20, "download.summary.json")
+
+        (inbox / "new.txt").write_text(meeting_text(14))
+        wait_until(lambda: json.loads((inbox / "new.summary.json").read_text())["source_sha256"]
+                   == sha(inbox / "new.txt"), 20, "the edited file's summary")
+        wait_until(lambda: not watcher.busy, 10, "the queue to empty")
+    names = sorted(p.name for p in inbox.iterdir() if p.is_file())
+    assert names == [".hidden.txt", "download.summary.json", "download.summary.md", "download.txt",
+                     "new.summary.json", "new.summary.md", "new.txt", "~$lock.txt"]
+    assert len(job_rows(inbox / ".sumctl" / "state.db")) == 3
+
+
+def test_recursive_out_dir_mirrors_subfolders_and_is_never_read_back(tmp_path, extractive_bundle_dir):
+    inbox = tmp_path / "in"
+    (inbox / "team" / "deep").mkdir(parents=True)
+    out = inbox / "summaries"  # inside the watched tree on purpose
+    (inbox / "top.txt").write_text(meeting_text(20))
+    (inbox / "team" / "deep" / "sub.txt").write_text(meeting_text(21))
+    with running(make(inbox, extractive_bundle_dir, recursive=True, out=out)):
+        wait_until(lambda: (out / "team" / "deep" / "sub.summary.json").exists()
+                   and (out / "top.summary.json").exists(), 20, "both summaries")
+        (inbox / "team" / "late").mkdir()
+        (inbox / "team" / "late" / "late.txt").write_text(meeting_text(22))
+        wait_until(lambda: (out / "team" / "late" / "late.summary.json").exists(), 20,
+                   "a summary for a file in a new subfolder")
+    rows = job_rows(inbox / ".sumctl" / "state.db")
+    assert len(rows) == 3 and not any("summaries" in r["path"] for r in rows)
+    assert not list(inbox.rglob("*.summary.json"))[3:]
+
+
+def test_symlinks_and_fifos(tmp_path, extractive_bundle_dir):
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    secret = tmp_path / "secret.txt"
+    secret.write_text(meeting_text(30))
+    (inbox / "inside.txt").write_text(meeting_text(31))
+    (inbox / "outside.txt").symlink_to(secret)
+    (inbox / "escape.txt").symlink_to("../secret.txt")
+    (inbox / "alias.txt").symlink_to(inbox / "inside.txt")
+    os.mkfifo(inbox / "pipe.txt")  # reading it would block forever
+    report = make(inbox, extractive_bundle_dir, once=True).run()
+    status = {Path(p).name: o.status for p, o in report.outcomes.items()}
+    assert status["outside.txt"] == status["escape.txt"] == status["pipe.txt"] == "refused"
+    assert "outside the watched folder" in report.outcomes[str(inbox / "outside.txt")].reason
+    assert {status["inside.txt"], status["alias.txt"]} == {"summarized", "already"}
+    assert not (inbox / "outside.summary.json").exists() and not (inbox / "escape.summary.json").exists()
+    assert len(summary_records(inbox)) == 1
+
+
+def test_failures_retry_with_backoff_then_give_up_and_recover_when_fixed(tmp_path, extractive_bundle_dir):
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    bad = inbox / "bad.json"
+    bad.write_text('{"turns": [')
+    db = inbox / ".sumctl" / "state.db"
+    watcher = make(inbox, extractive_bundle_dir, max_attempts=3, backoff_seconds=0.2)
+    with running(watcher):
+        wait_until(lambda: any(r["attempts"] == 3 for r in job_rows(db)), 30,
+                   "three attempts (0.2 s then 0.8 s apart)")
+        error = (inbox / "bad.error.txt").read_text()
+        assert "malformed JSON" in error and "gave up after 3 attempt(s)" in error
+        [row] = job_rows(db)
+        assert row["status"] == "failed" and row["next_retry"] is None
+
+        (inbox / "good.txt").write_text(meeting_text(40))  # one bad file never stops the watcher
+        wait_until(lambda: (inbox / "good.summary.json").exists(), 20, "good.summary.json")
+
+        bad.write_text(json.dumps([{"speaker": "Ann", "text": "We fixed the export and will "
+                                                              "ship it to customers next week."}]))
+        wait_until(lambda: (inbox / "bad.summary.json").exists(), 20, "the fixed file's summary")
+        wait_until(lambda: not (inbox / "bad.error.txt").exists(), 10, "the stale error file to go")
+    statuses = sorted(r["status"] for r in job_rows(db))
+    assert statuses == ["done", "done", "failed"]
+
+
+def test_a_second_watcher_on_the_same_folder_is_refused(tmp_path, extractive_bundle_dir):
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    with running(make(inbox, extractive_bundle_dir)):
+        with pytest.raises(StateLockedError, match="another `sumctl watch`"):
+            make(inbox, extractive_bundle_dir, once=True).run()
+
+
+def test_temp_outputs_left_by_a_kill_are_swept(tmp_path, extractive_bundle_dir):
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    (inbox / "a.txt").write_text(meeting_text(50))
+    stale = inbox / ".a.summary.json.k2j3h4.tmp"
+    stale.write_text('{"half": ')
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    fresh = inbox / ".b.summary.md.abcdef.tmp"  # may be another process writing right now
+    fresh.write_text("# half")
+    make(inbox, extractive_bundle_dir, once=True).run()
+    assert not stale.exists() and fresh.exists()
+    assert (inbox / "a.summary.json").exists()
