@@ -209,7 +209,7 @@ class Watcher:
         self.report = WatchReport()
         # Paths under these folders are never inputs: they are ours.
         self._own_dirs = [p for p in (self.out, Path(os.path.realpath(self.state_path.parent)))
-                          if p is not None and p != self.root]
+                          if p is not None and self.root in p.parents]
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._work: queue.Queue = queue.Queue(maxsize=workers * 2)
         self._stop = threading.Event()
@@ -226,6 +226,7 @@ class Watcher:
         self.queued: set[str] = set()  # in the ready deque, the work queue or a worker's hands
         self._ready: deque[str] = deque()
         self._retries: list[tuple[float, str]] = []
+        self._session = 0
 
     # --- public -------------------------------------------------------------------------------
 
@@ -248,7 +249,9 @@ class Watcher:
         self.state = State(self.state_path)
         try:
             self.state.acquire()
-            session, recovered = self.state.start_session(str(self.root), self.model_hash, self.length)
+            session, recovered = self.state.start_session(str(self.root), self.model_hash,
+                                                          self.length)
+            self._session = session
             self.report.recovered = recovered
             if recovered:
                 log.warning("redoing %d job(s) interrupted by an earlier crash or kill", recovered,
@@ -365,6 +368,7 @@ class Watcher:
 
     def _loop(self) -> None:
         next_rescan = time.monotonic() + self.rescan_seconds if self.rescan_seconds > 0 else None
+        last_beat = time.monotonic()
         while not self._stop.is_set():
             tick = 0.05 if (self.settling or self._ready) else 0.5
             try:
@@ -384,6 +388,11 @@ class Watcher:
                 self._consider(path)
             self._settle()
             self._feed()
+            # Group commit: one fsync a second covers every job finished in that second.
+            since_beat = time.monotonic() - last_beat
+            if since_beat >= 30 or (since_beat >= 1 and self.state.unsynced):
+                self.state.heartbeat(self._session)
+                last_beat = time.monotonic()
             if next_rescan is not None and time.monotonic() >= next_rescan:
                 next_rescan = time.monotonic() + self.rescan_seconds
                 self._scan(self.root)
@@ -645,9 +654,8 @@ class Watcher:
             reason = f"{path}: cannot read ({e.strerror or e})"
             log.warning("%s", reason, extra={"event": "unreadable", "path": path, "reason": reason})
             return Outcome(path, "failed", reason)
-        self.state.remember_hash(path, st, sha)
         claim = self.state.claim(sha, self.model_hash, self.length, path,
-                                 max_attempts=self.max_attempts)
+                                 max_attempts=self.max_attempts, st=st)
         job = claim.job
         if claim.decision == "done":
             if job.path != path:
@@ -689,11 +697,11 @@ class Watcher:
                 "summarize_s": round(model_seconds, 4),
             }}
             with self._output_lock:
-                stem = claim_stem(out_dir, base_stem, source_key, self.formats)
+                stem = self._claim_stem(out_dir, base_stem, source_key)
                 extra["watch"]["write_s"] = round(time.perf_counter() - t1, 4)
                 written = write_summary(summary, out_dir, stem, self.formats, source_key=source_key,
                                         extra=extra)
-                _remove_own_error_files(out_dir, base_stem, stem, source_key)
+                _remove_own_error_files(out_dir, base_stem, source_key)
             seconds = time.perf_counter() - started
             outputs = [str(p) for p in written]
             if not self.state.finish(job.id, outputs=outputs, seconds=seconds,
@@ -735,6 +743,20 @@ class Watcher:
         rel = self._relative(str(parent))
         return self.out if rel is None or str(rel) == "." else self.out / rel
 
+    def _claim_stem(self, out_dir: Path, base_stem: str, source_key: str) -> str:
+        """claim_stem, also passing over stems whose error file is another source's, so
+        `a.json` and `a.vtt` failing together get `a.error.txt` and `a-2.error.txt`, and a
+        summary never sits beside someone else's error file. Call with the output lock held."""
+        taken: set[Path] = set()
+        while True:
+            stem = claim_stem(out_dir, base_stem, source_key, self.formats, taken)
+            error_file = out_dir / f"{stem}{ERROR_SUFFIX}"
+            owner = _error_owner(error_file) if error_file.exists() else None
+            if owner is None or owner == source_key:
+                return stem
+            taken.update(p.resolve() for p in
+                         (out_dir / f"{stem}.summary.{fmt}" for fmt in (*self.formats, "json")))
+
     def _write_error(self, out_dir: Path, base_stem: str, source_key: str, sha: str, attempts: int,
                      next_retry: float | None, reason: str) -> None:
         retry = (f"next retry: {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(next_retry))} "
@@ -747,7 +769,7 @@ class Watcher:
         try:
             with self._output_lock:
                 out_dir.mkdir(parents=True, exist_ok=True)
-                stem = claim_stem(out_dir, base_stem, source_key, self.formats)
+                stem = self._claim_stem(out_dir, base_stem, source_key)
                 atomic_write_text(out_dir / f"{stem}{ERROR_SUFFIX}", text)
         except OSError as e:
             log.error("cannot write the error file for %s in %s: %s", source_key, out_dir, e,
@@ -765,13 +787,20 @@ def _error_owner(path: Path) -> str | None:
     return None
 
 
-def _remove_own_error_files(out_dir: Path, base_stem: str, stem: str, source_key: str) -> None:
-    """After a success, drop this source's stale error files (never another source's)."""
-    last = 1 if stem == base_stem else int(stem.rsplit("-", 1)[1])
-    for n in range(1, last + 1):
-        candidate = out_dir / f"{base_stem if n == 1 else f'{base_stem}-{n}'}{ERROR_SUFFIX}"
-        if candidate.exists() and _error_owner(candidate) == source_key:
-            candidate.unlink(missing_ok=True)
+def _remove_own_error_files(out_dir: Path, base_stem: str, source_key: str) -> None:
+    """After a success, drop this source's stale error files (never another source's).
+
+    Stems are claimed in order (a, a-2, a-3...), so walking them until one has neither a
+    summary nor an error file visits every candidate without listing the folder, which
+    would cost O(files in the folder) per summary."""
+    for n in range(1, 10_000):
+        stem = base_stem if n == 1 else f"{base_stem}-{n}"
+        error_file = out_dir / f"{stem}{ERROR_SUFFIX}"
+        has_error = error_file.exists()
+        if has_error and _error_owner(error_file) == source_key:
+            error_file.unlink(missing_ok=True)
+        elif not has_error and not (out_dir / f"{stem}.summary.json").exists():
+            return
 
 
 def _is_our_temp(name: str) -> bool:

@@ -25,11 +25,19 @@ def state(tmp_path):
     s.close()
 
 
-def test_database_is_wal_with_full_sync(state):
+def test_database_is_wal_and_a_heartbeat_makes_earlier_commits_durable(state):
     db = sqlite3.connect(state.path)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     db.close()
     assert state.path == state.path.parent / "state.db" and state.path.parent.name == ".sumctl"
+    session, _ = state.start_session("/in", "m", "medium")
+    assert not state.unsynced
+    claim = state.claim("a", "m", "medium", "/in/a.txt", max_attempts=MAX)
+    state.finish(claim.job.id, outputs=[], seconds=1, model_seconds=1)
+    assert state.unsynced  # committed without an fsync...
+    state.heartbeat(session)
+    assert not state.unsynced  # ...until the next durable commit
+    assert state.report()["last_session"]["beat_at"] is not None
 
 
 def test_a_job_runs_once_then_is_done_for_any_path(state):
