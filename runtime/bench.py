@@ -323,6 +323,8 @@ def _aggregate(system: SystemResult, config: BenchConfig) -> dict:
                for key in (*QUALITY_KEYS, "bertscore_f1") if key in docs[0].scores}
     latencies = [d.latency_s for d in docs if d.latency_s is not None]
     outputs = sum(d.output_tokens or 0 for d in docs)
+    # A rate from guessed token counts would look measured; leave it out.
+    measured = not any(d.tokens_estimated for d in docs)
     metrics.update(
         documents=len(docs),
         summary_words_mean=_mean([d.summary_words for d in docs]),
@@ -331,7 +333,7 @@ def _aggregate(system: SystemResult, config: BenchConfig) -> dict:
         latency_mean_s=_mean(latencies), latency_total_s=sum(latencies) if latencies else None,
         prompt_tokens_mean=_mean([d.prompt_tokens for d in docs]),
         output_tokens_mean=_mean([d.output_tokens for d in docs]),
-        tokens_per_s=(outputs / sum(latencies)) if latencies and sum(latencies) > 0 else None,
+        tokens_per_s=(outputs / sum(latencies)) if measured and latencies and sum(latencies) > 0 else None,
     )
     if system.kind == "local":
         metrics.update(load_s=system.info.get("load_s"), peak_rss_bytes=system.info.get("peak_rss_bytes"),

@@ -12,6 +12,14 @@ from pathlib import Path
 
 MIB = 1024 * 1024
 _COLORS = {"local": "#1f77b4", "cloud-live": "#d62728", "cloud-file": "#ff7f0e"}
+_KIND_LABELS = {"local": "local bundle", "cloud-live": "cloud (live API)", "cloud-file": "cloud (outputs file)"}
+
+
+def _log_if_spread(ax, values) -> None:
+    """A log axis when systems differ by orders of magnitude, so the fast ones stay visible."""
+    values = [v for v in values if v and v > 0]
+    if values and max(values) / min(values) > 20:
+        ax.set_xscale("log")
 
 
 def write_plots(systems, out: Path) -> dict[str, Path]:
@@ -57,9 +65,12 @@ def quality_vs_latency(ax, systems) -> None:
                     xerr=[[0], [max(0.0, p95 - x)]], fmt="o", capsize=4, markersize=7,
                     color=_COLORS.get(s.kind, "gray"), ecolor=_COLORS.get(s.kind, "gray"))
         ax.annotate(s.name, (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
-    xs = [s.metrics["latency_p50_s"] for s in systems if s.metrics.get("latency_p50_s")]
-    if xs and max(xs) / max(min(xs), 1e-9) > 20:
-        ax.set_xscale("log")
+    _log_if_spread(ax, [s.metrics["latency_p50_s"] for s in systems if s.metrics.get("latency_p50_s")])
+    kinds = {s.kind for s in systems}
+    handles = [ax.scatter([], [], color=color, label=_KIND_LABELS[kind])
+               for kind, color in _COLORS.items() if kind in kinds]
+    if len(handles) > 1:
+        ax.legend(handles=handles, fontsize=8, loc="best")
     ax.set_xlabel("latency per document, s (dot: median; bar: to p95)")
     ax.set_ylabel("ROUGE-Lsum F1 × 100 (95% CI)")
     title = "Quality vs latency (up and left is better)"
@@ -83,6 +94,7 @@ def latency_distribution(ax, systems) -> None:
     for i, (s, values) in enumerate(zip(timed, data), start=1):
         jitter = [i + ((k * 37) % 11 - 5) / 40 for k in range(len(values))]  # fixed, not random
         ax.scatter(values, jitter, s=10, alpha=0.6, color=_COLORS.get(s.kind, "gray"), zorder=3)
+    _log_if_spread(ax, [v for values in data for v in values])
     ax.set_yticks(range(1, len(timed) + 1), [s.name for s in timed], fontsize=8)
     ax.set_xlabel("latency per document, s")
     ax.set_title("Latency distribution", fontsize=10)

@@ -95,7 +95,7 @@ def test_bad_data_and_mismatched_cloud_files_fail_in_one_line(tmp_path, bench_ex
 def local_bundles(request, fallback: Path) -> list[Path]:
     """A tiny T5 and the SmolLM2 GGUF from the backend fixtures."""
     paths = []
-    for name in ("tiny_t5_bundle", "smollm2_q8_bundle"):
+    for name in ("tiny_t5_int8_bundle", "smollm2_q8_bundle"):
         try:
             bundle = request.getfixturevalue(name)
         except pytest.FixtureLookupError:
