@@ -1,1 +1,69 @@
-"""Fixtures: owned by the t5_fixtures work."""
+"""Fixtures for the T5 path: a random tiny T5 checkpoint made on the spot, and its fp32 and int8
+bundles exported by the real exporter (optimum + ONNX Runtime), each built once per session.
+
+The model is FLAN-T5's architecture scaled down (d_model 64, 2+2 layers) so that an export with
+its PyTorch verification takes seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import pytest
+
+__all__ = ["tiny_t5_checkpoint", "tiny_t5_bundle", "tiny_t5_int8_bundle", "tiny_t5_torch"]
+
+
+@contextlib.contextmanager
+def one_torch_thread():
+    """A model this small gains nothing from more threads, and on a shared 2-core machine the
+    thread pool's barriers make every PyTorch step many times slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_t5_checkpoint(tmp_path_factory) -> Path:
+    """A Hugging Face T5 checkpoint folder: random weights (safetensors) and a trained tokenizer."""
+    from sumctl.exporters.tiny_t5 import build_tiny_t5
+
+    return build_tiny_t5(tmp_path_factory.mktemp("t5-checkpoint") / "tiny-t5", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_t5_bundle(tiny_t5_checkpoint, tmp_path_factory) -> Path:
+    """The fp32 ONNX bundle (verified token-identical to PyTorch at export)."""
+    from sumctl.exporters.t5_onnx import export_t5
+    from sumctl.exporters.tiny_t5 import SMOKE_TEST_LABEL
+
+    out = tmp_path_factory.mktemp("t5-bundles") / "tiny-t5-fp32"
+    with one_torch_thread():
+        return export_t5(str(tiny_t5_checkpoint), out, quantize="none", label=SMOKE_TEST_LABEL, quiet=True).path
+
+
+@pytest.fixture(scope="session")
+def tiny_t5_int8_bundle(tiny_t5_checkpoint, tmp_path_factory) -> Path:
+    """The int8 ONNX bundle, with its agreement against PyTorch in the manifest."""
+    from sumctl.exporters.t5_onnx import export_t5
+    from sumctl.exporters.tiny_t5 import SMOKE_TEST_LABEL
+
+    out = tmp_path_factory.mktemp("t5-bundles") / "tiny-t5-int8"
+    with one_torch_thread():
+        return export_t5(str(tiny_t5_checkpoint), out, quantize="int8", label=SMOKE_TEST_LABEL, quiet=True).path
+
+
+@pytest.fixture(scope="session")
+def tiny_t5_torch(tiny_t5_checkpoint):
+    """(model, tokenizer) in transformers, the reference the runtime is compared against."""
+    import torch
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    model = AutoModelForSeq2SeqLM.from_pretrained(tiny_t5_checkpoint, torch_dtype=torch.float32).eval()
+    return model, AutoTokenizer.from_pretrained(tiny_t5_checkpoint)
