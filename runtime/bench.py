@@ -153,8 +153,14 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchRes
     for name, bundle in bundles:
         systems.append(_run_local(name, bundle, dataset, config, progress))
     if client is not None:
-        systems.append(_run_live(_unique(config.cloud_name or config.cloud_model, names),
-                                 client, dataset, config, progress, out))
+        live = _run_live(_unique(config.cloud_name or config.cloud_model, names), client, dataset,
+                         config, progress, out)
+        systems.append(live)
+        if live.info["cache_hits"]:
+            notes.append(f"{live.name}: {live.info['cache_hits']} answers came from the cache "
+                         f"({live.info['cache_dir']}); their latencies are the ones measured when "
+                         f"they were first asked, and their cost was paid then "
+                         f"({live.info['calls_made']} new calls this run).")
     for name, path, outputs in cloud_files:
         systems.append(_from_cloud_file(name, path, outputs, dataset, config))
 

@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -216,3 +217,18 @@ def test_live_cloud_retries_a_500_and_reruns_from_the_cache(tmp_path, bench_faul
         if path.is_file():
             assert SECRET.encode() not in path.read_bytes(), path
     assert SECRET not in first.stdout + first.stderr + second.stdout + second.stderr
+
+
+def test_a_bench_run_pulls_in_no_torch(tmp_path, bench_extractive_bundle, bench_dialogsum5, bench_lead2_cloud):
+    """The bench is part of the edge runtime: scoring, plots and reports must not need torch."""
+    probe = f"""
+import sys
+from sumctl.runtime.bench import BenchConfig, run_bench
+run_bench(BenchConfig(data={str(bench_dialogsum5)!r}, models=[{str(bench_extractive_bundle)!r}],
+                      clouds=["lead2={bench_lead2_cloud}"], out={str(tmp_path / 'out')!r}, limit=2))
+heavy = [m for m in ("torch", "transformers", "optimum") if m in sys.modules]
+assert not heavy, heavy
+"""
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "out" / "report.json").is_file()
