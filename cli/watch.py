@@ -221,8 +221,8 @@ def _print_table(report, folder: Path) -> None:
               "refused": "REFUSED", "already": "already done", "wait": "failed, retry later"}
     rows = [o for o in report.outcomes.values() if o.status in labels]
     shown = [o for o in rows if o.status != "already"]
-    problems = [o for o in shown if o.status != "summarized"]
-    ok = [o for o in shown if o.status == "summarized"]
+    problems = sorted((o for o in shown if o.status != "summarized"), key=lambda o: o.path)
+    ok = sorted((o for o in shown if o.status == "summarized"), key=lambda o: o.path)
     limit = 50
     table = Table(title=f"sumctl watch --once: {folder}", show_lines=False)
     table.add_column("File", overflow="fold")

@@ -243,6 +243,17 @@ class Watcher:
 
     def run(self) -> WatchReport:
         started = time.perf_counter()
+        # First: a SIGTERM while a big model's hashes are checked must still exit cleanly.
+        previous = self._install_signals()
+        try:
+            self._run_with_model(started)
+        finally:
+            self._restore_signals(previous)
+        if self._fatal is not None:
+            raise self._fatal
+        return self.report
+
+    def _run_with_model(self, started: float) -> None:
         self.bundle = (self.model_spec if isinstance(self.model_spec, Bundle)
                        else resolve_model(self.model_spec))
         self.model_hash = self.bundle.sha256
@@ -262,19 +273,15 @@ class Watcher:
                          extra={"event": "retry_failed", "count": reset})
             if self.threads_warning:
                 log.warning(self.threads_warning, extra={"event": "threads_clamped"})
-            previous = self._install_signals()
             try:
-                self._run(started)
+                if not self._stop.is_set():  # a signal during start-up
+                    self._run(started)
             finally:
-                self._restore_signals(previous)
                 if not self._abandon.is_set():
                     self.state.stop_session(session)
         finally:
             if not self._abandon.is_set():
                 self.state.close()
-        if self._fatal is not None:
-            raise self._fatal
-        return self.report
 
     # --- the dispatcher (main thread) ---------------------------------------------------------
 
@@ -457,12 +464,10 @@ class Watcher:
             if current != sig:
                 # Unchanged for settle_seconds by its own mtime counts too: a backlog file, or
                 # one moved in whole, need not wait again.
-                if sig == (-1, -1) and now_wall - st.st_mtime >= self.settle_seconds:
-                    since = now_mono - self.settle_seconds
-                else:
+                if not (sig == (-1, -1) and now_wall - st.st_mtime >= self.settle_seconds):
                     self.settling[path] = (current, now_mono)
                     continue
-            if now_mono - since < self.settle_seconds:
+            elif now_mono - since < self.settle_seconds:
                 continue
             if path in self.queued:
                 continue  # in a worker's hands; look again when it is done
@@ -751,8 +756,8 @@ class Watcher:
         while True:
             stem = claim_stem(out_dir, base_stem, source_key, self.formats, taken)
             error_file = out_dir / f"{stem}{ERROR_SUFFIX}"
-            owner = _error_owner(error_file) if error_file.exists() else None
-            if owner is None or owner == source_key:
+            # An error file without our `source:` line may be the user's own: keep off it too.
+            if not error_file.exists() or _error_owner(error_file) == source_key:
                 return stem
             taken.update(p.resolve() for p in
                          (out_dir / f"{stem}.summary.{fmt}" for fmt in (*self.formats, "json")))

@@ -235,3 +235,25 @@ def test_status_of_an_unwatched_folder_is_a_one_line_error(inbox):
     assert result.returncode == 1
     assert result.stderr.startswith("Error: ") and "run `sumctl watch`" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_two_workers_each_with_a_real_onnx_t5_model(inbox, tiny_t5_bundle, watch_process):
+    """The product path: ONNX Runtime sessions, one per worker thread, threads within the cores."""
+    for i in range(4):
+        (inbox / f"standup-{i}.txt").write_text(meeting_text(200 + i, turns=30))
+    watcher = watch_process(inbox, "--model", tiny_t5_bundle, "--workers", "2", "--threads", "1",
+                            "--settle", "0.2", "--length", "short")
+    db = inbox / ".sumctl" / "state.db"
+    wait_until(lambda: done_count(db) == 4, 300, "4 summaries by the T5 bundle", interval=0.2)
+    assert watcher.stop() == 0
+    assert "2 worker(s) x 1 thread(s)" in watcher.log()
+    records = summary_records(inbox)
+    assert len(records) == 4
+    manifest_sha = sha((tiny_t5_bundle / "sumctl.json").read_bytes())
+    for record in records.values():
+        assert record["model"]["backend"] == "onnx-t5"
+        assert record["model"]["sha256"] == manifest_sha == record["watch"]["model_sha256"]
+        assert record["chapters"] and record["output_tokens"] > 0
+    rows = job_rows(db)
+    assert {(r["status"], r["runs"], r["model"]) for r in rows} == {("done", 1, manifest_sha)}
