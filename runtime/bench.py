@@ -26,7 +26,7 @@ from typing import Protocol
 from .bundle import MANIFEST_NAME, Bundle, package_versions
 from .cloud import (DEFAULT_CONTEXT_TOKENS, DEFAULT_KEY_ENV, ChatClient, CloudOutput,
                     api_key_from_env, estimate_cost, estimate_tokens, load_cloud_outputs,
-                    parse_cloud_spec, summarize_live, write_cloud_outputs)
+                    parse_cloud_spec, public_url, summarize_live, write_cloud_outputs)
 from .errors import InputError, SumctlError
 from .evaluation import (BOOTSTRAP_RESAMPLES, CONFIDENCE, Dataset, RougeScorer, bertscore_f1,
                          bertscore_status, bootstrap_ci, compression_ratio, load_dataset,
@@ -119,6 +119,7 @@ class BenchResult:
 
 def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchResult:
     progress = progress or _Silent()
+    started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     check_length(config.length)
     if not (config.models or config.clouds or config.cloud_endpoint):
         raise InputError("nothing to compare: give at least one --model, --cloud or --cloud-endpoint")
@@ -167,6 +168,7 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchRes
     progress.note("Scoring")
     _score(systems, dataset, config, notes)
     environment = environment_info(config, bundles, dataset)
+    environment["started_at"] = started_at
     result = BenchResult(out, systems, dataset, environment, notes)
 
     from .bench_report import write_report
@@ -393,6 +395,7 @@ def environment_info(config: BenchConfig, bundles: list[tuple[str, Bundle]], dat
                   "measure": "F1"},
         "bootstrap": {"resamples": BOOTSTRAP_RESAMPLES, "confidence": CONFIDENCE,
                       "method": "percentile, paired across systems (same seed)"},
-        "command": " ".join(sys.argv) if sys.argv and "sumctl" in Path(sys.argv[0]).name else None,
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": (" ".join([Path(sys.argv[0]).name, *map(public_url, sys.argv[1:])])
+                    if sys.argv and "sumctl" in Path(sys.argv[0]).name else None),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -166,13 +166,26 @@ class Completion:
     attempts: int = 1
 
 
-def chat_url(endpoint: str) -> str:
-    url = endpoint.rstrip("/")
-    if url.endswith("/chat/completions"):
+def public_url(url: str) -> str:
+    """The URL without user:password@ or a query string, where some APIs put their key."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.netloc:
         return url
-    if url.endswith("/v1"):
-        return url + "/chat/completions"
-    return url + "/v1/chat/completions"
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def chat_url(endpoint: str) -> str:
+    """The chat-completions URL for a base URL (".../v1" or the host) or the full URL itself."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(endpoint)
+    path = parts.path.rstrip("/")
+    if not path.endswith("/chat/completions"):
+        path += "/chat/completions" if path.endswith("/v1") else "/v1/chat/completions"
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
 
 
 class ChatClient:
@@ -201,11 +214,11 @@ class ChatClient:
         self.cache_hits = 0
 
     def __repr__(self) -> str:  # never show the key, even in a debugger or a traceback
-        return f"ChatClient({self.url!r}, model={self.model!r})"
+        return f"ChatClient({public_url(self.url)!r}, model={self.model!r})"
 
     def describe(self) -> dict:
         """What the report records about the endpoint (no key)."""
-        return {"endpoint": self.url, "model": self.model, "params": self.params,
+        return {"endpoint": public_url(self.url), "model": self.model, "params": self.params,
                 "concurrency": self.concurrency, "max_retries": self.max_retries,
                 "api_key": "set" if self._api_key else "not set",
                 "cache_dir": str(self.cache_dir) if self.cache_dir else None}
@@ -249,13 +262,13 @@ class ChatClient:
                 try:
                     return json.loads(raw), attempt + 1
                 except json.JSONDecodeError:
-                    raise CloudError(f"{self.url}: the response is not JSON "
+                    raise CloudError(f"{public_url(self.url)}: the response is not JSON "
                                      f"({self._redact(raw[:120].decode('utf-8', 'replace'))!r})") from None
             except urllib.error.HTTPError as e:
                 detail = self._redact(e.read()[:300].decode("utf-8", "replace").strip())
                 if e.code not in RETRY_STATUS:
                     hint = " (check the API key in the environment variable)" if e.code in (401, 403) else ""
-                    raise CloudError(f"{self.url}: HTTP {e.code} {e.reason}{hint}: {detail}") from None
+                    raise CloudError(f"{public_url(self.url)}: HTTP {e.code} {e.reason}{hint}: {detail}") from None
                 last = f"HTTP {e.code} {e.reason}"
                 retry_after = _retry_after(e.headers.get("Retry-After"))
             except (urllib.error.URLError, HTTPException, ConnectionError, socket.timeout, TimeoutError) as e:
@@ -264,14 +277,14 @@ class ChatClient:
             if attempt < self.max_retries:
                 delay = self.backoff * (2 ** attempt) * (1 + 0.1 * random.random())
                 self._sleep(min(60.0, max(delay, retry_after or 0.0)))
-        raise CloudError(f"{self.url}: gave up after {self.max_retries + 1} attempts ({last}); "
+        raise CloudError(f"{public_url(self.url)}: gave up after {self.max_retries + 1} attempts ({last}); "
                          "check the endpoint, or raise --cloud-retries")
 
     def _parse(self, data: dict, prompt: str, latency: float, attempts: int) -> Completion:
         try:
             text = data["choices"][0]["message"]["content"] or ""
         except (KeyError, IndexError, TypeError):
-            raise CloudError(f"{self.url}: not a chat-completions response "
+            raise CloudError(f"{public_url(self.url)}: not a chat-completions response "
                              f"(no choices[0].message.content); is this an OpenAI-compatible API?") from None
         usage = data.get("usage") or {}
         return Completion(text.strip(), int(usage.get("prompt_tokens") or estimate_tokens(prompt)),

@@ -153,3 +153,19 @@ def test_long_transcripts_are_chapterized_like_for_local_models(bench_fault_prox
     assert prompts[-1].startswith(INSTRUCTIONS["short"])
     assert "Speaker0: point 0 " in prompts[0] and "Speaker0: point 0 " not in prompts[-1]
     assert all(r["json"]["max_tokens"] <= 64 for r in bench_fault_proxy.requests)
+
+
+def test_urls_in_reports_and_errors_drop_credentials(bench_error_server):
+    from sumctl.runtime.cloud import public_url
+
+    assert public_url("https://user:pw@h.example/v1/chat/completions?api-key=abc") == \
+        "https://h.example/v1/chat/completions"
+    assert chat_url("https://h/deploy/chat/completions?api-version=2024") == \
+        "https://h/deploy/chat/completions?api-version=2024"
+    bench_error_server.fail_always = 400
+    client = ChatClient(bench_error_server.url + "/chat/completions?api-key=" + SECRET, "m")
+    with pytest.raises(CloudError) as e:
+        client.complete("hi", 4)
+    assert "HTTP 400" in str(e.value) and SECRET not in str(e.value)
+    assert SECRET not in json.dumps(client.describe()) and SECRET not in repr(client)
+    assert bench_error_server.requests[0]["path"].endswith("api-key=" + SECRET)  # it was still sent
