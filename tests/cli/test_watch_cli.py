@@ -131,6 +131,8 @@ def test_slow_writer_is_summarized_once_from_its_complete_content(inbox, extract
             assert not (inbox / "recording.summary.json").exists(), "summarized while being written"
     summary = inbox / "recording.summary.json"
     wait_until(summary.exists, 30, "the summary of the finished file")
+    live = json.loads(sumctl("status", inbox, "--json").stdout)  # safe while the watcher runs
+    assert live["running_pid"] == watcher.proc.pid
     assert watcher.stop() == 0
     record = json.loads(summary.read_text())
     assert record["source_sha256"] == sha(text)
