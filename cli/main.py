@@ -46,7 +46,7 @@ def _register() -> None:
 
     for module in (summarize, export, models):
         module.register(cli)
-    for optional in ("watch", "bench"):
+    for optional in ("watch", "bench", "train"):
         try:
             module = __import__(f"sumctl.cli.{optional}", fromlist=["register"])
         except ModuleNotFoundError as e:

@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).parent / "support"))
 from bench_fixtures import *  # noqa: E402,F401,F403
 from gguf_fixtures import *  # noqa: E402,F401,F403
 from t5_fixtures import *  # noqa: E402,F401,F403
+from train_fixtures import *  # noqa: E402,F401,F403
 from watch_fixtures import *  # noqa: E402,F401,F403
 
 REPO = Path(__file__).resolve().parents[1]
