@@ -19,10 +19,16 @@ def _log_if_spread(ax, values) -> None:
     """A log axis when systems differ by orders of magnitude, so the fast ones stay visible."""
     values = [v for v in values if v and v > 0]
     if values and max(values) / min(values) > 20:
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
         ax.set_xscale("log")
+        # Plain numbers at 1-2-5 steps ("0.5", "20", "200"), not 2×10^1, no crowded minor labels.
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
 
 
-def write_plots(systems, out: Path) -> dict[str, Path]:
+def write_plots(systems, out: Path, title: str = "") -> dict[str, Path]:
     """Write the PNGs; {} (and the report says why) when matplotlib is not installed."""
     try:
         import matplotlib
@@ -44,6 +50,8 @@ def write_plots(systems, out: Path) -> dict[str, Path]:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), dpi=80)
     for ax, draw in zip(axes, (quality_vs_latency, latency_distribution, memory)):
         draw(ax, systems)
+    if title:
+        fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     files["overview"] = out / "overview.png"
     fig.savefig(files["overview"])

@@ -95,7 +95,9 @@ def write_report(result, config) -> dict[str, Path]:
     from .bench_plots import write_plots
 
     out = result.out
-    plots = write_plots(result.systems, out)
+    ds = result.dataset
+    plots = write_plots(result.systems, out, title=f"sumctl bench: {len(ds.records)} documents from "
+                        f"{ds.path.name}, {result.environment['length']} summaries")
     if not plots:
         result.notes.append("Plots skipped: matplotlib is not installed (pip install 'sumctl[bench]').")
     files = {"json": out / "report.json", "md": out / "report.md", "csv": out / "per_document.csv",
