@@ -31,10 +31,7 @@ assert s.summarize({str(tmp_path / 'm.txt')!r}).text
 
 @pytest.mark.parametrize("fixture", ["tiny_t5_bundle", "smollm2_q8_bundle"])
 def test_neural_backends_pull_in_no_torch(request, fixture, tmp_path):
-    try:
-        bundle = request.getfixturevalue(fixture)
-    except pytest.FixtureLookupError:
-        pytest.skip(f"{fixture} fixture not available")
+    bundle = request.getfixturevalue(fixture)
     path = getattr(bundle, "path", bundle)
     (tmp_path / "m.txt").write_text("Ann: We will ship on Friday after the export fix lands.\n")
     _check(f"""
