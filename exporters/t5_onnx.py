@@ -61,8 +61,6 @@ VERIFICATION_INPUTS = (
     "Professor: Good. Grad C, please compare it against last year's baseline.",
 )
 
-log = logging.getLogger(__name__)
-
 
 def export_t5(model: str, out: str | os.PathLike, *, quantize: str = "int8", max_input_tokens: int = 512,
               revision: str | None = None, allow_pickle: bool = False, verify: bool = True,
@@ -283,8 +281,8 @@ def _needs_external_data(part: Path) -> bool:
 
 
 def _move_onnx(part: Path, target: Path) -> None:
-    data = part.parent / f"{part.name}_data"
-    if data.exists():  # external data is referenced by its file name, so it moves under the new one
+    external = [p for p in part.parent.glob(f"{part.name}*") if p != part]
+    if external:  # external data is referenced by file name: re-save it under the new one
         import onnx
 
         model = onnx.load(str(part))

@@ -109,16 +109,20 @@ def train_tokenizer(vocab_size: int = 1500, seed: int = 0):
 
 
 def tiny_t5_config(vocab_size: int, *, d_model: int = 64, d_ff: int = 128, num_layers: int = 2,
-                   num_decoder_layers: int | None = None, num_heads: int = 4, d_kv: int = 16):
-    """FLAN-T5's shape of model (T5 v1.1: gated-gelu, untied lm_head), scaled down."""
-    from transformers import T5Config
+                   num_decoder_layers: int | None = None, num_heads: int = 4, d_kv: int = 16,
+                   model_type: str = "t5"):
+    """FLAN-T5's shape of model (T5 v1.1: gated-gelu, untied lm_head), scaled down. model_type
+    "mt5" gives the same shape as an mT5 config (same architecture, another model_type)."""
+    from transformers import MT5Config, T5Config
 
-    return T5Config(vocab_size=vocab_size, d_model=d_model, d_ff=d_ff, d_kv=d_kv, num_layers=num_layers,
+    config_class = {"t5": T5Config, "mt5": MT5Config}[model_type]
+    architecture = {"t5": "T5ForConditionalGeneration", "mt5": "MT5ForConditionalGeneration"}[model_type]
+    return config_class(vocab_size=vocab_size, d_model=d_model, d_ff=d_ff, d_kv=d_kv, num_layers=num_layers,
                     num_decoder_layers=num_decoder_layers or num_layers, num_heads=num_heads,
                     feed_forward_proj="gated-gelu", tie_word_embeddings=False,
                     relative_attention_num_buckets=32, relative_attention_max_distance=128,
                     dropout_rate=0.0, layer_norm_epsilon=1e-6, pad_token_id=0, eos_token_id=1,
-                    decoder_start_token_id=0, architectures=["T5ForConditionalGeneration"])
+                    decoder_start_token_id=0, architectures=[architecture])
 
 
 def flan_t5_large_config():
@@ -136,7 +140,7 @@ def flan_t5_large_config():
 def build_tiny_t5(out_dir: str | Path, *, seed: int = 0, d_model: int = 64, d_ff: int = 128,
                   num_layers: int = 2, num_heads: int = 4, d_kv: int = 16, vocab_size: int = 1500,
                   config=None, tokenizer_vocab_size: int | None = None,
-                  eos_logit_scale: float = 2.0) -> Path:
+                  eos_logit_scale: float = 2.0, model_type: str = "t5") -> Path:
     """Write a random-weight T5 checkpoint (safetensors) and its trained tokenizer to `out_dir`.
 
     `config` replaces the tiny architecture (e.g. flan_t5_large_config()); the tokenizer stays
@@ -146,16 +150,16 @@ def build_tiny_t5(out_dir: str | Path, *, seed: int = 0, d_model: int = 64, d_ff
     the finished-hypothesis paths of greedy and beam search.
     """
     import torch
-    from transformers import GenerationConfig, T5ForConditionalGeneration
+    from transformers import AutoModelForSeq2SeqLM, GenerationConfig
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = train_tokenizer(tokenizer_vocab_size or vocab_size, seed=seed)
     if config is None:
         config = tiny_t5_config(len(tokenizer), d_model=d_model, d_ff=d_ff, num_layers=num_layers,
-                                num_heads=num_heads, d_kv=d_kv)
+                                num_heads=num_heads, d_kv=d_kv, model_type=model_type)
     torch.manual_seed(seed)
-    model = T5ForConditionalGeneration(config).eval()
+    model = AutoModelForSeq2SeqLM.from_config(config).eval()
     with torch.no_grad():
         model.lm_head.weight[config.eos_token_id] *= eos_logit_scale
     model.generation_config = GenerationConfig(decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)

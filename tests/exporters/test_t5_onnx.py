@@ -145,6 +145,17 @@ def all_nodes(graph):
                 yield from all_nodes(sub)
 
 
+@pytest.mark.slow
+def test_mt5_exports_too(tmp_path):
+    from sumctl.exporters.tiny_t5 import build_tiny_t5
+
+    checkpoint = build_tiny_t5(tmp_path / "tiny-mt5", model_type="mt5")
+    with one_torch_thread():
+        bundle = export_t5(str(checkpoint), tmp_path / "out", quantize="none", verify_inputs=2, quiet=True)
+    assert bundle.manifest.backend_config["model_type"] == "mt5"
+    assert bundle.manifest.verification["identical"] is True
+
+
 # --- refusals ----------------------------------------------------------------------------------
 
 
