@@ -159,6 +159,42 @@ def test_mistral_exports_as_llama(smollm2_hf_checkpoint, tmp_path):
     assert bundle.manifest.verification["top1_agreement"] >= 0.95
 
 
+def test_sentencepiece_vocabulary_like_tinyllama(dialogsum_file, tmp_path):
+    """TinyLlama's kind of vocabulary (SentencePiece, tokenizer.ggml.model "llama"), tokenized
+    by llama.cpp exactly as by transformers and by sentencepiece itself."""
+    import sentencepiece as spm
+    from gguf_fixtures import make_sentencepiece_checkpoint
+    from sumctl.exporters.llama_gguf import export_llama
+
+    corpus = "\n".join(json.loads(line)["dialogue"] for line in dialogsum_file.read_text().splitlines())
+    checkpoint = make_sentencepiece_checkpoint(tmp_path / "hf", corpus)
+    bundle = export_llama(str(checkpoint), tmp_path / "bundle", quant="Q8_0", quiet=True)
+    config = bundle.manifest.backend_config
+    assert config["tokenizer"] == {"model": "llama", "pre": "default", "size": 2000}
+    assert config["n_ctx_train"] == 2048 and config["chat_template"] is True
+    assert bundle.manifest.verification["tokenizer_agreement"] == 1.0
+    assert bundle.manifest.verification["top1_agreement"] >= 0.95
+
+    sp = spm.SentencePieceProcessor(model_file=str(checkpoint / "tokenizer.model"))
+    llm = _llama(bundle.file("model"))
+    for text in ROUND_TRIP_PROMPTS:
+        assert llm.tokenize(text.encode(), add_bos=True) == [1] + sp.encode(text)
+    llm.close()
+
+
+def test_tokenizer_mismatch_fails_the_export(dialogsum_file, tmp_path):
+    """An HF tokenizer that drops SentencePiece's leading space tokenizes unlike llama.cpp will:
+    the runtime would feed the model other ids than it was trained on, so the export stops."""
+    from gguf_fixtures import make_sentencepiece_checkpoint
+    from sumctl.exporters.llama_gguf import export_llama
+
+    corpus = "\n".join(json.loads(line)["dialogue"] for line in dialogsum_file.read_text().splitlines())
+    checkpoint = make_sentencepiece_checkpoint(tmp_path / "hf", corpus, add_prefix_space=False)
+    with pytest.raises(ExportError, match="check prompts differently from transformers"):
+        export_llama(str(checkpoint), tmp_path / "bundle", quant="Q8_0", quiet=True)
+    assert not (tmp_path / "bundle").exists()
+
+
 def test_broken_conversion_fails_the_export(tiny_llama_checkpoint, tmp_path, monkeypatch):
     """Skipping the rotary permutation is the classic silent GGUF bug; verification must stop it."""
     from sumctl.exporters import llama_gguf

@@ -103,5 +103,35 @@ def tiny_llama_checkpoint(smollm2_hf_checkpoint, tmp_path_factory) -> Path:
     return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny-llama") / "hf", smollm2_hf_checkpoint)
 
 
+def make_sentencepiece_checkpoint(out: Path, corpus: str, *, add_prefix_space: bool = True) -> Path:
+    """A tiny random llama with a SentencePiece BPE vocabulary trained on the spot, set up the
+    way Llama 2 and TinyLlama ship theirs (byte fallback, split digits, no normalization,
+    `tokenizer.model` beside a fast `tokenizer.json`)."""
+    import sentencepiece as spm
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, LlamaTokenizerFast
+
+    out.mkdir(parents=True)
+    (out.parent / "corpus.txt").write_text(corpus, encoding="utf-8")
+    spm.SentencePieceTrainer.train(
+        input=str(out.parent / "corpus.txt"), model_prefix=str(out.parent / "sp"), vocab_size=2000,
+        model_type="bpe", byte_fallback=True, split_digits=True, character_coverage=1.0,
+        normalization_rule_name="identity", remove_extra_whitespaces=False,
+        allow_whitespace_only_pieces=True, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+        minloglevel=2)
+    shutil.copy(out.parent / "sp.model", out / "tokenizer.model")
+    tokenizer = LlamaTokenizerFast(vocab_file=str(out / "tokenizer.model"), add_bos_token=True,
+                                   add_prefix_space=add_prefix_space, from_slow=True)
+    tokenizer.chat_template = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}</s>\n"
+                               "{% endfor %}<|assistant|>\n")  # TinyLlama-Chat's (Zephyr) layout
+    tokenizer.save_pretrained(out)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=2000, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                         initializer_range=0.3, bos_token_id=1, eos_token_id=2)
+    LlamaForCausalLM(config).save_pretrained(out, safe_serialization=True)
+    return out
+
+
 def read_manifest(bundle_dir: Path) -> dict:
     return json.loads((Path(bundle_dir) / "sumctl.json").read_text())
