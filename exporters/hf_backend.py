@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sumctl.runtime.backend import Backend, Generation, GenerationOptions
 from sumctl.runtime.bundle import Bundle, Manifest
-from sumctl.runtime.gguf_llama import MARGIN_TOKENS, N_CTX_CAP, PLAIN_SUFFIX
+from sumctl.runtime.gguf_llama import MARGIN_TOKENS, PLAIN_SUFFIX
 from sumctl.runtime.prompts import MAX_NEW_TOKENS, default_templates, fill
 from sumctl.runtime.summarizer import Summarizer
 

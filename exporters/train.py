@@ -165,11 +165,14 @@ def train(config: TrainConfig) -> TrainResult:
         if overlap:
             notes.append(f"{len(overlap)} --eval id(s) also appear in --data (e.g. {sorted(overlap)[0]!r}); "
                          "their scores are not held-out")
-        if before_file.is_file():
+        if before_file.is_file():  # a resumed run scored the base already, unless --eval changed
             before = json.loads(before_file.read_text())
-        else:
+            if before.get("data_sha256") != eval_set.sha256:
+                before = None
+        if before is None:
             before = evaluate(summarizer_for(model, "base"), eval_set, config.default_length,
                               seed=config.seed, progress=progress("eval before training"))
+            before["data_sha256"] = eval_set.sha256
             atomic_write_text(before_file, json.dumps(before, indent=2) + "\n")
 
     set_seed(config.seed)

@@ -175,7 +175,10 @@ def encode_all(examples: list[Example], shape: ModelShape, templates: dict[str, 
         if prompt_len > shape.max_input_tokens:  # chapterization makes this a bug, not bad data
             raise TrainError(f"{data_path}:{e.line}: the prompt for {e.id!r} is {prompt_len} tokens, "
                              f"over --max-input-tokens {shape.max_input_tokens}")
-        if target_length(f) > max_new_tokens[e.length]:
+        # A causal reply ends with the end-of-turn token, which llama.cpp stops at without
+        # counting it against the summary budget.
+        limit = max_new_tokens[e.length] + (1 if shape.kind == CAUSAL else 0)
+        if target_length(f) > limit:
             overlong.append((e, target_length(f)))
             continue
         features.append(f)
