@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Imported before llama_cpp: the runtime module sets how llama.cpp's threads wait.
-from sumctl.runtime.gguf_llama import N_CTX_CAP, REPEAT_PENALTY
-from sumctl.runtime.bundle import Bundle, Manifest, package_versions, write_manifest
+from sumctl.runtime.gguf_llama import N_CTX_CAP, REPEAT_PENALTY, cpu_count
+from sumctl.runtime.bundle import Bundle, Manifest, load_bundle, package_versions, write_manifest
 from sumctl.runtime.errors import ExportError
 from sumctl.runtime.prompts import MAX_NEW_TOKENS, default_templates
 
@@ -70,7 +70,7 @@ def export_llama(model: str, out: str | os.PathLike, *, quant: str = "Q4_K_M",
     if quant not in QUANT_TYPES:
         raise ExportError(f"unknown quantization {quant!r} (use one of {', '.join(QUANT_TYPES)})")
     out = _check_out(Path(out).expanduser())
-    threads = threads or os.cpu_count() or 1
+    threads = threads or cpu_count()
     with _Steps(quiet) as steps:
         with steps.step("Resolving the checkpoint"):
             source = _locate(model, revision=revision, allow_pickle=allow_pickle)
@@ -133,8 +133,6 @@ def export_llama(model: str, out: str | os.PathLike, *, quant: str = "Q4_K_M",
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
-    from sumctl.runtime.bundle import load_bundle
-
     return load_bundle(out)
 
 
@@ -583,7 +581,7 @@ def quantize_gguf(src: Path, dst: Path, quant: str, *, threads: int | None = Non
         raise ExportError(f"unknown quantization {quant!r} (use one of {', '.join(ftypes)})")
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftypes[quant]
-    params.nthread = threads or os.cpu_count() or 1
+    params.nthread = threads or cpu_count()
     # The quantizer writes a line per tensor (and one per fallback type, e.g. SmolLM2's 576-wide
     # rows cannot take 256-wide K-quant blocks) straight to stderr; tensor_types() records
     # the outcome in the manifest instead.

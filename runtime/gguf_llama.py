@@ -56,7 +56,7 @@ class GgufBackend(Backend):
         self.seed = int(generation.get("seed", 0))
         self.repeat_penalty = float(generation.get("repeat_penalty", 1.0))
         self.temperature = float(generation.get("temperature", 0.0))
-        n_threads = threads or _cpu_count()
+        n_threads = threads or cpu_count()
         n_ctx_train = config.get("n_ctx_train") or read_metadata(path).get("n_ctx_train") or N_CTX_CAP
         n_ctx = n_ctx or _env_int(N_CTX_ENV) or min(int(n_ctx_train), int(config.get("n_ctx_cap") or N_CTX_CAP))
         _quiet_llama_cpp()
@@ -242,7 +242,7 @@ def _quiet_llama_cpp() -> None:
     logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
 
 
-def _cpu_count() -> int:
+def cpu_count() -> int:
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
