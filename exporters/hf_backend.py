@@ -203,13 +203,8 @@ class HFSummarizer(Summarizer):
 
     def __init__(self, model, tokenizer, shape: ModelShape, *, name: str, source: str, length: str,
                  generation: dict):
-        self.bundle = memory_bundle(name, source, shape.kind, shape.max_input_tokens, generation)
-        self.backend = HFBackend(self.bundle, model, tokenizer, shape)
-        self.load_seconds = 0.0
-        self.length = length
-        self.threads = None
-        self._overrides = {"num_beams": None, "max_new_tokens": None,
-                           "no_repeat_ngram_size": None, "length_penalty": None}
+        bundle = memory_bundle(name, source, shape.kind, shape.max_input_tokens, generation)
+        super().__init__(bundle, backend=HFBackend(bundle, model, tokenizer, shape), length=length)
 
     @property
     def model_info(self) -> dict:

@@ -378,13 +378,7 @@ class CloudSummarizer(Summarizer):
     """The Summarizer with its model behind an API: nothing to load, nothing on disk."""
 
     def __init__(self, bundle: Bundle, backend: CloudBackend, *, length: str):
-        self.bundle = bundle
-        self.backend = backend
-        self.load_seconds = 0.0
-        self.length = length
-        self.threads = None
-        self._overrides = {"num_beams": None, "max_new_tokens": None,
-                           "no_repeat_ngram_size": None, "length_penalty": None}
+        super().__init__(bundle, backend=backend, length=length)
 
     @property
     def model_info(self) -> dict:

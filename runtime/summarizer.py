@@ -82,11 +82,14 @@ class Summarizer:
     def __init__(self, model: str | os.PathLike | Bundle | None = None, *, threads: int | None = None,
                  num_beams: int | None = None, max_summary_tokens: int | None = None,
                  length: str = DEFAULT_LENGTH, no_repeat_ngram_size: int | None = None,
-                 length_penalty: float | None = None, verify: bool = True):
+                 length_penalty: float | None = None, verify: bool = True,
+                 backend: Backend | None = None):
+        """`backend`: an already-built model for `model` (a Bundle), e.g. one behind an API or in
+        memory; the Summarizer then loads nothing itself."""
         check_length(length)
         started = time.perf_counter()
         self.bundle = model if isinstance(model, Bundle) else resolve_model(model, verify=verify)
-        self.backend: Backend = backend_class(self.bundle.manifest.backend)(self.bundle, threads=threads)
+        self.backend: Backend = backend or backend_class(self.bundle.manifest.backend)(self.bundle, threads=threads)
         self.load_seconds = time.perf_counter() - started
         self.length = length
         self.threads = threads
