@@ -5,6 +5,7 @@
     summary = summarizer.summarize("meeting.vtt")
     for summary in summarizer.summarize_many(paths):  # lazy, one at a time
         ...
+    summaries = summarizer.summarize_batch(paths)  # several at once: the model batches them
 
 A transcript longer than the model's input is chapterized on speaker turns; each chapter is
 summarized, then the chapter summaries are summarized again, recursively, until they fit.
@@ -116,7 +117,16 @@ class Summarizer:
         return GenerationOptions(**values)
 
     def summarize(self, source: Transcript | str | os.PathLike, *, length: str | None = None) -> Summary:
-        transcript = source if isinstance(source, Transcript) else read_transcript(source)
+        return self.summarize_batch([source], length=length)[0]
+
+    def summarize_batch(self, sources: Iterable[Transcript | str | os.PathLike], *,
+                        length: str | None = None) -> list[Summary]:
+        """Summaries of several transcripts, each the same as `summarize` gives it alone (with a
+        deterministic backend), with their chapters sent to the backend together: one `generate`
+        call per reduce level and prompt kind rather than one per file, so a batching backend
+        (ONNX T5) fills its batches across files. Raises on the first file that fails; callers
+        that need one outcome per file retry those one at a time."""
+        transcripts = [s if isinstance(s, Transcript) else read_transcript(s) for s in sources]
         length = length or self.length
         check_length(length)
         started = time.perf_counter()
@@ -125,38 +135,68 @@ class Summarizer:
         # Chapter summaries feed another round, so they get the detailed instruction and a cap
         # that guarantees each round shrinks the text.
         chapter_template = self.bundle.manifest.prompts["long" if length == "long" else "medium"]
+        budget = self.backend.input_budget(template, final.max_new_tokens)
+        chapter_budget = self.backend.input_budget(chapter_template, final.max_new_tokens)
+        step = replace(final, max_new_tokens=max(16, min(final.max_new_tokens, chapter_budget // 4)))
 
-        turns: list[Turn] = transcript.turns
-        records: list[ChapterSummary] = []
-        input_tokens = None
+        jobs = [_Job(t, t.turns) for t in transcripts]
         for level in range(MAX_LEVELS):
-            budget = self.backend.input_budget(template, final.max_new_tokens)
-            chapters = chapterize(turns, budget, self.backend.count_tokens)
-            if input_tokens is None:
-                input_tokens = sum(c.tokens for c in chapters)
-            if len(chapters) == 1:
-                records += self._run(chapters, template, final, level)
+            active = [j for j in jobs if j.top is None]
+            if not active:
                 break
-            chapter_budget = self.backend.input_budget(chapter_template, final.max_new_tokens)
-            step = replace(final, max_new_tokens=max(16, min(final.max_new_tokens, chapter_budget // 4)))
-            chapters = chapterize(turns, chapter_budget, self.backend.count_tokens)
-            done = self._run(chapters, chapter_template, step, level)
-            records += done
-            turns = [Turn(None, r.summary.strip()) for r in done if r.summary.strip()]
-            if not turns:
-                raise SumctlError(f"{transcript.source}: the model produced empty summaries for "
-                                  f"every chapter; try another model or --length")
+            # A file that fits is summarized with the final prompt, one that does not is cut into
+            # chapters for the chapter prompt: the two differ in prompt and token cap, so they
+            # make two calls at most, whatever the number of files.
+            finishing: list[tuple[_Job, list[Chapter]]] = []
+            reducing: list[tuple[_Job, list[Chapter]]] = []
+            for job in active:
+                chapters = chapterize(job.turns, budget, self.backend.count_tokens)
+                if job.input_tokens is None:
+                    job.input_tokens = sum(c.tokens for c in chapters)
+                if len(chapters) == 1:
+                    finishing.append((job, chapters))
+                else:
+                    reducing.append((job, chapterize(job.turns, chapter_budget, self.backend.count_tokens)))
+            for group, group_template, options in ((finishing, template, final),
+                                                   (reducing, chapter_template, step)):
+                if not group:
+                    continue
+                done = self._run([c for _, chapters in group for c in chapters], group_template,
+                                 options, level)
+                at = 0
+                for job, chapters in group:
+                    mine = done[at:at + len(chapters)]
+                    at += len(chapters)
+                    job.records += mine
+                    if group is finishing:
+                        job.top = mine[-1]
+                        continue
+                    job.turns = [Turn(None, r.summary.strip()) for r in mine if r.summary.strip()]
+                    if not job.turns:
+                        raise SumctlError(f"{job.transcript.source}: the model produced empty "
+                                          f"summaries for every chapter; try another model or --length")
         else:
-            raise SumctlError(f"{transcript.source}: summaries did not fit {self.bundle.path}'s input "
-                              f"after {MAX_LEVELS} rounds; lower --max-summary-tokens")
-        top = records[-1]
+            unfinished = next((j for j in jobs if j.top is None), None)
+            if unfinished is not None:
+                raise SumctlError(f"{unfinished.transcript.source}: summaries did not fit "
+                                  f"{self.bundle.path}'s input after {MAX_LEVELS} rounds; "
+                                  "lower --max-summary-tokens")
+        # Each file is charged its own chapters' share of the model calls and an even share of
+        # the rest, so that the files' times add up to the batch's and one file alone gets the
+        # wall time, as before batching.
+        elapsed = time.perf_counter() - started
+        model_seconds = [sum(r.seconds for r in j.records) for j in jobs]
+        overhead = max(0.0, elapsed - sum(model_seconds)) / max(1, len(jobs))
+        return [self._summary(job, length, seconds + overhead) for job, seconds in zip(jobs, model_seconds)]
+
+    def _summary(self, job: _Job, length: str, seconds: float) -> Summary:
+        transcript, top, records = job.transcript, job.top, job.records
         return Summary(
             text=top.summary.strip(), length=length, source=transcript.source,
             source_sha256=transcript.sha256, source_format=transcript.format, model=self.model_info,
-            chapters=records, levels=top.level + 1, input_tokens=input_tokens or 0,
+            chapters=records, levels=top.level + 1, input_tokens=job.input_tokens or 0,
             output_tokens=sum(r.output_tokens for r in records),
-            timings={"load_s": round(self.load_seconds, 4),
-                     "summarize_s": round(time.perf_counter() - started, 4)},
+            timings={"load_s": round(self.load_seconds, 4), "summarize_s": round(seconds, 4)},
             turns=len(transcript.turns), words=transcript.word_count(),
         )
 
@@ -176,6 +216,17 @@ class Summarizer:
 
     def close(self) -> None:
         self.backend.close()
+
+
+@dataclass
+class _Job:
+    """One transcript's progress through the reduce levels of a batch."""
+
+    transcript: Transcript
+    turns: list[Turn]  # what this level summarizes: the transcript's turns, then summaries
+    records: list[ChapterSummary] = field(default_factory=list)
+    input_tokens: int | None = None
+    top: ChapterSummary | None = None  # the final summary, once it fits one chapter
 
 
 def check_length(length: str) -> None:

@@ -1,11 +1,14 @@
+import dataclasses
 import json
 
 import pytest
 
+from sumctl.runtime.bundle import load_bundle
 from sumctl.runtime.errors import SumctlError
 from sumctl.runtime.extractive import build_extractive_bundle
 from sumctl.runtime.summarizer import Summarizer
 from sumctl.runtime.transcript import parse_text, read_transcript
+from watch_fixtures import meeting_text
 
 MEETING = "\n".join(
     f"{speaker}: {text}" for speaker, text in [
@@ -61,3 +64,80 @@ def test_summarize_many_is_lazy(small_budget_bundle, tmp_path):
 def test_unknown_length_is_refused(small_budget_bundle):
     with pytest.raises(SumctlError, match="unknown summary length 'tiny'"):
         Summarizer(small_budget_bundle, length="tiny")
+
+
+def counting_t5(bundle):
+    """The real ONNX T5 backend, noting how many prompts each generate call carries."""
+    from sumctl.runtime.onnx_t5 import OnnxT5Backend
+
+    class CountingT5(OnnxT5Backend):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.calls: list[int] = []
+
+        def generate(self, prompts, options):
+            self.calls.append(len(prompts))
+            return super().generate(prompts, options)
+
+    return CountingT5(bundle, threads=1)
+
+
+def comparable(summary) -> dict:
+    """Everything but the clock."""
+    record = summary.to_dict()
+    record.pop("timings")
+    for chapter in record["chapters"]:
+        chapter.pop("seconds")
+    return record
+
+
+@pytest.fixture(scope="module")
+def t5_small_input(tiny_t5_bundle):
+    # A 256-token input: a 2-turn meeting (about 170 tokens) fits, a 40-turn one (2,600) takes
+    # chapters and a reduce level.
+    bundle = load_bundle(tiny_t5_bundle)
+    return dataclasses.replace(bundle, manifest=dataclasses.replace(bundle.manifest, max_input_tokens=256))
+
+
+@pytest.mark.slow
+def test_batch_of_short_transcripts_is_one_model_call_with_the_same_summaries(t5_small_input):
+    transcripts = [parse_text(meeting_text(300 + i, turns=2), name=f"m{i}.txt") for i in range(3)]
+    summarizer = Summarizer(t5_small_input, backend=counting_t5(t5_small_input), length="short",
+                            max_summary_tokens=16)
+    alone = [summarizer.summarize(t) for t in transcripts]
+    assert summarizer.backend.calls == [1, 1, 1], "each should fit one chapter: pick shorter ones"
+
+    summarizer.backend.calls.clear()
+    batched = summarizer.summarize_batch(transcripts)
+    assert summarizer.backend.calls == [3]
+    assert [comparable(s) for s in batched] == [comparable(s) for s in alone]
+    assert [s.source for s in batched] == ["m0.txt", "m1.txt", "m2.txt"]
+    assert all(s.text and s.timings["summarize_s"] > 0 for s in batched)
+
+
+@pytest.mark.slow
+def test_batch_mixing_short_and_multi_level_transcripts_matches_each_alone(t5_small_input):
+    transcripts = [parse_text(meeting_text(310, turns=2), name="short-a.txt"),
+                   parse_text(meeting_text(311, turns=40), name="long.txt"),
+                   parse_text(meeting_text(312, turns=2), name="short-b.txt")]
+    summarizer = Summarizer(t5_small_input, backend=counting_t5(t5_small_input), length="short",
+                            max_summary_tokens=16)
+    alone = [summarizer.summarize(t) for t in transcripts]
+    assert [s.levels for s in alone][::2] == [1, 1] and alone[1].levels >= 2
+    calls_alone = list(summarizer.backend.calls)
+
+    summarizer.backend.calls.clear()
+    batched = summarizer.summarize_batch(transcripts)
+    assert [comparable(s) for s in batched] == [comparable(s) for s in alone]
+    # Level 0: the two that fit share the final prompt's call; the long one's chapters make
+    # the other. Then the long one's reduce levels, as alone.
+    long_levels = [sum(1 for c in alone[1].chapters if c.level == n) for n in range(alone[1].levels)]
+    assert summarizer.backend.calls == [2, *long_levels]
+    assert len(summarizer.backend.calls) < len(calls_alone)
+
+
+def test_batch_errors_name_the_file_that_failed(small_budget_bundle, tmp_path):
+    (tmp_path / "ok.txt").write_text(MEETING)
+    with pytest.raises(SumctlError, match="gone.txt: not a file"):
+        Summarizer(small_budget_bundle).summarize_batch([tmp_path / "ok.txt", tmp_path / "gone.txt"])
+    assert Summarizer(small_budget_bundle).summarize_batch([]) == []
