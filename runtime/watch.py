@@ -48,9 +48,10 @@ from .errors import InputError, SumctlError
 from .models import resolve_model
 from .outputs import OUTPUT_FORMATS, claim_stem, safe_stem, write_summary
 from .prompts import DEFAULT_LENGTH
-from .state import State, default_state_path
+from .state import Job, State, default_state_path
 from .summarizer import Summarizer, check_length
-from .transcript import MAX_BYTES_ENV, format_from_extension, max_bytes_default, parse_bytes
+from .transcript import (MAX_BYTES_ENV, Transcript, format_from_extension, max_bytes_default,
+                         parse_bytes)
 
 log = logging.getLogger("sumctl.watch")
 
@@ -104,6 +105,23 @@ def skip_reason(rel: PurePosixPath, include: tuple[str, ...], exclude: tuple[str
     return None
 
 
+@dataclass
+class _Claimed:
+    """A file read and claimed by a worker, on its way through the model."""
+
+    path: str
+    queued_at: float
+    picked_at: float
+    st: os.stat_result
+    data: bytes | None
+    sha: str
+    job: Job
+    # This file's time alone (reading, parsing, writing, a model call of its own that failed),
+    # apart from its share of model calls made for the whole batch.
+    own_seconds: float = 0.0
+    transcript: Transcript | None = None
+
+
 class Refused(Exception):
     """A path we will not read, with the reason (logged, recorded in the state)."""
 
@@ -118,6 +136,7 @@ class Outcome:
     outputs: list[str] = field(default_factory=list)
     retry_at: float | None = None
     sha256: str = ""
+    batch: int = 0  # summarized: files that shared its model calls, itself included
 
 
 @dataclass
@@ -157,7 +176,7 @@ class Watcher:
 
     def __init__(self, folder: str | os.PathLike, *, model: str | os.PathLike | Bundle | None = None,
                  out: str | os.PathLike | None = None, length: str = DEFAULT_LENGTH,
-                 workers: int = 1, threads: int | None = None,
+                 workers: int = 1, threads: int | None = None, batch: int = 1,
                  state_path: str | os.PathLike | None = None, recursive: bool = False,
                  include: tuple[str, ...] | list[str] = (), exclude: tuple[str, ...] | list[str] = (),
                  settle_seconds: float = 2.0, max_attempts: int = 3, backoff_seconds: float = 30.0,
@@ -172,6 +191,8 @@ class Watcher:
         check_length(length)
         if workers < 1:
             raise SumctlError(f"--workers {workers}: need at least one worker")
+        if batch < 1:
+            raise SumctlError(f"--batch {batch}: need at least one file per batch")
         if max_attempts < 1:
             raise SumctlError(f"--max-attempts {max_attempts}: need at least one attempt")
         bad = [f for f in formats if f not in OUTPUT_FORMATS]
@@ -187,6 +208,7 @@ class Watcher:
         self.length = length
         self.workers = workers
         self.threads, self.threads_warning = plan_threads(workers, threads)
+        self.batch = batch
         self.recursive = recursive
         self.include = tuple(include) or DEFAULT_INCLUDE
         self.exclude = tuple(exclude)
@@ -211,12 +233,13 @@ class Watcher:
         self._own_dirs = [p for p in (self.out, Path(os.path.realpath(self.state_path.parent)))
                           if p is not None and self.root in p.parents]
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
-        self._work: queue.Queue = queue.Queue(maxsize=workers * 2)
+        # Room for each worker's next batch while it runs the current one.
+        self._work: queue.Queue = queue.Queue(maxsize=workers * batch * 2)
         self._stop = threading.Event()
         self.started = threading.Event()  # set once the observer runs and the backlog is queued
         self._abandon = threading.Event()
         self._output_lock = threading.Lock()
-        self._claimed: dict[int, int] = {}  # worker index -> job id it holds
+        self._claimed: dict[int, set[int]] = {}  # worker index -> ids of the jobs it holds
         self._claimed_lock = threading.Lock()
         self._ready_workers = 0
         self._fatal: BaseException | None = None
@@ -299,12 +322,13 @@ class Watcher:
                 self._sweep_out_dir()
             for path in self.state.pending_paths(self.model_hash, self.length):
                 self._inbox.put(("path", path))
-            log.info("%s %s with %s (%d worker(s) x %d thread(s), %s summaries, settle %.1f s)",
+            log.info("%s %s with %s (%d worker(s) x %d thread(s), batches of up to %d file(s), "
+                     "%s summaries, settle %.1f s)",
                      "processing" if self.once else "watching", self.folder,
-                     self.bundle.display_name, self.workers, self.threads, self.length,
+                     self.bundle.display_name, self.workers, self.threads, self.batch, self.length,
                      self.settle_seconds,
                      extra={"event": "start", "path": str(self.folder), "model": self.model_hash,
-                            "workers": self.workers, "threads": self.threads})
+                            "workers": self.workers, "threads": self.threads, "batch": self.batch})
             self.started.set()
             self._loop()
         finally:
@@ -573,7 +597,7 @@ class Watcher:
         pending (redone next start) and let the process exit without them."""
         self._abandon.set()
         with self._claimed_lock:
-            held = list(self._claimed.values())
+            held = [job_id for ids in self._claimed.values() for job_id in ids]
             self._claimed.clear()
         for job_id in held:
             if self.state.release(job_id):
@@ -593,21 +617,35 @@ class Watcher:
             self._inbox.put(("wake", ""))
             return
         try:
-            while True:
+            stopping = False
+            while not stopping:
                 path, queued_at = self._work.get()
                 if path is None or self._stop.is_set() and self._abandon.is_set():
                     return
+                batch = [(path, queued_at)]
+                # Only what is already queued: waiting for a batch to fill would delay a lone file.
+                while len(batch) < self.batch:
+                    try:
+                        path, queued_at = self._work.get_nowait()
+                    except queue.Empty:
+                        break
+                    if path is None:  # this worker's stop: after the files it already took
+                        stopping = True
+                        break
+                    batch.append((path, queued_at))
                 try:
-                    outcome = self._process(index, summarizer, path, queued_at)
-                except Exception as e:  # the state store itself failed (disk full...): keep going
+                    outcomes = self._process_batch(index, summarizer, batch)
+                except Exception as e:  # a bug of ours past the per-file guards: keep going
                     if self._abandon.is_set():
                         return
-                    log.exception("internal error on %s", path,
-                                  extra={"event": "internal_error", "path": path})
-                    outcome = Outcome(path, "failed", f"internal error: {type(e).__name__}: {e}")
+                    log.exception("internal error on %s", ", ".join(p for p, _ in batch),
+                                  extra={"event": "internal_error", "path": batch[0][0]})
+                    outcomes = [Outcome(p, "failed", f"internal error: {type(e).__name__}: {e}")
+                                for p, _ in batch]
                 if self._abandon.is_set():
                     return
-                self._inbox.put(("result", outcome))
+                for outcome in outcomes:
+                    self._inbox.put(("result", outcome))
         finally:
             summarizer.close()
 
@@ -646,7 +684,66 @@ class Watcher:
                 digest.update(chunk)
             return st, None, digest.hexdigest()
 
-    def _process(self, index: int, summarizer: Summarizer, path: str, queued_at: float) -> Outcome:
+    def _process_batch(self, index: int, summarizer: Summarizer,
+                       items: list[tuple[str, float]]) -> list[Outcome]:
+        """Each file's outcome, in order. Files are read, claimed and parsed one by one; those
+        that parse go to the model together; each is then written and committed on its own, so
+        a bad file costs the others nothing."""
+        outcomes: list[Outcome | None] = [None] * len(items)
+        claimed: list[tuple[int, _Claimed]] = []
+        deferred: list[int] = []
+        try:
+            for i, (path, queued_at) in enumerate(items):
+                got = self._guard(path, self._claim, index, path, queued_at,
+                                  {c.sha for _, c in claimed})
+                if got is None:
+                    deferred.append(i)
+                elif isinstance(got, Outcome):
+                    outcomes[i] = got
+                else:
+                    claimed.append((i, got))
+            ready = []
+            for i, c in claimed:
+                t0 = time.perf_counter()
+                try:
+                    c.transcript = self._parse(c)
+                    ready.append((i, c))
+                except Exception as e:
+                    outcomes[i] = self._guard(c.path, self._fail, c, e)
+                c.own_seconds += time.perf_counter() - t0
+            results, together = self._summarize(summarizer, [c for _, c in ready])
+            if self._abandon.is_set():
+                return [o or Outcome(path, "abandoned") for o, (path, _) in zip(outcomes, items)]
+            for (i, c), result in zip(ready, results):
+                if isinstance(result, Exception):
+                    outcomes[i] = self._guard(c.path, self._fail, c, result)
+                else:
+                    outcomes[i] = self._guard(c.path, self._deliver, c, result, together)
+        finally:
+            with self._claimed_lock:
+                self._claimed.pop(index, None)
+        # Same content as a file in this batch: claimed now, it meets that file's finished job
+        # ("already"), as it would have one file after the other, instead of a "busy" that drops
+        # it until the next rescan.
+        for i in deferred:
+            outcomes[i] = self._process_batch(index, summarizer, [items[i]])[0]
+        return outcomes
+
+    def _guard(self, path: str, step, *args):
+        """Run one file's step; a failure of our own (the state store: disk full...) becomes
+        that file's outcome instead of ending the worker or sinking the rest of its batch."""
+        try:
+            return step(*args)
+        except Exception as e:
+            if self._abandon.is_set():
+                return Outcome(path, "abandoned")
+            log.exception("internal error on %s", path, extra={"event": "internal_error", "path": path})
+            return Outcome(path, "failed", f"internal error: {type(e).__name__}: {e}")
+
+    def _claim(self, index: int, path: str, queued_at: float,
+               batch_shas: set[str]) -> _Claimed | Outcome | None:
+        """Read the file and claim its job: the claim, an outcome (nothing to summarize), or None
+        when a file of this batch already has the same content."""
         started = time.perf_counter()
         picked_at = time.time()
         try:
@@ -659,6 +756,8 @@ class Watcher:
             reason = f"{path}: cannot read ({e.strerror or e})"
             log.warning("%s", reason, extra={"event": "unreadable", "path": path, "reason": reason})
             return Outcome(path, "failed", reason)
+        if sha in batch_shas:
+            return None
         claim = self.state.claim(sha, self.model_hash, self.length, path,
                                  max_attempts=self.max_attempts, st=st)
         job = claim.job
@@ -673,73 +772,110 @@ class Watcher:
             return Outcome(path, "wait", job.error or "", retry_at=job.next_retry, sha256=sha)
         if claim.decision == "gave_up":
             return Outcome(path, "gave_up", job.error or "", sha256=sha)
-
         with self._claimed_lock:
-            self._claimed[index] = job.id
+            self._claimed.setdefault(index, set()).add(job.id)
+        return _Claimed(path, queued_at, picked_at, st, data, sha, job,
+                        own_seconds=time.perf_counter() - started)
+
+    def _parse(self, c: _Claimed):
+        if c.data is None:
+            raise InputError(f"{c.path}: {c.st.st_size:,} bytes is over the {self.max_bytes:,}-byte "
+                             f"cap (raise it with --max-bytes or {MAX_BYTES_ENV})")
+        return parse_bytes(c.data, name=c.path, fmt=format_from_extension(Path(c.path)),
+                           max_bytes=self.max_bytes)
+
+    def _summarize(self, summarizer: Summarizer, claims: list[_Claimed]) -> tuple[list, int]:
+        """A Summary or the exception per claim, and how many files shared each model call."""
+        if len(claims) > 1:
+            t0 = time.perf_counter()
+            try:
+                summaries = summarizer.summarize_batch([c.transcript for c in claims])
+            except Exception as e:
+                # One file's failure must be that file's alone: find it by going one by one.
+                log.info("a batch of %d files failed (%s); summarizing them one at a time",
+                         len(claims), e, extra={"event": "batch_failed", "count": len(claims),
+                                                "reason": str(e)})
+            else:
+                seconds = time.perf_counter() - t0
+                log.info("summarized %d files in one batch (%.2f s in the model)", len(claims),
+                         seconds, extra={"event": "batch", "count": len(claims),
+                                         "model_seconds": round(seconds, 4)})
+                return summaries, len(claims)
+        results = []
+        for c in claims:
+            if self._abandon.is_set():
+                break
+            t0 = time.perf_counter()
+            try:
+                results.append(summarizer.summarize(c.transcript))
+            except Exception as e:
+                c.own_seconds += time.perf_counter() - t0  # no summary carries it: count it here
+                results.append(e)
+        return results, 1
+
+    def _deliver(self, c: _Claimed, summary, batch: int) -> Outcome:
+        """Write one file's outputs and commit its job."""
+        t1 = time.perf_counter()
+        path, job = c.path, c.job
         source_key = str(Path(os.path.realpath(path)))
         out_dir = self._out_dir(path)
-        base_stem = safe_stem(Path(path).name)
-        model_seconds = 0.0
+        # Batched, the model's time is the file's share of the shared calls (see summarize_batch).
+        model_seconds = float(summary.timings.get("summarize_s", 0.0))
+        extra = {"watch": {
+            "job_id": job.id, "attempt": job.attempts + 1,
+            "source_path": path, "relative_path": str(self._relative(path)),
+            "sha256": c.sha, "bytes": len(c.data),
+            "model_sha256": self.model_hash, "length": self.length,
+            "queued_at": round(c.queued_at, 3), "started_at": round(c.picked_at, 3),
+            "wait_s": round(c.picked_at - c.queued_at, 4),
+            "summarize_s": round(model_seconds, 4), "batch": batch,
+        }}
         try:
-            if data is None:
-                raise InputError(f"{path}: {st.st_size:,} bytes is over the {self.max_bytes:,}-byte "
-                                 f"cap (raise it with --max-bytes or {MAX_BYTES_ENV})")
-            transcript = parse_bytes(data, name=path, fmt=format_from_extension(Path(path)),
-                                     max_bytes=self.max_bytes)
-            t0 = time.perf_counter()
-            summary = summarizer.summarize(transcript)
-            model_seconds = time.perf_counter() - t0
-            if self._abandon.is_set():
-                return Outcome(path, "abandoned")
-            t1 = time.perf_counter()
-            extra = {"watch": {
-                "job_id": job.id, "attempt": job.attempts + 1,
-                "source_path": path, "relative_path": str(self._relative(path)),
-                "sha256": sha, "bytes": len(data),
-                "model_sha256": self.model_hash, "length": self.length,
-                "queued_at": round(queued_at, 3), "started_at": round(picked_at, 3),
-                "wait_s": round(picked_at - queued_at, 4),
-                "summarize_s": round(model_seconds, 4),
-            }}
             with self._output_lock:
-                stem = self._claim_stem(out_dir, base_stem, source_key)
+                stem = self._claim_stem(out_dir, safe_stem(Path(path).name), source_key)
                 extra["watch"]["write_s"] = round(time.perf_counter() - t1, 4)
                 written = write_summary(summary, out_dir, stem, self.formats, source_key=source_key,
                                         extra=extra)
-                _remove_own_error_files(out_dir, base_stem, source_key)
-            seconds = time.perf_counter() - started
-            outputs = [str(p) for p in written]
-            if not self.state.finish(job.id, outputs=outputs, seconds=seconds,
-                                     model_seconds=model_seconds):
-                return Outcome(path, "abandoned")
-            log.info("summarized %s -> %s (%.2f s)", path, written[0].name, seconds,
-                     extra={"event": "summarized", "path": path, "sha256": sha,
-                            "outputs": outputs, "seconds": round(seconds, 4),
-                            "model_seconds": round(model_seconds, 4)})
-            return Outcome(path, "summarized", seconds=seconds, model_seconds=model_seconds,
-                           outputs=outputs, sha256=sha)
+                _remove_own_error_files(out_dir, safe_stem(Path(path).name), source_key)
         except Exception as e:
-            # InputError messages already name the file; anything else gets the name prepended.
-            reason = str(e) if isinstance(e, SumctlError) else f"{path}: {type(e).__name__}: {e}"
-            if not isinstance(e, SumctlError):
-                log.debug("traceback for %s", path, exc_info=True)
-            failed = self.state.fail(job.id, reason, max_attempts=self.max_attempts,
-                                     backoff_seconds=self.backoff_seconds)
-            if failed is None:
-                return Outcome(path, "abandoned")
-            self._write_error(out_dir, base_stem, source_key, sha, failed.attempts, failed.next_retry,
-                              reason)
-            when = (f"retry {failed.attempts + 1}/{self.max_attempts} at "
-                    f"{time.strftime('%H:%M:%S', time.localtime(failed.next_retry))}"
-                    if failed.next_retry else "gave up until the file changes")
-            log.warning("failed: %s (%s)", reason, when,
-                        extra={"event": "failed", "path": path, "sha256": sha, "reason": reason,
-                               "attempts": failed.attempts, "next_retry": failed.next_retry})
-            return Outcome(path, "failed", reason, seconds=time.perf_counter() - started,
-                           model_seconds=model_seconds, retry_at=failed.next_retry, sha256=sha)
-        finally:
-            with self._claimed_lock:
-                self._claimed.pop(index, None)
+            c.own_seconds += time.perf_counter() - t1
+            return self._fail(c, e)
+        # A file's seconds are its own reading, parsing and writing plus its share of the model,
+        # so that a batch's files do not each claim the whole batch's time.
+        seconds = c.own_seconds + time.perf_counter() - t1 + model_seconds
+        outputs = [str(p) for p in written]
+        if not self.state.finish(job.id, outputs=outputs, seconds=seconds,
+                                 model_seconds=model_seconds):
+            return Outcome(path, "abandoned")
+        log.info("summarized %s -> %s (%.2f s)", path, written[0].name, seconds,
+                 extra={"event": "summarized", "path": path, "sha256": c.sha,
+                        "outputs": outputs, "seconds": round(seconds, 4),
+                        "model_seconds": round(model_seconds, 4)})
+        return Outcome(path, "summarized", seconds=seconds, model_seconds=model_seconds,
+                       outputs=outputs, sha256=c.sha, batch=batch)
+
+    def _fail(self, c: _Claimed, e: Exception) -> Outcome:
+        """Record a failed attempt, write its error file, schedule the retry."""
+        path = c.path
+        # InputError messages already name the file; anything else gets the name prepended.
+        reason = str(e) if isinstance(e, SumctlError) else f"{path}: {type(e).__name__}: {e}"
+        if not isinstance(e, SumctlError):
+            log.debug("traceback for %s", path, exc_info=e)
+        failed = self.state.fail(c.job.id, reason, max_attempts=self.max_attempts,
+                                 backoff_seconds=self.backoff_seconds)
+        if failed is None:
+            return Outcome(path, "abandoned")
+        self._write_error(self._out_dir(path), safe_stem(Path(path).name),
+                          str(Path(os.path.realpath(path))), c.sha, failed.attempts,
+                          failed.next_retry, reason)
+        when = (f"retry {failed.attempts + 1}/{self.max_attempts} at "
+                f"{time.strftime('%H:%M:%S', time.localtime(failed.next_retry))}"
+                if failed.next_retry else "gave up until the file changes")
+        log.warning("failed: %s (%s)", reason, when,
+                    extra={"event": "failed", "path": path, "sha256": c.sha, "reason": reason,
+                           "attempts": failed.attempts, "next_retry": failed.next_retry})
+        return Outcome(path, "failed", reason, seconds=c.own_seconds, retry_at=failed.next_retry,
+                       sha256=c.sha)
 
     def _out_dir(self, path: str) -> Path:
         parent = Path(path).parent

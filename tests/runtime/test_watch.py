@@ -9,10 +9,12 @@ import os
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
 import pytest
 
+from sumctl.runtime.errors import SumctlError
 from sumctl.runtime.state import StateLockedError
 from sumctl.runtime.watch import DEFAULT_INCLUDE, Watcher, plan_threads, skip_reason
 from watch_fixtures import job_rows, meeting_text, summary_records, wait_until
@@ -261,3 +263,139 @@ def test_temp_outputs_left_by_a_kill_are_swept(tmp_path, extractive_bundle_dir):
     make(inbox, extractive_bundle_dir, once=True).run()
     assert not stale.exists() and fresh.exists()
     assert (inbox / "a.summary.json").exists()
+
+
+@pytest.mark.slow
+def test_batch_summarizes_queued_files_together_and_sets_a_bad_one_aside(tmp_path, tiny_t5_bundle,
+                                                                         monkeypatch):
+    from sumctl.runtime.onnx_t5 import OnnxT5Backend
+
+    calls = []
+    generate = OnnxT5Backend.generate
+
+    def counting(self, prompts, options):  # the real generate, counted
+        calls.append(len(prompts))
+        return generate(self, prompts, options)
+
+    monkeypatch.setattr(OnnxT5Backend, "generate", counting)
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    for i in range(3):
+        (inbox / f"good{i}.txt").write_text(meeting_text(70 + i, turns=3))
+    (inbox / "bad.json").write_text('{"turns": [')
+    report = make(inbox, tiny_t5_bundle, once=True, settle_seconds=0, batch=3, threads=1,
+                  length="short").run()
+
+    assert report.summarized == 3
+    bad = report.outcomes[str(inbox / "bad.json")]
+    assert bad.status == "failed" and "malformed JSON" in bad.reason
+    assert "malformed JSON" in (inbox / "bad.error.txt").read_text()
+    # Every transcript fits one chapter, so a call with several prompts means several files.
+    assert max(calls) >= 2, f"generate calls {calls}: the files were not batched"
+    batches = {Path(p).name: o.batch for p, o in report.outcomes.items() if o.status == "summarized"}
+    assert max(batches.values()) >= 2 and sum(calls) == 3
+    records = summary_records(inbox)
+    assert {p.name: r["watch"]["batch"] for p, r in records.items()} == {
+        name.replace(".txt", ".summary.json"): n for name, n in batches.items()}
+    for path, record in records.items():
+        source = inbox / path.name.replace(".summary.json", ".txt")
+        assert record["source_sha256"] == sha(source) and record["text"]
+        assert record["timings"]["summarize_s"] > 0
+    rows = job_rows(inbox / ".sumctl" / "state.db")
+    assert sorted(Path(r["path"]).name for r in rows) == ["bad.json", "good0.txt", "good1.txt",
+                                                          "good2.txt"]
+    assert sorted((r["status"], r["runs"]) for r in rows) == [("done", 1)] * 3 + [("failed", 0)]
+    assert all(0 < r["model_seconds"] <= r["seconds"] for r in rows if r["status"] == "done")
+
+    again = make(inbox, tiny_t5_bundle, once=True, settle_seconds=0, batch=3, threads=1,
+                 length="short").run()
+    assert again.summarized == 0 and len(job_rows(inbox / ".sumctl" / "state.db")) == 4
+
+
+POISON_BACKEND = '''
+import time
+
+from sumctl.runtime.extractive import ExtractiveBackend
+
+
+class PoisonBackend(ExtractiveBackend):
+    """The extractive baseline, failing any call that holds a prompt with POISON in it."""
+
+    name = "poison-test"
+    calls = []
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        time.sleep(0.5)  # loads like a real model: the backlog is queued before the first batch
+
+    def generate(self, prompts, options):
+        PoisonBackend.calls.append(len(prompts))
+        if any("POISON" in p for p in prompts):
+            raise RuntimeError("the model choked on POISON")
+        return super().generate(prompts, options)
+'''
+
+
+@pytest.fixture
+def poison_plugin(tmp_path, monkeypatch):
+    """A bundle for a plug-in backend, registered through the real registry: the extractive
+    baseline, except that a call holding a prompt with POISON fails. Returns (bundle, class)."""
+    import importlib
+    import sys
+
+    from sumctl.runtime import backend as backends
+    from sumctl.runtime.bundle import write_manifest
+    from sumctl.runtime.extractive import build_extractive_bundle
+
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "sumctl_poison_test.py").write_text(POISON_BACKEND)
+    monkeypatch.syspath_prepend(str(tmp_path / "plugins"))
+    monkeypatch.delitem(sys.modules, "sumctl_poison_test", raising=False)
+    monkeypatch.setitem(backends.BUILTIN_BACKENDS, "poison-test", "sumctl_poison_test:PoisonBackend")
+    bundle = build_extractive_bundle(tmp_path / "bundle")
+    write_manifest(bundle.path, replace(bundle.manifest, backend="poison-test"))
+    yield bundle.path, importlib.import_module("sumctl_poison_test").PoisonBackend
+    sys.modules.pop("sumctl_poison_test", None)
+
+
+def test_a_failing_batch_is_redone_one_by_one_so_only_the_bad_file_fails(tmp_path, poison_plugin):
+    bundle, backend = poison_plugin
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    (inbox / "a.txt").write_text(meeting_text(80))
+    (inbox / "poison.txt").write_text(meeting_text(81) + "Bob: POISON is on the agenda today.\n")
+    (inbox / "b.txt").write_text(meeting_text(82))
+    report = make(inbox, bundle, once=True, settle_seconds=0, batch=3).run()
+
+    assert backend.calls[0] == 3, "the three files were not tried as one batch"
+    status = {Path(p).name: o for p, o in report.outcomes.items()}
+    assert status["a.txt"].status == status["b.txt"].status == "summarized"
+    assert status["a.txt"].batch == status["b.txt"].batch == 1
+    assert status["poison.txt"].status == "failed"
+    assert "RuntimeError: the model choked on POISON" in status["poison.txt"].reason
+    assert "choked on POISON" in (inbox / "poison.error.txt").read_text()
+    assert sorted(p.name for p in summary_records(inbox)) == ["a.summary.json", "b.summary.json"]
+    rows = {Path(r["path"]).name: r for r in job_rows(inbox / ".sumctl" / "state.db")}
+    assert {n: (r["status"], r["attempts"]) for n, r in rows.items()} == {
+        "a.txt": ("done", 0), "b.txt": ("done", 0), "poison.txt": ("failed", 1)}
+
+
+def test_same_content_twice_in_one_batch_is_summarized_once(tmp_path, poison_plugin):
+    bundle, backend = poison_plugin
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    for name, seed in (("first.txt", 90), ("copy.txt", 90), ("other.txt", 91)):
+        (inbox / name).write_text(meeting_text(seed))
+    report = make(inbox, bundle, once=True, settle_seconds=0, batch=3).run()
+    assert backend.calls[0] == 2, "the two distinct files were not batched"
+    status = sorted(o.status for o in report.outcomes.values())
+    # One of the two copies is summarized, the other then finds its job done, as one by one.
+    assert status == ["already", "summarized", "summarized"]
+    rows = job_rows(inbox / ".sumctl" / "state.db")
+    assert len(rows) == 2 and {(r["status"], r["runs"]) for r in rows} == {("done", 1)}
+    assert len(summary_records(inbox)) == 2
+
+
+def test_batch_must_be_positive(tmp_path, extractive_bundle_dir):
+    with pytest.raises(SumctlError, match="--batch 0: need at least one file per batch"):
+        make(tmp_path, extractive_bundle_dir, batch=0)
