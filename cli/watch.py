@@ -17,7 +17,7 @@ from sumctl.runtime.transcript import DEFAULT_MAX_BYTES
 from .options import length_option, model_option
 
 _JSON_FIELDS = ("event", "path", "sha256", "reason", "seconds", "model_seconds", "outputs",
-                "attempts", "next_retry", "count", "signal", "model", "workers", "threads")
+                "attempts", "next_retry", "count", "signal", "model", "workers", "threads", "batch")
 
 
 class JsonLines(logging.Formatter):
@@ -74,6 +74,11 @@ def configure_logging(*, json_lines: bool, verbose: bool, console=None) -> loggi
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads per worker. Default: cores / workers. workers x threads is kept "
                    "within the cores.")
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
+              help="Up to N queued transcripts per worker go through the model together (a lone "
+                   "file never waits for company). Raise it to 4-8 for throughput on CPU when "
+                   "many files queue: T5 decoding a batch reuses each weight read for several "
+                   "documents.")
 @click.option("--once", is_flag=True,
               help="Summarize the backlog, print a table and exit (for cron and CI). Exit status "
                    "1 if any file failed.")
@@ -110,9 +115,9 @@ def configure_logging(*, json_lines: bool, verbose: bool, console=None) -> loggi
               help="On SIGINT/SIGTERM, wait this long for jobs in flight before abandoning them.")
 @click.option("--log-json", is_flag=True, help="Log JSON lines to stderr (for journald, Loki, jq).")
 @click.option("--verbose", "-v", is_flag=True, help="Also log skipped files and tracebacks.")
-def watch(folder, model, out, length, formats, workers, threads, once, recursive, include, exclude,
-          state_path, settle_seconds, max_attempts, backoff_seconds, retry_failed, max_bytes, poll,
-          rescan_seconds, grace_seconds, log_json, verbose):
+def watch(folder, model, out, length, formats, workers, threads, batch, once, recursive, include,
+          exclude, state_path, settle_seconds, max_attempts, backoff_seconds, retry_failed,
+          max_bytes, poll, rescan_seconds, grace_seconds, log_json, verbose):
     """Summarize every transcript in DIR, exactly once, and keep watching it.
 
     Transcripts already in DIR are summarized first; then new and changed files are
@@ -138,6 +143,7 @@ def watch(folder, model, out, length, formats, workers, threads, once, recursive
       sumctl watch ~/Meetings
       sumctl watch /srv/transcripts --model bundles/flan-t5-int8 --workers 2 -r
       sumctl watch inbox/ --out summaries/ --length short --include '*.vtt'
+      sumctl watch /srv/transcripts --batch 4         # a busy folder, on CPU
       sumctl watch inbox/ --once --log-json          # cron / CI: the backlog, then exit
       sumctl status inbox/                            # done / failed / pending, last errors
     """
@@ -150,7 +156,7 @@ def watch(folder, model, out, length, formats, workers, threads, once, recursive
     configure_logging(json_lines=log_json, verbose=verbose, console=console)
     progress = _Progress(console, once) if interactive else None
     watcher = Watcher(
-        folder, model=model, out=out, length=length, workers=workers, threads=threads,
+        folder, model=model, out=out, length=length, workers=workers, threads=threads, batch=batch,
         state_path=state_path, recursive=recursive, include=include, exclude=exclude,
         settle_seconds=settle_seconds, max_attempts=max_attempts, backoff_seconds=backoff_seconds,
         once=once, formats=tuple(formats) or ("md", "json"), max_bytes=max_bytes, poll=poll,

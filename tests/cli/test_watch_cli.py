@@ -48,7 +48,8 @@ def test_help_reads_like_documentation():
     assert result.exit_code == 0
     for text in ("exactly once", "Examples:", "sumctl watch inbox/ --once", "--settle", "--workers",
                  "--include GLOB", "--state", "--max-attempts", "--log-json", "--max-bytes",
-                 "SIGTERM", "Symlinks leading out of DIR are refused"):
+                 "SIGTERM", "Symlinks leading out of DIR are refused", "--batch N",
+                 "throughput on CPU when many files queue"):
         assert text in result.output, text
     status_help = CliRunner().invoke(cli, ["status", "--help"]).output
     assert "Examples:" in status_help and "--json" in status_help
@@ -259,3 +260,32 @@ def test_two_workers_each_with_a_real_onnx_t5_model(inbox, tiny_t5_bundle, watch
         assert record["chapters"] and record["output_tokens"] > 0
     rows = job_rows(db)
     assert {(r["status"], r["runs"], r["model"]) for r in rows} == {("done", 1, manifest_sha)}
+
+
+@pytest.mark.slow
+def test_batch_3_over_four_files_with_one_bad(inbox, tiny_t5_bundle):
+    for i in range(3):
+        (inbox / f"call-{i}.txt").write_text(meeting_text(400 + i, turns=3))
+    (inbox / "broken.vtt").write_bytes(b"WEBVTT\n\nthis is not a cue timing\nhello there\n")
+    result = sumctl("watch", inbox, "--model", tiny_t5_bundle, "--once", "--batch", "3",
+                    "--threads", "1", "--settle", "0", "--length", "short", "--log-json",
+                    check=False)
+    assert result.returncode == 1, result.stderr  # one file failed
+    assert "Traceback" not in result.stderr
+    assert "3 summarized, 1 failed" in result.stdout and "malformed WebVTT" in result.stdout
+    events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    start = next(e for e in events if e["event"] == "start")
+    assert start["batch"] == 3 and "batches of up to 3 file(s)" in start["message"]
+    batches = [e["count"] for e in events if e["event"] == "batch"]
+    assert batches and max(batches) >= 2, "no files were summarized together"
+    assert sum(batches) <= 3 and sum(1 for e in events if e["event"] == "summarized") == 3
+
+    rows = job_rows(inbox / ".sumctl" / "state.db")
+    assert sorted(Path(r["path"]).name for r in rows) == ["broken.vtt", "call-0.txt", "call-1.txt",
+                                                          "call-2.txt"]
+    assert sorted((r["status"], r["runs"]) for r in rows) == [("done", 1)] * 3 + [("failed", 0)]
+    assert "malformed WebVTT" in (inbox / "broken.error.txt").read_text()
+    assert len(summary_records(inbox)) == 3
+    status = json.loads(sumctl("status", inbox, "--json").stdout)
+    assert status["counts"]["done"] == 3 and status["counts"]["failed"] == 1
+    assert "Done: 3" in sumctl("status", inbox).stdout
