@@ -96,11 +96,40 @@ def test_int8_export_records_its_agreement_with_pytorch(tiny_t5_int8_bundle, tin
     agreement = sum(p["token_agreement"] * max(p["reference_tokens"], p["bundle_tokens"]) for p in v["per_input"])
     assert abs(agreement / sum(max(p["reference_tokens"], p["bundle_tokens"]) for p in v["per_input"])
                - v["token_agreement"]) < 1e-3
-    # Really int8: integer matmuls in the graph, and a much smaller decoder than fp32's.
-    ops = {n.op_type for n in all_nodes(onnx.load(str(bundle.file("decoder"))).graph)}
+    # Really int8: integer matmuls in the graph, and much smaller weights than fp32's.
+    nodes = list(all_nodes(onnx.load(str(bundle.file("decoder"))).graph))
+    ops = {n.op_type for n in nodes}
     assert ops & {"DynamicQuantizeMatMul", "MatMulInteger", "DynamicQuantizeLinear"}, ops
     fp32 = load_bundle(tiny_t5_bundle)
-    assert bundle.file("decoder").stat().st_size < 0.6 * fp32.file("decoder").stat().st_size
+    assert bundle.file("weights").stat().st_size < 0.6 * fp32.file("weights").stat().st_size
+    # Attention's activation x activation products stay fp32 (re-quantizing the cached keys and
+    # values at every step is what they would cost); every product with a weight is int8.
+    float_matmuls = [n for n in nodes if n.op_type == "MatMul"]
+    assert float_matmuls and q["matmuls"].startswith("weights only")
+    weights = {t.name for t in all_initializers(onnx.load(str(bundle.file("decoder")), load_external_data=False).graph)}
+    assert not [n.name for n in float_matmuls if set(n.input) & weights]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["tiny_t5_bundle", "tiny_t5_int8_bundle"])
+def test_encoder_and_decoder_share_one_weights_file_without_duplicates(request, which):
+    import onnx
+
+    bundle = load_bundle(request.getfixturevalue(which))
+    places = {}
+    for role in ("encoder", "decoder"):
+        graph = onnx.load(str(bundle.file(role)), load_external_data=False).graph
+        for tensor in all_initializers(graph):
+            if tensor.data_location == onnx.TensorProto.EXTERNAL:
+                info = {e.key: e.value for e in tensor.external_data}
+                assert info["location"] == "weights.bin" and int(info["offset"]) % 4096 == 0
+                places.setdefault((int(info["offset"]), int(info["length"])), set()).add((role, tensor.name))
+    roles_by_place = [{role for role, _ in owners} for owners in places.values()]
+    assert {"encoder", "decoder"} in roles_by_place, "the token embedding should be stored once, for both"
+    data = bundle.file("weights").read_bytes()
+    digests = collections.Counter(hashlib.sha256(data[o:o + n]).hexdigest() for o, n in places)
+    assert max(digests.values()) == 1, "a tensor is stored twice in weights.bin"
+    assert not [p for p in bundle.path.iterdir() if p.name.endswith(("_data", ".data"))]
 
 
 @pytest.mark.slow
