@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -35,6 +34,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from sumctl.benchmarks.process_memory import peak_rss_mb
 
 PROMPT_TOKENS = 512
 NEW_TOKENS = 64
@@ -44,17 +45,6 @@ TINYLLAMA = dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22,
                  num_key_value_heads=4, vocab_size=32000, max_position_embeddings=2048,
                  rms_norm_eps=1e-5, rope_theta=10000.0, tie_word_embeddings=False)
 REPO = Path(__file__).resolve().parents[1]
-
-
-def peak_rss_mb() -> float:
-    """VmHWM, not getrusage: Linux carries ru_maxrss across fork+exec from the parent."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # -- preparing the models (parent) ----------------------------------------------------------------

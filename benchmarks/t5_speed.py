@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -45,6 +44,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from sumctl.benchmarks.process_memory import peak_rss_mb
 
 INPUT_TOKENS = 512
 NEW_TOKENS = 64
@@ -60,18 +61,6 @@ def document_ids(vocab_size: int, seed: int = 0) -> list[int]:
 
     rng = random.Random(seed)
     return [rng.randrange(3, vocab_size) for _ in range(INPUT_TOKENS - 1)] + [1]
-
-
-def peak_rss_mb() -> float:
-    """This process's peak RSS. VmHWM, not getrusage: Linux carries ru_maxrss over fork and exec,
-    so a child started by a parent holding torch would report the parent's peak."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux, bytes on macOS
 
 
 def folder_mb(path: Path) -> float:

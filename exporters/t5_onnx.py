@@ -293,7 +293,7 @@ def store_weights(folder: Path, files: list[str]) -> dict:
     import hashlib
 
     import onnx
-    from onnx.external_data_helper import set_external_data
+    from onnx.external_data_helper import load_external_data_for_model, set_external_data
 
     stats = {"tensors": 0, "shared": 0, "shared_bytes": 0}
     stored: dict[str, tuple[int, int]] = {}  # sha256 of the bytes -> (offset, length)
@@ -301,9 +301,11 @@ def store_weights(folder: Path, files: list[str]) -> dict:
     with open(folder / WEIGHTS_FILE, "wb") as out:
         for name in files:
             path = folder / name
-            old_data |= {entry.value for tensor in _initializers(onnx.load(str(path), load_external_data=False).graph)
+            # Parsed once: note where any tensor lives outside the graph, then read those bytes in.
+            model = onnx.load(str(path), load_external_data=False)
+            old_data |= {entry.value for tensor in _initializers(model.graph)
                          for entry in tensor.external_data if entry.key == "location"}
-            model = onnx.load(str(path))
+            load_external_data_for_model(model, str(folder))
             for tensor in _initializers(model.graph):
                 if not tensor.HasField("raw_data") or len(tensor.raw_data) < 1024:
                     continue  # small tensors stay inline: they are not worth a page each
