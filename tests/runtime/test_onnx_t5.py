@@ -147,6 +147,28 @@ def test_input_budget_leaves_room_for_the_template_and_eos(backend, tiny_t5_bund
     assert len(backend.encode(fill(template, " ".join(words[:low])))) <= bundle.manifest.max_input_tokens
 
 
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs Linux /proc")
+def test_each_phase_hands_its_weight_pages_back_and_tokens_stay_the_same(tiny_t5_bundle):
+    b = OnnxT5Backend(load_bundle(tiny_t5_bundle))
+    try:
+        # ONNX Runtime maps weights.bin; both graphs' mappings were seen while they loaded.
+        assert b._encoder_pages.regions and b._decoder_pages.regions
+        assert b.encoder.get_session_options().enable_cpu_mem_arena is False
+        ids = [b.encode(t) for t in TEXTS]
+        first = b.generate_ids(ids, max_new_tokens=24)
+        # Decoding done: the encoder's pages are gone from RSS, the decoder's are still there.
+        assert b._encoder_pages.resident_bytes() == 0
+        assert b._decoder_pages.resident_bytes() > 0
+        b._encode_batch(ids[:1])  # the next document's encoder drops the decoder's pages first
+        assert b._decoder_pages.resident_bytes() == 0 == b._encoder_pages.resident_bytes()
+        # Pages come back from the file, unchanged: same tokens, again and with beams.
+        assert b.generate_ids(ids, max_new_tokens=24) == first
+        assert b.generate_ids(ids, max_new_tokens=24, num_beams=3) == \
+            [b.generate_ids([i], max_new_tokens=24, num_beams=3)[0] for i in ids]
+    finally:
+        b.close()
+
+
 def test_threads_knob_reaches_onnx_runtime(tiny_t5_bundle, backend):
     one = OnnxT5Backend(load_bundle(tiny_t5_bundle), threads=1)
     try:
