@@ -158,12 +158,45 @@ def test_bundle_holds_one_copy_of_the_decoder_weights(request, which, tiny_t5_ch
     assert stored <= 1.05 * decoder_bytes
 
 
-def all_initializers(graph):
-    yield from graph.initializer
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["tiny_t5_bundle", "tiny_t5_int8_bundle"])
+def test_graphs_are_compact_and_keep_their_interface(request, which):
+    import onnx
+
+    bundle = load_bundle(request.getfixturevalue(which))
+    for role in ("encoder", "decoder"):
+        model = onnx.load(str(bundle.file(role)), load_external_data=False)
+        assert not [n for n in all_nodes(model.graph) if n.name]
+        assert not model.graph.value_info
+        for graph in all_graphs(model.graph):
+            inline = collections.Counter()
+            for tensor in graph.initializer:
+                external = tensor.data_location == onnx.TensorProto.EXTERNAL
+                assert external == (len(tensor.raw_data) == 0)  # raw bytes, never typed lists
+                if not external:
+                    assert tensor.ByteSize() < 16 * 1024
+                    inline[(tensor.data_type, tuple(tensor.dims), tensor.raw_data)] += 1
+            assert max(inline.values(), default=1) == 1, "a graph holds an identical small tensor twice"
+        names = {i.name for i in model.graph.input} | {o.name for o in model.graph.output}
+        assert "input_ids" in names and ("logits" in names or "last_hidden_state" in names)
+    if which == "tiny_t5_int8_bundle":  # the quantizer's per-channel zero points were many copies
+        decoder = onnx.load(str(bundle.file("decoder")), load_external_data=False)
+        readers = collections.Counter(n.input[3] for n in all_nodes(decoder.graph)
+                                      if n.op_type == "MatMulInteger" and len(n.input) > 3)
+        assert readers and max(readers.values()) > 1
+
+
+def all_graphs(graph):
+    yield graph
     for node in graph.node:
         for attr in node.attribute:
             for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
-                yield from all_initializers(sub)
+                yield from all_graphs(sub)
+
+
+def all_initializers(graph):
+    for sub in all_graphs(graph):
+        yield from sub.initializer
 
 
 def all_nodes(graph):
