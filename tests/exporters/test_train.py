@@ -92,7 +92,10 @@ def test_t5_lora_overfits_exports_and_summarizes(train_t5_base, train_jsonl, tra
     width, height = png_size(out / "training" / "loss.png")
     assert width > 300 and height > 200
 
-    bundle = export_t5(str(out), tmp_path / "bundle", max_input_tokens=256, quiet=True)
+    # fp32, because the check below is exact text: an fp32 bundle is token-identical to PyTorch,
+    # while int8 may flip a near-tied token (this test failed now and then when it exported int8;
+    # int8 against PyTorch is measured by the exporter's own verification, tested elsewhere).
+    bundle = export_t5(str(out), tmp_path / "bundle", quantize="none", max_input_tokens=256, quiet=True)
     # The runtime budgets the input exactly as training did.
     from transformers import AutoTokenizer
 
@@ -104,7 +107,7 @@ def test_t5_lora_overfits_exports_and_summarizes(train_t5_base, train_jsonl, tra
     summary = summarizer.summarize(parse_text(record["transcript"]))
     after = json.loads((out / "training" / "eval_summaries.json").read_text())["after"]
     assert summary.text.strip()
-    assert summary.text == after[0]["summary"]  # int8 ONNX writes what PyTorch wrote in training
+    assert summary.text == after[0]["summary"]  # the ONNX runtime writes what PyTorch wrote in training
 
 
 @pytest.mark.slow
