@@ -67,7 +67,7 @@ class OnnxT5Backend(Backend):
         # Weights stay in the mapped weights.bin (no prepacked copy), and each phase hands its
         # pages back while the other runs (see weight_pages). FLAN-T5-Large int8, one document,
         # 2 threads, measured side by side: peak RSS 705 MB instead of 1142 MB with a prepacked
-        # decoder, for 10.1 s instead of 8.5 s per document (beam 4: 13.9 s instead of 13.4 s).
+        # decoder, for 10.1 s instead of 8.5 s per document.
         # Prepacking holds an anonymous copy of the decoder's weights (506 MB) and, while it
         # packs, the mapped originals too (a 945 MB peak at load); it also keeps processes from
         # sharing the weights through the page cache.
