@@ -45,7 +45,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sumctl.benchmarks.process_memory import peak_rss_mb
+from sumctl.runtime.process_memory import peak_rss_mb
 
 INPUT_TOKENS = 512
 NEW_TOKENS = 64

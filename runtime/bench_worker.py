@@ -17,14 +17,10 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import sys
 import time
 
-
-def peak_rss_bytes() -> int:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB
+from .process_memory import peak_rss_bytes
 
 
 def current_rss_bytes() -> int | None:
