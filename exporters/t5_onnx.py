@@ -300,7 +300,7 @@ def store_weights(folder: Path, files: list[str]) -> dict:
     import onnx
     from onnx.external_data_helper import load_external_data_for_model, set_external_data
 
-    stats = {"tensors": 0, "shared": 0, "shared_bytes": 0, "graph_bytes": 0}
+    stats = {"tensors": 0, "shared": 0, "shared_bytes": 0}
     stored: dict[str, tuple[int, int]] = {}  # sha256 of the bytes -> (offset, length)
     old_data: set[str] = set()
     with open(folder / WEIGHTS_FILE, "wb") as out:
@@ -313,9 +313,10 @@ def store_weights(folder: Path, files: list[str]) -> dict:
             load_external_data_for_model(model, str(folder))
             compact_graph(model)
             for tensor in _initializers(model.graph):
-                if not tensor.HasField("raw_data") or len(tensor.raw_data) < _EXTERNAL_FROM:
+                # Read once: each read of raw_data copies the bytes (gigabytes for an fp32 model).
+                data = tensor.raw_data if tensor.HasField("raw_data") else b""
+                if len(data) < _EXTERNAL_FROM:
                     continue
-                data = tensor.raw_data
                 key = hashlib.sha256(data).hexdigest()
                 if key in stored:
                     stats["shared"] += 1
@@ -329,7 +330,6 @@ def store_weights(folder: Path, files: list[str]) -> dict:
                 tensor.ClearField("raw_data")
                 stats["tensors"] += 1
             onnx.save(model, str(path))
-            stats["graph_bytes"] += path.stat().st_size
         out.flush()
         os.fsync(out.fileno())
     for name in old_data - {WEIGHTS_FILE}:

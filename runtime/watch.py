@@ -817,8 +817,7 @@ class Watcher:
         """Write one file's outputs and commit its job."""
         t1 = time.perf_counter()
         path, job = c.path, c.job
-        source_key = str(Path(os.path.realpath(path)))
-        out_dir = self._out_dir(path)
+        out_dir, base_stem, source_key = self._output_names(path)
         # Batched, the model's time is the file's share of the shared calls (see summarize_batch).
         model_seconds = float(summary.timings.get("summarize_s", 0.0))
         extra = {"watch": {
@@ -832,11 +831,11 @@ class Watcher:
         }}
         try:
             with self._output_lock:
-                stem = self._claim_stem(out_dir, safe_stem(Path(path).name), source_key)
+                stem = self._claim_stem(out_dir, base_stem, source_key)
                 extra["watch"]["write_s"] = round(time.perf_counter() - t1, 4)
                 written = write_summary(summary, out_dir, stem, self.formats, source_key=source_key,
                                         extra=extra)
-                _remove_own_error_files(out_dir, safe_stem(Path(path).name), source_key)
+                _remove_own_error_files(out_dir, base_stem, source_key)
         except Exception as e:
             c.own_seconds += time.perf_counter() - t1
             return self._fail(c, e)
@@ -865,9 +864,8 @@ class Watcher:
                                  backoff_seconds=self.backoff_seconds)
         if failed is None:
             return Outcome(path, "abandoned")
-        self._write_error(self._out_dir(path), safe_stem(Path(path).name),
-                          str(Path(os.path.realpath(path))), c.sha, failed.attempts,
-                          failed.next_retry, reason)
+        self._write_error(*self._output_names(path), c.sha, failed.attempts, failed.next_retry,
+                          reason)
         when = (f"retry {failed.attempts + 1}/{self.max_attempts} at "
                 f"{time.strftime('%H:%M:%S', time.localtime(failed.next_retry))}"
                 if failed.next_retry else "gave up until the file changes")
@@ -876,6 +874,11 @@ class Watcher:
                            "attempts": failed.attempts, "next_retry": failed.next_retry})
         return Outcome(path, "failed", reason, seconds=c.own_seconds, retry_at=failed.next_retry,
                        sha256=c.sha)
+
+    def _output_names(self, path: str) -> tuple[Path, str, str]:
+        """Where a file's summary and error files go: the folder, the base of their names, and
+        the source key they record (the real path, which tells two same-named sources apart)."""
+        return self._out_dir(path), safe_stem(Path(path).name), str(Path(os.path.realpath(path)))
 
     def _out_dir(self, path: str) -> Path:
         parent = Path(path).parent

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 from pathlib import Path
 from typing import NamedTuple
 
@@ -56,6 +57,7 @@ def mapped_regions(file: Path) -> dict[tuple[int, int], Residency]:
     return regions
 
 
+@functools.cache  # looked up once: release() runs before and after every encoder call
 def _madvise():
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
