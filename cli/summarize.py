@@ -9,7 +9,8 @@ from pathlib import Path
 import click
 
 from sumctl.runtime.errors import InputError
-from sumctl.runtime.outputs import OUTPUT_FORMATS, claim_stem, safe_stem, write_summary
+from sumctl.runtime.outputs import (OUTPUT_FORMATS, OutputFolder, claim_stem, safe_stem,
+                                    write_summary)
 from sumctl.runtime.transcript import DEFAULT_MAX_BYTES, parse_bytes, read_transcript
 
 from .options import length_option, model_option, threads_option
@@ -79,9 +80,10 @@ def summarize(files, model, length, out_dir, formats, threads, beams, max_summar
                 click.echo(json.dumps(summary.to_dict(), ensure_ascii=False))
             continue
         source_key = str(path.resolve()) if path else "<stdin>"
-        stem = claim_stem(target, safe_stem(path.name if path else "stdin"), source_key, formats,
-                          taken, protected)
-        written = write_summary(summary, target, stem, formats, source_key=source_key)
+        with OutputFolder(target) as folder:
+            stem = claim_stem(folder, safe_stem(path.name if path else "stdin"), source_key,
+                              formats, taken, protected)
+            written = write_summary(summary, folder, stem, formats, source_key=source_key)
         taken.update(p.resolve() for p in written)
         for p in written:
             click.echo(f"wrote {p}", err=True)
