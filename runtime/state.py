@@ -23,6 +23,7 @@ most of the watcher's per-file overhead on disks where an fsync costs millisecon
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -34,7 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from .errors import SumctlError
+from .errors import StateError, SumctlError
+from .fsutil import is_disk_full, os_error_hint
 
 SCHEMA_VERSION = 1
 STATE_DIR = ".sumctl"
@@ -132,7 +134,15 @@ def file_signature(st: os.stat_result) -> tuple[int, int, int, int]:
     return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
 
 
-class StateLockedError(SumctlError):
+def retry_at(attempts: int, max_attempts: int, backoff_seconds: float, now: float) -> float | None:
+    """When a job that failed `attempts` times is tried again: backoff * 4^(attempt-1), at most
+    a day later; None once it has had max_attempts."""
+    if attempts >= max_attempts:
+        return None
+    return now + min(backoff_seconds * 4 ** (attempts - 1), 86_400.0)
+
+
+class StateLockedError(StateError):
     pass
 
 
@@ -144,25 +154,22 @@ class State:
         self._lock = threading.RLock()
         self._lock_file: int | None = None
         self.unsynced = False  # commits since the last durable one
-        if readonly:
-            if not self.path.is_file():
-                raise SumctlError(f"{self.path}: no watch state here (run `sumctl watch` on the "
-                                  "folder first, or pass --state)")
-            # Not mode=ro: a WAL database's reader may need to create the -shm file.
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                       timeout=10)
-        else:
-            try:
+        self._synchronous = "NORMAL"
+        if readonly and not self.path.is_file():
+            raise SumctlError(f"{self.path}: no watch state here (run `sumctl watch` on the "
+                              "folder first, or pass --state)")
+        try:
+            if not readonly:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._db = sqlite3.connect(self.path, isolation_level=None,
-                                           check_same_thread=False, timeout=30)
+            # Not mode=ro for readers: a WAL database's reader may need to create the -shm file.
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                       timeout=10 if readonly else 30)
+            self._db.execute("PRAGMA busy_timeout=10000")
+            if not readonly:
                 self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=NORMAL")
-                self._synchronous = "NORMAL"
-            except (OSError, sqlite3.Error) as e:
-                raise SumctlError(f"{self.path}: cannot open the watch state ({e}); "
-                                  "pass a writable --state PATH") from None
-        self._db.execute("PRAGMA busy_timeout=10000")
+                self._db.execute(f"PRAGMA synchronous={self._synchronous}")
+        except (OSError, sqlite3.Error) as e:
+            raise self._error(e, "cannot open the watch state") from None
         if not readonly:
             with self._tx() as db:
                 version = db.execute("PRAGMA user_version").fetchone()[0]
@@ -174,30 +181,52 @@ class State:
                         db.execute(statement)
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
+    def _error(self, e: BaseException, what: str = "cannot write the watch state") -> StateError:
+        """One line that names the database and the fix; a full disk keeps its errno so the
+        watcher can pause instead of failing files."""
+        if is_disk_full(e):
+            return StateError(f"{self.path}: {what}: the disk is full (free some space)",
+                              errno=errno.ENOSPC)
+        detail = os_error_hint(e) if isinstance(e, OSError) else str(e)
+        return StateError(f"{self.path}: {what} ({detail}); make it and its folder writable, "
+                          "or pass another --state PATH")
+
     # --- plumbing -------------------------------------------------------------------------
 
     @contextmanager
     def _tx(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
         """One write transaction. IMMEDIATE takes the write lock up front, so a check-then-set
         (a claim) cannot interleave with another writer. `durable`: fsync at commit, which also
-        makes every earlier commit durable."""
+        makes every earlier commit durable. SQLite's errors leave as StateError."""
         with self._lock:
-            mode = "FULL" if durable else "NORMAL"
-            if getattr(self, "_synchronous", mode) != mode:
-                self._db.execute(f"PRAGMA synchronous={mode}")
-                self._synchronous = mode
-            self.unsynced = not durable
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                mode = "FULL" if durable else "NORMAL"
+                if self._synchronous != mode:
+                    self._db.execute(f"PRAGMA synchronous={mode}")
+                    self._synchronous = mode
+                self.unsynced = not durable
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.Error as e:
+                if self._db.in_transaction:
+                    try:
+                        self._db.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                raise self._error(e) from None
 
     def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._lock:
-            return self._db.execute(sql, args).fetchall()
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.Error as e:
+                raise self._error(e, "cannot read the watch state") from None
 
     def close(self) -> None:
         with self._lock:
@@ -210,7 +239,10 @@ class State:
         """Refuse a second watcher on the same state: two would race for the same outputs.
         An flock dies with its process, so a kill -9 leaves nothing stale behind."""
         lock_path = self.path.with_name(self.path.name + ".lock")
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+        except OSError as e:
+            raise self._error(e, f"cannot open its lock file {lock_path.name}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -218,8 +250,11 @@ class State:
             os.close(fd)
             raise StateLockedError(f"{self.path}: another `sumctl watch` (pid {holder}) is using "
                                    "this state; stop it first, or pass another --state") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError:
+            pass  # the pid is only shown to a second watcher; the flock is what counts
         self._lock_file = fd
 
     def holder(self) -> int | None:
@@ -227,7 +262,7 @@ class State:
         lock_path = self.path.with_name(self.path.name + ".lock")
         try:
             fd = os.open(lock_path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
+        except OSError:
             return None
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -328,10 +363,10 @@ class State:
                     "INSERT INTO jobs (sha256, model, length, path, status, created_at, updated_at, "
                     "started_at) VALUES (?, ?, ?, ?, 'running', ?, ?, ?)",
                     (sha256, model, length, path, now, now, now))
-                row = db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id=?",
-                                 (cur.lastrowid,)).fetchone()
-                return Claim("run", Job(*row))
+                self._supersede(db, path, cur.lastrowid)
+                return Claim("run", self._reload(db, cur.lastrowid))
             job = Job(*row)
+            self._supersede(db, path, job.id)
             if job.path != path:
                 # Same content under a new name: a rename, or a copy. Remember where it is now.
                 db.execute("UPDATE jobs SET path=?, updated_at=? WHERE id=?", (path, now, job.id))
@@ -369,12 +404,20 @@ class State:
             if row is None or row[1] != "running":
                 return None
             attempts = row[0] + 1
-            next_retry = (None if attempts >= max_attempts
-                          else now + min(backoff_seconds * 4 ** (attempts - 1), 86_400.0))
+            next_retry = retry_at(attempts, max_attempts, backoff_seconds, now)
             db.execute("UPDATE jobs SET status='failed', attempts=?, error=?, next_retry=?, "
                        "finished_at=?, updated_at=?, seconds=? WHERE id=?",
                        (attempts, reason, next_retry, now, now, None, job_id))
             return self._reload(db, job_id)
+
+    def requeue_orphans(self, held: set[int]) -> int:
+        """Jobs left `running` by this watcher's own failed writes (a full disk) go back to
+        pending; `held` are the ones a worker is still on."""
+        marks = ",".join("?" * len(held))
+        with self._tx(durable=True) as db:
+            return db.execute(f"UPDATE jobs SET status='pending', updated_at=? WHERE "
+                              f"status='running' AND id NOT IN ({marks})",
+                              (time.time(), *held)).rowcount
 
     def release(self, job_id: int) -> bool:
         """Give back a claimed job that was abandoned: it stays pending, redone next start."""
@@ -386,6 +429,14 @@ class State:
         with self._tx(durable=False) as db:
             db.execute("INSERT OR REPLACE INTO refusals (path, reason, at) VALUES (?, ?, ?)",
                        (path, reason, time.time()))
+
+    @staticmethod
+    def _supersede(db: sqlite3.Connection, path: str, current: int) -> None:
+        """What a path holds now replaces what it held before: an old content's failure (an
+        emptied file refilled, an unreadable one made readable) or its job that a kill left
+        pending. `status` counts files as they are, not their past."""
+        db.execute("DELETE FROM jobs WHERE path=? AND status IN ('failed', 'pending') AND id!=?",
+                   (path, current))
 
     @staticmethod
     def _reload(db: sqlite3.Connection, job_id: int) -> Job:
