@@ -112,7 +112,8 @@ def configure_logging(*, json_lines: bool, verbose: bool, console=None) -> loggi
               help="Rescan the folder this often, catching events the OS dropped (0: never).")
 @click.option("--grace", "grace_seconds", type=click.FloatRange(min=0), default=30.0,
               show_default=True, metavar="SECONDS",
-              help="On SIGINT/SIGTERM, wait this long for jobs in flight before abandoning them.")
+              help="On SIGINT/SIGTERM/SIGHUP, wait this long for jobs in flight before "
+                   "abandoning them.")
 @click.option("--log-json", is_flag=True, help="Log JSON lines to stderr (for journald, Loki, jq).")
 @click.option("--verbose", "-v", is_flag=True, help="Also log skipped files and tracebacks.")
 def watch(folder, model, out, length, formats, workers, threads, batch, once, recursive, include,
@@ -135,8 +136,20 @@ def watch(folder, model, out, length, formats, workers, threads, batch, once, re
       - Outputs are written to a temporary file and renamed: never half-written.
       - A file that cannot be read gets `<stem>.error.txt` with the reason; it is retried
         with backoff (--max-attempts), then left alone until it changes.
-      - Symlinks leading out of DIR are refused. SIGINT/SIGTERM finish the jobs in
-        flight and exit 0 (a second signal abandons them: they stay pending).
+      - Every path is judged by where it really leads: a symlink (to a file or a
+        folder, anywhere on the way) that leads out of DIR, a symlink loop, a FIFO or a
+        socket is refused, logged and counted in `sumctl status`; one bad path never
+        stops the watcher. Outputs are never written through a symlink either.
+      - A full disk pauses work with one log line; it resumes once space is back, and
+        the files it interrupted lose no attempt.
+      - SIGINT, SIGTERM and SIGHUP finish the jobs in flight and exit 0 (a second signal
+        abandons them: they stay pending). SIGHUP does not reopen logs: sumctl logs to
+        stderr, which journald or your shell owns.
+      - One watcher per folder: a second one is refused even with another --state
+        (it would summarize everything again). Nested trees (a recursive watch of a
+        parent and a watch of its child) are not detected: do not overlap them.
+      - Files named like outputs (`x.summary.json`, `x.error.txt`) are skipped only if
+        sumctl wrote them (their content says so); anything else skipped is logged.
 
     \b
     Examples:
@@ -252,6 +265,9 @@ def _print_table(report, folder: Path) -> None:
         f"{len(ok)} summarized, {report.failed} failed, {report.count('refused')} refused, "
         f"{report.count('already')} already done"
         + (f", {report.recovered} recovered after a crash" if report.recovered else "")
+        + (f", {sum(report.skipped.values())} skipped ("
+           + ", ".join(f"{n} {why}" for why, n in sorted(report.skipped.items())) + ")"
+           if report.skipped else "")
         + f"; {report.elapsed:.1f} s"
         + (f" ({len(ok) / report.elapsed:.1f} files/s, {model_s:.1f} s in the model)"
            if ok and report.elapsed else ""))

@@ -9,9 +9,13 @@ How a file travels:
    modified / moved / closed events, and a periodic rescan that catches anything the OS dropped
    (inotify queue overflow, network filesystems).
 2. Filtering: temporary and hidden names (`.part`, `.tmp`, `.crdownload`, `~$x`, dotfiles, dot
-   folders such as `.sumctl/`), our own outputs (`*.summary.*`, `*.error.txt`), --include and
-   --exclude globs. Symlinks leading out of the watched tree, and anything that is not a
-   regular file (a FIFO would hang a reader), are refused with a logged reason.
+   folders such as `.sumctl/`), --include and --exclude globs (each skip logged once and
+   counted), and our own outputs, recognised by their content, not their names alone (see
+   outputs.py). Every path is judged by its resolved location: a symlink anywhere on the way
+   that leads out of the watched tree, a symlink loop, and anything that is not a regular file
+   (a FIFO would hang a reader) are refused with a logged reason. Reads and writes then go
+   through folder descriptors opened without following symlinks (fsutil.py), so a symlink
+   swapped in after the check is refused by the kernel.
 3. Settling: a file is read only once its size and mtime have stood still for `settle_seconds`,
    so a file still being written or copied is never summarized half-done.
 4. A bounded queue of paths (never contents: memory stays flat however big the backlog) feeds
@@ -20,7 +24,9 @@ How a file travels:
    those same bytes' summary, so an output always matches the hash it records.
 5. Outputs are written atomically (temp file, fsync, rename) before the job is committed as
    done. A failure writes `<stem>.error.txt` and is retried with backoff, then left alone until
-   the file changes.
+   the file changes. A file that cannot even be opened (mode 000) fails the same way.
+6. A full disk is nobody's fault: work pauses with one logged line, the jobs it interrupted go
+   back to pending without costing an attempt, and work resumes once space is back.
 
 Outputs go beside each input by default, or under `out` mirroring the input's subfolder.
 """
@@ -28,6 +34,7 @@ Outputs go beside each input by default, or under `out` mirroring the input's su
 from __future__ import annotations
 
 import errno
+import fcntl
 import fnmatch
 import hashlib
 import heapq
@@ -43,12 +50,16 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
-from .bundle import Bundle, atomic_write_text
-from .errors import InputError, SumctlError
+from .bundle import Bundle
+from .errors import InputError, StateError, SumctlError
+from .fsutil import (TEMP_SUFFIX, UnsafePath, inside, is_disk_full, open_dir, open_regular,
+                     os_error_hint, pid_alive, relative_parts, temp_writer_pid)
 from .models import resolve_model
-from .outputs import OUTPUT_FORMATS, claim_stem, safe_stem, write_summary
+from .outputs import (ERROR_SUFFIX, OUTPUT_FORMATS, SUMMARY_NAME, OutputFolder, claim_stem,
+                      error_text, remove_own_error_files, safe_stem, sumctl_output_kind,
+                      write_error_file, write_summary)
 from .prompts import DEFAULT_LENGTH
-from .state import Job, State, default_state_path
+from .state import STATE_DIR, Job, State, StateLockedError, default_state_path, retry_at
 from .summarizer import Summarizer, check_length
 from .transcript import (MAX_BYTES_ENV, Transcript, format_from_extension, max_bytes_default,
                          parse_bytes)
@@ -59,8 +70,12 @@ DEFAULT_INCLUDE = ("*.txt", "*.vtt", "*.srt", "*.json")
 DEFAULT_FORMATS = ("md", "json")
 TEMP_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".download", ".swp",
                  ".swx", ".lock", "~")
-ERROR_SUFFIX = ".error.txt"
 _READ_CHUNK = 1 << 20
+# Below this much free space where we write, a paused watcher keeps waiting.
+MIN_FREE_BYTES = 1 << 20
+PROBE_SECONDS = 2.0
+# Remembered once-logged skips and refusals; past this the memory is cleared and they log again.
+_LOG_ONCE_LIMIT = 100_000
 
 
 def available_cores() -> int:
@@ -90,8 +105,6 @@ def skip_reason(rel: PurePosixPath, include: tuple[str, ...], exclude: tuple[str
     lower = name.lower()
     if lower.startswith("~$") or lower.endswith(TEMP_SUFFIXES):
         return "temporary"
-    if ".summary." in lower or lower.endswith(ERROR_SUFFIX):
-        return "a sumctl output"
     rel_lower = rel.as_posix().lower()
 
     def matches(pattern: str) -> bool:
@@ -129,7 +142,9 @@ class Refused(Exception):
 @dataclass
 class Outcome:
     path: str
-    status: str  # summarized | failed | refused | already | busy | wait | gave_up | vanished
+    # summarized | failed | refused | already | busy | wait | gave_up | vanished | deferred
+    # (a full disk: tried again once space is back) | abandoned
+    status: str
     reason: str = ""
     seconds: float = 0.0
     model_seconds: float = 0.0
@@ -149,6 +164,8 @@ class WatchReport:
     elapsed: float = 0.0
     abandoned: int = 0
     stopped_by: str = ""
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> paths skipped for it
+    paused: int = 0  # times work paused for a full disk
 
     def count(self, status: str) -> int:
         return sum(1 for o in self.outcomes.values() if o.status == status)
@@ -203,6 +220,10 @@ class Watcher:
         # (/srv/inbox -> /data/inbox) still contains its own files.
         self.root = Path(os.path.realpath(folder))
         self.out = Path(os.path.realpath(Path(out).expanduser())) if out else None
+        if state_path is None and os.path.islink(self.root / STATE_DIR):
+            # Anyone who can write the folder could point it anywhere and have us write there.
+            raise SumctlError(f"{self.root / STATE_DIR}: is a symlink; remove it, or pass "
+                              "--state PATH to keep the state elsewhere")
         self.state_path = Path(state_path).expanduser() if state_path else default_state_path(self.root)
         self.model_spec = model
         self.length = length
@@ -244,6 +265,13 @@ class Watcher:
         self._ready_workers = 0
         self._fatal: BaseException | None = None
         self._refused_logged: set[tuple[str, str]] = set()
+        self._skips_logged: set[str] = set()
+        self._folder_lock: int | None = None
+        # A full disk: set by whoever meets it (a worker, the dispatcher); the dispatcher pauses.
+        self._disk_full_reason: str | None = None
+        self._paused_at: float | None = None
+        self._next_probe = 0.0
+        self._deferred: set[str] = set()  # paths to look at again once space is back
         self._signals = 0
         self.settling: dict[str, tuple[tuple[int, int], float]] = {}
         self.queued: set[str] = set()  # in the ready deque, the work queue or a worker's hands
@@ -283,6 +311,13 @@ class Watcher:
         self.state = State(self.state_path)
         try:
             self.state.acquire()
+            self._folder_lock = _lock_watched_folder(self.root)
+            if self.out is not None:
+                try:
+                    self.out.mkdir(parents=True, exist_ok=True)
+                except OSError as e:
+                    raise SumctlError(f"{self.out}: cannot create the --out folder "
+                                      f"({os_error_hint(e)})") from None
             session, recovered = self.state.start_session(str(self.root), self.model_hash,
                                                           self.length)
             self._session = session
@@ -305,6 +340,8 @@ class Watcher:
         finally:
             if not self._abandon.is_set():
                 self.state.close()
+                if self._folder_lock is not None:
+                    os.close(self._folder_lock)
 
     # --- the dispatcher (main thread) ---------------------------------------------------------
 
@@ -344,7 +381,7 @@ class Watcher:
                                      FileCreatedEvent, FileModifiedEvent, FileMovedEvent,
                                      FileSystemEventHandler)
         from watchdog.observers import Observer
-        from watchdog.observers.polling import PollingObserver
+        from watchdog.observers.polling import PollingObserverVFS
 
         inbox = self._inbox
 
@@ -359,7 +396,10 @@ class Watcher:
                 elif event.event_type in ("created", "modified", "closed"):
                     inbox.put(("path", os.fsdecode(event.src_path)))
 
-        observer = PollingObserver(timeout=1) if self.poll else Observer()
+        # lstat, not stat: the polling snapshot would otherwise walk into symlinked folders
+        # (out of the tree, or round a loop for ever).
+        observer = (PollingObserverVFS(os.lstat, os.scandir, polling_interval=1) if self.poll
+                    else Observer())
         try:
             observer.schedule(Handler(), str(self.root), recursive=self.recursive,
                               event_filter=[FileCreatedEvent, FileModifiedEvent, FileMovedEvent,
@@ -374,7 +414,9 @@ class Watcher:
 
     def _scan(self, top: Path) -> None:
         """Queue every candidate under `top` (the backlog, or a folder that just appeared)."""
-        if not self._inside(top):
+        # A folder reached through a symlink is not walked: its real location, if inside the
+        # tree, is walked on its own; if outside, it is not ours to read.
+        if not self._inside(top) or os.path.realpath(top) != os.path.abspath(top):
             return
         for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
             here = Path(dirpath)
@@ -418,12 +460,15 @@ class Watcher:
                 _, path = heapq.heappop(self._retries)
                 self._consider(path)
             self._settle()
-            self._feed()
-            # Group commit: one fsync a second covers every job finished in that second.
-            since_beat = time.monotonic() - last_beat
-            if since_beat >= 30 or (since_beat >= 1 and self.state.unsynced):
-                self.state.heartbeat(self._session)
-                last_beat = time.monotonic()
+            if self._disk_full_reason is not None:
+                self._pause_or_resume()
+            if self._paused_at is None:
+                self._feed()
+                # Group commit: one fsync a second covers every job finished in that second.
+                since_beat = time.monotonic() - last_beat
+                if since_beat >= 30 or (since_beat >= 1 and self.state.unsynced):
+                    self._dispatch_step("", self.state.heartbeat, self._session)
+                    last_beat = time.monotonic()
             if next_rescan is not None and time.monotonic() >= next_rescan:
                 next_rescan = time.monotonic() + self.rescan_seconds
                 self._scan(self.root)
@@ -432,14 +477,83 @@ class Watcher:
                 break
 
     def _backlog_done(self) -> bool:
-        return not (self.settling or self._ready or self.queued) and self._inbox.empty()
+        return (not (self.settling or self._ready or self.queued or self._deferred)
+                and self._paused_at is None and self._inbox.empty())
+
+    def _dispatch_step(self, path: str, step, *args):
+        """One step of the dispatcher's own work on a path. A full disk pauses work and the
+        path waits for space; anything else that goes wrong with one path is logged and costs
+        that path only: one bad name never ends the watcher."""
+        try:
+            return step(*args)
+        except Exception as e:
+            if is_disk_full(e):
+                self._disk_full(e)
+                if path:
+                    self._deferred.add(path)
+                return None
+            if isinstance(e, StateError):
+                raise  # the state itself is broken: one line that names --state, and stop
+            log.exception("internal error on %s", path or "the watcher",
+                          extra={"event": "internal_error", "path": path})
+            return None
+
+    def _disk_full(self, e: BaseException) -> None:
+        """Called from any thread: the dispatcher pauses at its next turn."""
+        if self._disk_full_reason is None:
+            self._disk_full_reason = str(e)
+
+    def _pause_or_resume(self) -> None:
+        now = time.monotonic()
+        if self._paused_at is None:
+            self._paused_at = now
+            self._next_probe = now + PROBE_SECONDS
+            self.report.paused += 1
+            log.warning("disk full: pausing work until space is freed (%s)", self._disk_full_reason,
+                        extra={"event": "paused", "reason": self._disk_full_reason})
+            return
+        if now < self._next_probe:
+            return
+        self._next_probe = now + PROBE_SECONDS
+        if not self._space_back():
+            return
+        with self._claimed_lock:
+            held = {job_id for ids in self._claimed.values() for job_id in ids}
+        try:
+            requeued = self.state.requeue_orphans(held)
+            self.state.heartbeat(self._session)
+        except StateError as e:
+            if is_disk_full(e):
+                return
+            raise
+        waiting = sorted(self._deferred)
+        self._deferred.clear()
+        paused_for = now - self._paused_at
+        self._disk_full_reason = None
+        self._paused_at = None
+        log.info("space is back after %.0f s: resuming (%d file(s) to look at again, %d job(s) "
+                 "back to pending)", paused_for, len(waiting), requeued,
+                 extra={"event": "resumed", "count": len(waiting)})
+        for path in waiting:
+            self._consider(path)
+
+    def _space_back(self) -> bool:
+        """Free space where we write: the state's folder and the outputs' root."""
+        for folder in {self.state_path.parent, self.out or self.root}:
+            try:
+                st = os.statvfs(folder)
+            except OSError:
+                continue
+            if st.f_bavail * st.f_frsize < MIN_FREE_BYTES:
+                return False
+        return True
 
     def _handle(self, kind: str, payload) -> None:
         if kind == "path":
-            self._consider(payload)
+            self._dispatch_step(payload, self._consider, payload)
         elif kind == "dir":
             if self.recursive:
-                self._scan(Path(payload))
+                self._dispatch_step("", self._scan, Path(payload))
         elif kind == "result":
             self._finished(payload)
 
@@ -450,25 +564,54 @@ class Watcher:
             return None
 
     def _inside(self, path: Path) -> bool:
-        return path == self.root or self.root in path.parents
+        return inside(self.root, path)
+
+    def _is_own(self, path: Path) -> bool:
+        return any(d == path or d in path.parents for d in self._own_dirs)
 
     def _consider(self, path: str) -> None:
         """A path was seen: start (or restart) its settle clock unless it is not for us."""
+        path = self._canonical(path)
         rel = self._relative(path)
         if rel is None or rel == PurePosixPath("."):
             return
         if not self.recursive and len(rel.parts) > 1:
             return
-        p = Path(path)
-        if any(d == p or d in p.parents for d in self._own_dirs):
+        if self._is_own(Path(path)):
             return
+        ours = _may_be_ours(rel.name)
         reason = skip_reason(rel, self.include, self.exclude)
         if reason:
-            log.debug("skipping %s (%s)", rel, reason, extra={"event": "skip", "path": path,
-                                                             "reason": reason})
+            if not ours:
+                self._skipped(path, reason)
+            return
+        # Our files are written whole and renamed in, the JSON record first, so whenever an
+        # event shows one, its content already says it is ours.
+        if ours and self._written_by_us(path):
             return
         if path not in self.settling:
             self.settling[path] = ((-1, -1), time.monotonic())
+
+    @staticmethod
+    def _canonical(path: str) -> str:
+        """A file reached through a symlinked folder is the file at the folder's real place
+        (one identity, one set of outputs, and outside the tree if the folder leads out). A
+        symlinked file keeps its own name: its outputs go beside the link."""
+        parent, name = os.path.split(os.path.abspath(path))
+        real_parent = os.path.realpath(parent)
+        return path if real_parent == parent else os.path.join(real_parent, name)
+
+    def _skipped(self, path: str, reason: str) -> None:
+        """Log a skip once per path and count it: a transcript that is never summarized must
+        at least say why."""
+        if path in self._skips_logged:
+            return
+        if len(self._skips_logged) >= _LOG_ONCE_LIMIT:
+            self._skips_logged.clear()
+        self._skips_logged.add(path)
+        self.report.skipped[reason] = self.report.skipped.get(reason, 0) + 1
+        log.info("skipping %s (%s)", path, reason,
+                 extra={"event": "skip", "path": path, "reason": reason})
 
     def _settle(self) -> None:
         if not self.settling:
@@ -482,7 +625,8 @@ class Watcher:
                 continue
             except Refused as r:
                 del self.settling[path]
-                self._finished(self._refuse(path, str(r)))
+                self._finished(self._dispatch_step(path, self._refuse, path, str(r))
+                               or Outcome(path, "refused", str(r)))
                 continue
             current = (st.st_size, st.st_mtime_ns)
             if current != sig:
@@ -496,10 +640,22 @@ class Watcher:
             if path in self.queued:
                 continue  # in a worker's hands; look again when it is done
             del self.settling[path]
-            if self._already_handled(path, st):
+            handled = self._dispatch_step(path, self._already_handled, path, st)
+            if handled is None and path in self._deferred:
+                continue
+            if handled:
                 continue
             self.queued.add(path)
             self._ready.append(path)
+
+    def _written_by_us(self, path: str) -> bool:
+        real = Path(os.path.realpath(path))
+        try:
+            with OutputFolder(real.parent, within=self.out if self.out and
+                              inside(self.out, real) else self.root) as folder:
+                return sumctl_output_kind(folder, real.name) is not None
+        except SumctlError:
+            return False
 
     def _already_handled(self, path: str, st: os.stat_result) -> bool:
         """Known content whose job is finished: skip it without a worker (restarts, rescans)."""
@@ -519,7 +675,9 @@ class Watcher:
 
     def _finished(self, outcome: Outcome) -> None:
         self.queued.discard(outcome.path)
-        if outcome.status == "wait" and outcome.retry_at is not None:
+        if outcome.status == "deferred":
+            self._deferred.add(outcome.path)
+        elif outcome.status == "wait" and outcome.retry_at is not None:
             if not self.once:
                 heapq.heappush(self._retries, (outcome.retry_at, outcome.path))
             if outcome.path not in self.report.outcomes:
@@ -534,10 +692,12 @@ class Watcher:
 
     def _refuse(self, path: str, reason: str) -> Outcome:
         if (path, reason) not in self._refused_logged:  # once per path, not once per event
+            if len(self._refused_logged) >= _LOG_ONCE_LIMIT:
+                self._refused_logged.clear()
+            self.state.refuse(path, reason)
             self._refused_logged.add((path, reason))
             log.warning("refusing %s: %s", path, reason,
                         extra={"event": "refused", "path": path, "reason": reason})
-            self.state.refuse(path, reason)
         return Outcome(path, "refused", reason)
 
     # --- shutdown and signals -------------------------------------------------------------------
@@ -557,7 +717,9 @@ class Watcher:
             else:
                 self.stop(abandon=True)
 
-        return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        # SIGHUP (a closed terminal, an ssh session that dropped) stops the watcher like
+        # SIGTERM: finishing the jobs in flight, never dying mid-write.
+        return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
 
     @staticmethod
     def _restore_signals(previous) -> None:
@@ -650,14 +812,24 @@ class Watcher:
             summarizer.close()
 
     def _inspect(self, path: str) -> os.stat_result:
-        """lstat + the security rules. Returns the stat of the file to read."""
-        st = os.lstat(path)
-        if stat_module.S_ISLNK(st.st_mode):
-            real = Path(os.path.realpath(path))
-            if not self._inside(real):
-                raise Refused(f"symlink to {real}, outside the watched folder {self.root} "
-                              "(copy the file in instead)")
+        """The security rules, by the path's resolved location. Returns the stat of the file
+        that would be read."""
+        real = Path(os.path.realpath(path))
+        if not self._inside(real):
+            raise Refused(f"leads through a symlink to {real}, outside the watched folder "
+                          f"{self.root} (copy the file in instead)")
+        if self._is_own(real):
+            raise Refused("leads into sumctl's own folders")
+        try:
             st = os.stat(real)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise Refused("a symlink loop (remove the symlink)") from None
+            if isinstance(e, FileNotFoundError):
+                if os.path.lexists(path):
+                    raise Refused("a dangling symlink") from None
+                raise
+            raise Refused(f"cannot look at it ({os_error_hint(e)})") from None
         if not stat_module.S_ISREG(st.st_mode):
             raise Refused("not a regular file")
         return st
@@ -665,15 +837,22 @@ class Watcher:
     def _read(self, path: str) -> tuple[os.stat_result, bytes | None, str]:
         """Read the file once: (stat, bytes or None when over the cap, sha256 of the bytes).
 
-        The real path is opened with O_NOFOLLOW, so a symlink swapped in after the check is
-        refused by the kernel. Over-cap files are hashed in chunks, never held in memory."""
-        st = self._inspect(path)
-        flags = os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-        fd = os.open(os.path.realpath(path), flags)
+        Every folder from the watched root down is opened without following symlinks, and the
+        file itself with O_NOFOLLOW, so a symlink swapped in after the check is refused by the
+        kernel. Over-cap files are hashed in chunks, never held in memory."""
+        self._inspect(path)
+        real = Path(os.path.realpath(path))
+        try:
+            parts = relative_parts(self.root, real)
+            dir_fd = open_dir(self.root, parts[:-1])
+            try:
+                fd = open_regular(dir_fd, parts[-1])
+            finally:
+                os.close(dir_fd)
+        except UnsafePath as e:
+            raise Refused(f"changed while being read ({e})") from None
         with os.fdopen(fd, "rb") as f:
             st = os.fstat(f.fileno())
-            if not stat_module.S_ISREG(st.st_mode):
-                raise Refused("not a regular file")
             digest = hashlib.sha256()
             if st.st_size <= self.max_bytes:
                 data = f.read(self.max_bytes + 1)
@@ -730,13 +909,17 @@ class Watcher:
         return outcomes
 
     def _guard(self, path: str, step, *args):
-        """Run one file's step; a failure of our own (the state store: disk full...) becomes
-        that file's outcome instead of ending the worker or sinking the rest of its batch."""
+        """Run one file's step; a failure of our own (the state store...) becomes that file's
+        outcome instead of ending the worker or sinking the rest of its batch. A full disk
+        defers the file and pauses the watcher: its job is requeued once space is back."""
         try:
             return step(*args)
         except Exception as e:
             if self._abandon.is_set():
                 return Outcome(path, "abandoned")
+            if is_disk_full(e):
+                self._disk_full(e)
+                return Outcome(path, "deferred", str(e))
             log.exception("internal error on %s", path, extra={"event": "internal_error", "path": path})
             return Outcome(path, "failed", f"internal error: {type(e).__name__}: {e}")
 
@@ -753,9 +936,7 @@ class Watcher:
         except Refused as r:
             return self._refuse(path, str(r))
         except OSError as e:
-            reason = f"{path}: cannot read ({e.strerror or e})"
-            log.warning("%s", reason, extra={"event": "unreadable", "path": path, "reason": reason})
-            return Outcome(path, "failed", reason)
+            return self._unreadable(path, queued_at, picked_at, e)
         if sha in batch_shas:
             return None
         claim = self.state.claim(sha, self.model_hash, self.length, path,
@@ -765,17 +946,36 @@ class Watcher:
             if job.path != path:
                 log.info("%s: same content as an already summarized file; not summarizing again",
                          path, extra={"event": "already", "path": path, "sha256": sha})
+            # Its content is summarized: an error file from a failed earlier content is stale.
+            out_dir, base_stem, source_key = self._output_names(path)
+            with self._output_lock, self._output_folder(out_dir) as folder:
+                remove_own_error_files(folder, base_stem, source_key)
             return Outcome(path, "already", sha256=sha)
-        if claim.decision == "busy":
-            return Outcome(path, "busy", sha256=sha)
-        if claim.decision == "wait":
-            return Outcome(path, "wait", job.error or "", retry_at=job.next_retry, sha256=sha)
-        if claim.decision == "gave_up":
-            return Outcome(path, "gave_up", job.error or "", sha256=sha)
+        if claim.decision != "run":
+            return _not_run(path, claim)
         with self._claimed_lock:
             self._claimed.setdefault(index, set()).add(job.id)
         return _Claimed(path, queued_at, picked_at, st, data, sha, job,
                         own_seconds=time.perf_counter() - started)
+
+    def _unreadable(self, path: str, queued_at: float, picked_at: float, e: OSError) -> Outcome:
+        """A file we may look at but not open (mode 000, an I/O error): it fails like bad
+        content, with an error file, a state row, retries and a count in `status`. Its job is
+        keyed by the file's identity and change time, since its content cannot be hashed; a
+        chmod moves the change time, so fixing the permissions earns fresh attempts."""
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return Outcome(path, "vanished")
+        real = os.path.realpath(path)
+        key = "unreadable:" + hashlib.sha256(
+            f"{real}\0{st.st_dev}\0{st.st_ino}\0{st.st_ctime_ns}".encode()).hexdigest()
+        claim = self.state.claim(key, self.model_hash, self.length, path,
+                                 max_attempts=self.max_attempts)
+        if claim.decision != "run":
+            return _not_run(path, claim)
+        c = _Claimed(path, queued_at, picked_at, st, None, key, claim.job)
+        return self._fail(c, InputError(f"{path}: cannot read it ({os_error_hint(e)})"))
 
     def _parse(self, c: _Claimed):
         if c.data is None:
@@ -830,14 +1030,16 @@ class Watcher:
             "summarize_s": round(model_seconds, 4), "batch": batch,
         }}
         try:
-            with self._output_lock:
-                stem = self._claim_stem(out_dir, base_stem, source_key)
+            with self._output_lock, self._output_folder(out_dir) as folder:
+                stem = claim_stem(folder, base_stem, source_key, self.formats)
                 extra["watch"]["write_s"] = round(time.perf_counter() - t1, 4)
-                written = write_summary(summary, out_dir, stem, self.formats, source_key=source_key,
+                written = write_summary(summary, folder, stem, self.formats, source_key=source_key,
                                         extra=extra)
-                _remove_own_error_files(out_dir, base_stem, source_key)
+                remove_own_error_files(folder, base_stem, source_key)
         except Exception as e:
             c.own_seconds += time.perf_counter() - t1
+            if is_disk_full(e):
+                raise  # not the file's fault: it waits for space, costing no attempt
             return self._fail(c, e)
         # A file's seconds are its own reading, parsing and writing plus its share of the model,
         # so that a batch's files do not each claim the whole batch's time.
@@ -854,18 +1056,24 @@ class Watcher:
                        outputs=outputs, sha256=c.sha, batch=batch)
 
     def _fail(self, c: _Claimed, e: Exception) -> Outcome:
-        """Record a failed attempt, write its error file, schedule the retry."""
+        """Record a failed attempt, write its error file, schedule the retry.
+
+        The error file is written first, with the attempt the state is about to record: if the
+        disk is full, neither is recorded and the job is requeued once space is back, so an
+        error counted in `status` always has its file."""
         path = c.path
         # InputError messages already name the file; anything else gets the name prepended.
         reason = str(e) if isinstance(e, SumctlError) else f"{path}: {type(e).__name__}: {e}"
         if not isinstance(e, SumctlError):
             log.debug("traceback for %s", path, exc_info=e)
+        now = time.time()
+        attempts = c.job.attempts + 1
+        next_retry = retry_at(attempts, self.max_attempts, self.backoff_seconds, now)
+        self._write_error(path, c.sha, attempts, next_retry, reason)
         failed = self.state.fail(c.job.id, reason, max_attempts=self.max_attempts,
-                                 backoff_seconds=self.backoff_seconds)
+                                 backoff_seconds=self.backoff_seconds, now=now)
         if failed is None:
             return Outcome(path, "abandoned")
-        self._write_error(*self._output_names(path), c.sha, failed.attempts, failed.next_retry,
-                          reason)
         when = (f"retry {failed.attempts + 1}/{self.max_attempts} at "
                 f"{time.strftime('%H:%M:%S', time.localtime(failed.next_retry))}"
                 if failed.next_retry else "gave up until the file changes")
@@ -877,87 +1085,110 @@ class Watcher:
 
     def _output_names(self, path: str) -> tuple[Path, str, str]:
         """Where a file's summary and error files go: the folder, the base of their names, and
-        the source key they record (the real path, which tells two same-named sources apart)."""
-        return self._out_dir(path), safe_stem(Path(path).name), str(Path(os.path.realpath(path)))
+        the source key they record (the real path, which tells two same-named sources apart).
+        The folder is the real location of the folder the file was found in, mirrored under
+        --out when given."""
+        parent = Path(os.path.realpath(Path(path).parent))
+        if self.out is not None:
+            rel = self._relative(str(parent))
+            parent = self.out if rel is None or str(rel) == "." else self.out / rel
+        return parent, safe_stem(Path(path).name), os.path.realpath(path)
 
-    def _out_dir(self, path: str) -> Path:
-        parent = Path(path).parent
-        if self.out is None:
-            return parent
-        rel = self._relative(str(parent))
-        return self.out if rel is None or str(rel) == "." else self.out / rel
+    def _output_folder(self, out_dir: Path) -> OutputFolder:
+        """The folder opened from the watched root (or --out) without following symlinks: a
+        symlink planted where outputs go is refused, never written through."""
+        return OutputFolder(out_dir, within=self.out if self.out is not None else self.root)
 
-    def _claim_stem(self, out_dir: Path, base_stem: str, source_key: str) -> str:
-        """claim_stem, also passing over stems whose error file is another source's, so
-        `a.json` and `a.vtt` failing together get `a.error.txt` and `a-2.error.txt`, and a
-        summary never sits beside someone else's error file. Call with the output lock held."""
-        taken: set[Path] = set()
-        while True:
-            stem = claim_stem(out_dir, base_stem, source_key, self.formats, taken)
-            error_file = out_dir / f"{stem}{ERROR_SUFFIX}"
-            # An error file without our `source:` line may be the user's own: keep off it too.
-            if not error_file.exists() or _error_owner(error_file) == source_key:
-                return stem
-            taken.update(p.resolve() for p in
-                         (out_dir / f"{stem}.summary.{fmt}" for fmt in (*self.formats, "json")))
-
-    def _write_error(self, out_dir: Path, base_stem: str, source_key: str, sha: str, attempts: int,
-                     next_retry: float | None, reason: str) -> None:
+    def _write_error(self, path: str, sha: str, attempts: int, next_retry: float | None,
+                     reason: str) -> None:
+        out_dir, base_stem, source_key = self._output_names(path)
         retry = (f"next retry: {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(next_retry))} "
                  f"(attempt {attempts + 1} of {self.max_attempts})" if next_retry
                  else f"gave up after {attempts} attempt(s); change the file to try again, or run "
                       "`sumctl watch --retry-failed`")
-        text = (f"sumctl could not summarize this file.\n"
-                f"source: {source_key}\nsha256: {sha}\n"
-                f"attempts: {attempts}\n{retry}\nerror: {reason}\n")
+        shown_sha = "unknown (the file could not be read)" if sha.startswith("unreadable:") else sha
+        text = error_text(source_key, shown_sha, attempts, retry, reason)
         try:
-            with self._output_lock:
-                out_dir.mkdir(parents=True, exist_ok=True)
-                stem = self._claim_stem(out_dir, base_stem, source_key)
-                atomic_write_text(out_dir / f"{stem}{ERROR_SUFFIX}", text)
-        except OSError as e:
-            log.error("cannot write the error file for %s in %s: %s", source_key, out_dir, e,
+            with self._output_lock, self._output_folder(out_dir) as folder:
+                write_error_file(folder, claim_stem(folder, base_stem, source_key, self.formats),
+                                 text)
+        except SumctlError as e:
+            if is_disk_full(e):
+                raise
+            log.error("cannot write the error file for %s: %s", source_key, e,
                       extra={"event": "error_file_failed", "path": source_key})
 
 
-def _error_owner(path: Path) -> str | None:
+def _not_run(path: str, claim) -> Outcome:
+    """The outcome of a claim that is not ours to run now: busy, wait or gave_up."""
+    job = claim.job
+    if claim.decision == "busy":
+        return Outcome(path, "busy", sha256=job.sha256)
+    if claim.decision == "wait":
+        return Outcome(path, "wait", job.error or "", retry_at=job.next_retry, sha256=job.sha256)
+    return Outcome(path, "gave_up", job.error or "", sha256=job.sha256)
+
+
+def _may_be_ours(name: str) -> bool:
+    """A name sumctl could have written: judged by content before it is skipped or read."""
+    lower = name.lower()
+    return (SUMMARY_NAME.match(name) is not None or lower.endswith(ERROR_SUFFIX)
+            or _is_our_temp(name))
+
+
+def _lock_watched_folder(root: Path) -> int | None:
+    """One watcher per folder, whatever --state each was given: an flock on the folder itself
+    (nothing is written there; the lock dies with the process). Where the filesystem cannot
+    lock folders (some network mounts), a warning, and the per-state lock still holds."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        raise SumctlError(f"{root}: cannot open the folder to watch ({os_error_hint(e)})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _flock_holder(os.fstat(fd))
+        os.close(fd)
+        raise StateLockedError(
+            f"{root}: another `sumctl watch` (pid {holder or '?'}) is watching this folder, with "
+            "another --state; stop it first (two would summarize every file twice)") from None
+    except OSError as e:
+        os.close(fd)
+        log.warning("%s: cannot lock the folder (%s); make sure no other watcher uses it",
+                    root, os_error_hint(e), extra={"event": "no_folder_lock", "path": str(root)})
+        return None
+    return fd
+
+
+def _flock_holder(st: os.stat_result) -> int | None:
+    """The pid holding an flock on this inode, from /proc/locks (Linux), or None."""
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as f:
             for line in f:
-                if line.startswith("source: "):
-                    return line[len("source: "):].rstrip("\n")
+                fields = line.split()
+                if len(fields) >= 6 and fields[1] == "FLOCK":
+                    dev_inode = fields[5].rsplit(":", 1)
+                    if len(dev_inode) == 2 and dev_inode[1] == str(st.st_ino):
+                        return int(fields[4]) if fields[4].isdigit() else None
     except OSError:
         pass
     return None
 
 
-def _remove_own_error_files(out_dir: Path, base_stem: str, source_key: str) -> None:
-    """After a success, drop this source's stale error files (never another source's).
-
-    Stems are claimed in order (a, a-2, a-3...), so walking them until one has neither a
-    summary nor an error file visits every candidate without listing the folder, which
-    would cost O(files in the folder) per summary."""
-    for n in range(1, 10_000):
-        stem = base_stem if n == 1 else f"{base_stem}-{n}"
-        error_file = out_dir / f"{stem}{ERROR_SUFFIX}"
-        has_error = error_file.exists()
-        if has_error and _error_owner(error_file) == source_key:
-            error_file.unlink(missing_ok=True)
-        elif not has_error and not (out_dir / f"{stem}.summary.json").exists():
-            return
-
-
 def _is_our_temp(name: str) -> bool:
-    """`.<stem>.summary.json.<random>.tmp`: what atomic_write_text leaves if killed mid-write."""
-    return name.startswith(".") and name.endswith(".tmp") and (
+    """`.<name>.<pid>-<hex>.tmp` (or, from older versions, `.<name>.<random>.tmp`) of one of our
+    outputs: what a write leaves if killed before its rename."""
+    return name.startswith(".") and name.endswith(TEMP_SUFFIX) and (
         ".summary." in name or ERROR_SUFFIX + "." in name)
 
 
 def _sweep_temp(path: Path, min_age: float = 60.0) -> None:
-    """Remove a temporary output left by a killed run. Only old ones: a young one may belong to
-    a `sumctl summarize` writing into the same folder right now."""
+    """Remove a temporary output left by a killed run: at once when the pid in its name is
+    dead, else only once old, since a young one may be a `sumctl summarize` writing into the
+    same folder right now."""
     try:
-        if time.time() - path.stat().st_mtime < min_age:
+        pid = temp_writer_pid(path.name)
+        if (pid is None or pid_alive(pid)) and time.time() - path.lstat().st_mtime < min_age:
             return
         path.unlink()
         log.info("removed %s, left by an interrupted write", path,
