@@ -58,11 +58,55 @@ class Manifest:
                    if k not in data]
         if missing:
             raise BundleError(f"{where}: manifest lacks {', '.join(missing)} (re-export the model)")
+        check_manifest_shape(data, where)
         manifest = cls(**{k: v for k, v in data.items() if k in known})
         absent = [length for length in LENGTHS if length not in manifest.prompts]
         if absent:
             raise BundleError(f"{where}: manifest has no prompt for length {', '.join(absent)}")
         return manifest
+
+
+# The shape every reader of a manifest relies on; anything else about it is the backend's.
+MANIFEST_SCHEMA = {
+    "type": "object",
+    "required": ["format_version", "backend", "source", "quantization", "max_input_tokens",
+                 "files"],
+    "properties": {
+        "format_version": {"type": "integer"},
+        "backend": {"type": "string", "minLength": 1},
+        "source": {"type": "object"},
+        "quantization": {"type": "string"},
+        "max_input_tokens": {"type": "integer"},
+        "prompts": {"type": "object", "additionalProperties": {"type": "string"}},
+        "generation": {"type": "object"},
+        # Relative paths inside the bundle folder, each with its sha256.
+        "files": {"type": "object",
+                  "propertyNames": {"pattern": r"^(?!/)(?!.*(^|/)\.\.(/|$))[^\\\x00]+$"},
+                  "additionalProperties": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
+        "verification": {"type": "object"},
+        "backend_config": {"type": "object",
+                           "properties": {"files": {"type": "object",
+                                                    "additionalProperties": {"type": "string"}}}},
+        "name": {"type": "string"},
+        "label": {"type": "string"},
+        "created_at": {"type": "string"},
+        "versions": {"type": "object"},
+    },
+}
+
+
+def check_manifest_shape(data: dict, where: str) -> None:
+    """Refuse a manifest of the wrong shape with one line naming the field, before any code
+    trips over it (`"files": "x"`, a path that climbs out of the bundle...)."""
+    import jsonschema
+
+    error = jsonschema.exceptions.best_match(
+        jsonschema.Draft202012Validator(MANIFEST_SCHEMA).iter_errors(data))
+    if error is not None:
+        field = "/".join(str(p) for p in error.absolute_path) or "the top level"
+        message = (f"{error.instance!r} is not a relative path inside the bundle"
+                   if error.validator == "pattern" and field == "files" else error.message[:200])
+        raise BundleError(f"{where}: manifest field {field}: {message} (re-export the model)")
 
 
 @dataclass
@@ -179,8 +223,12 @@ def load_bundle(path: str | Path, *, verify: bool = True) -> Bundle:
                           "(export the model with `sumctl export`)")
     try:
         data = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BundleError(f"{manifest_path}: unreadable manifest ({e}); re-export the model") from None
+    except (ValueError, RecursionError) as e:  # bad JSON, bad UTF-8, absurd nesting or digits
+        detail = str(e)[:200] or "too deeply nested"
+        raise BundleError(f"{manifest_path}: unreadable manifest ({detail}); re-export the "
+                          "model") from None
+    except OSError as e:
+        raise BundleError(f"{manifest_path}: cannot read the manifest ({e.strerror})") from None
     manifest = Manifest.from_dict(data, str(manifest_path))
     bundle = Bundle(path, manifest)
     if verify:
@@ -195,7 +243,11 @@ def verify_files(bundle: Bundle) -> None:
         file = bundle.path / rel
         if not file.is_file():
             raise BundleError(f"{file}: missing from the bundle (re-export or copy the whole folder)")
-        actual = sha256_file(file)
+        try:
+            actual = sha256_file(file)
+        except OSError as e:
+            raise BundleError(f"{file}: cannot read the model file ({e.strerror}); check its "
+                              "permissions") from None
         if actual != expected:
             raise BundleError(f"{file}: sha256 {actual[:12]}… does not match the manifest's "
                               f"{expected[:12]}… (the file is corrupt or was changed; re-export it)")

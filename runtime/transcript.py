@@ -333,6 +333,11 @@ def _parse_json(text: str, name: str) -> list[Turn]:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise InputError(f"{name}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    except RecursionError:
+        raise InputError(f"{name}: JSON nested too deeply to be a transcript (a list of turns "
+                         "needs two levels)") from None
+    except ValueError as e:  # e.g. an integer of more digits than Python converts
+        raise InputError(f"{name}: JSON that is not a transcript ({e})") from None
     if isinstance(data, dict):
         for key in ("meeting_transcripts", "turns", "transcript", "utterances", "segments"):
             if isinstance(data.get(key), list):
@@ -352,6 +357,8 @@ def _parse_json(text: str, name: str) -> list[Turn]:
         if not isinstance(body, str):
             raise InputError(f"{name}: turn {i} has no `text` or `content` string")
         speaker = item.get("speaker")
+        if not isinstance(speaker, (str, int, float, type(None))) or isinstance(speaker, bool):
+            raise InputError(f"{name}: turn {i} has a `speaker` that is not a name")
         turns.append(Turn(str(speaker) if speaker not in (None, "") else None, body,
                           _number(item.get("start"), name, i), _number(item.get("end"), name, i)))
     return turns
@@ -361,7 +368,11 @@ def _number(value, name: str, i: int) -> float | None:
     if value is None:
         return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise InputError(f"{name}: turn {i} has a time of {len(str(value))} digits "
+                             "(times are seconds)") from None
     if isinstance(value, str):
         timing = _parse_timing(f"{value} --> {value}") if ":" in value else None
         if timing:
