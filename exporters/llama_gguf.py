@@ -27,6 +27,7 @@ from sumctl.runtime.prompts import MAX_NEW_TOKENS, default_templates
 
 from .checkpoint import (HUB_PATTERNS, PICKLE_WEIGHTS, check_weights, require_architecture,
                          resolve_checkpoint, source_info)
+from .llama_cpp_child import run_in_child
 
 # Mistral is the llama graph plus a sliding window; see _context_length for how the window is kept.
 SUPPORTED_MODEL_TYPES = ("llama", "mistral")
@@ -399,6 +400,7 @@ def _add_vocab(writer, tokenizer_dir: Path, vocab_size: int) -> VocabInfo:
     elif _is_sentencepiece(tokenizer_dir / "tokenizer.model"):
         vocab, kind, pre = SentencePieceVocab(tokenizer_dir), "llama", "default"
     elif model.get("type") == "BPE" and model.get("byte_fallback"):
+        _check_byte_tokens(tj, tokenizer_dir / "tokenizer.json")
         vocab, kind, pre = LlamaHfVocab(tokenizer_dir), "llama", "default"
     if kind is None:
         found = model.get("type") or ("none" if tj is None else "unknown")
@@ -440,6 +442,26 @@ def _add_vocab(writer, tokenizer_dir: Path, vocab_size: int) -> VocabInfo:
         special.add_special_token.setdefault("eos", add_eos)
     special.add_to_gguf(writer, quiet=True)
     return VocabInfo(kind, pre, len(tokens), bool(special.chat_template))
+
+
+def _check_byte_tokens(tj: dict, where: Path) -> None:
+    """A byte-fallback BPE becomes a llama (SentencePiece-style) vocabulary in GGUF, and
+    llama.cpp then looks up `<0x00>`...`<0xFF>` for every byte it cannot match: a vocabulary
+    without them aborts llama.cpp (std::out_of_range in byte_to_token). transformers' own GGUF
+    import writes exactly such a tokenizer.json for byte-level models (SmolLM2, GPT-2)."""
+    vocab = (tj.get("model") or {}).get("vocab") or {}
+    present = set(vocab) if isinstance(vocab, dict) else set()
+    present.update(t.get("content") for t in tj.get("added_tokens", []) if isinstance(t, dict))
+    missing = [b for b in range(256) if f"<0x{b:02X}>" not in present]
+    if not missing:
+        return
+    byte_level = (tj.get("decoder") or {}).get("type") == "ByteLevel"
+    fix = ('it is a byte-level BPE (ByteLevel decoder): set "byte_fallback": false in its '
+           '"model" section, or take tokenizer.json from the original checkpoint'
+           if byte_level else "add the 256 <0xNN> byte tokens, or take tokenizer.json from the "
+           "original checkpoint")
+    raise ExportError(f"{where}: says byte_fallback but lacks {len(missing)} of the 256 byte "
+                      f"tokens (<0x{missing[0]:02X}>...) that llama.cpp needs; {fix}")
 
 
 # Pre-tokenizers llama.cpp implements, recognised by their tokenizer.json shape.
@@ -505,41 +527,41 @@ def _read_json(path: Path) -> dict | None:
 def compare_logits(hf_model, tokenizer, gguf_path: Path, *, threads: int | None = None,
                    prompts: tuple[str, ...] = VERIFY_PROMPTS) -> dict:
     """Next-token logits at every position of each prompt, from both engines on the same
-    token ids; and whether llama.cpp's tokenizer yields those ids."""
+    token ids; and whether llama.cpp's tokenizer yields those ids. llama.cpp runs in a child
+    process (llama_cpp_child), so a file it aborts on costs an error line, not sumctl."""
     import numpy as np
     import torch
 
-    llm = _open_llama(gguf_path, threads=threads, n_ctx=512, logits_all=True)
-    try:
-        texts = list(prompts)
-        chat = getattr(tokenizer, "chat_template", None)
-        if chat:
-            texts.append(tokenizer.apply_chat_template(
-                [{"role": "user", "content": prompts[-1]}], tokenize=False, add_generation_prompt=True))
-        max_diff, scale, agree, positions, mismatches, sum_diff = 0.0, 0.0, 0, 0, 0, 0.0
-        for i, text in enumerate(texts):
-            is_chat = chat and i == len(prompts)
-            ids = tokenizer(text, add_special_tokens=not is_chat).input_ids
-            ll_ids = llm.tokenize(text.encode("utf-8"), add_bos=not is_chat, special=bool(is_chat))
-            if list(ll_ids) != list(ids):
-                mismatches += 1
-            with torch.no_grad():
-                ref = hf_model(torch.tensor([ids])).logits[0].float().numpy()
-            llm.reset()
-            llm.eval(ids)
-            got = np.array(llm.scores[: len(ids)], dtype=np.float32)
-            diff = np.abs(got - ref)
-            max_diff = max(max_diff, float(diff.max()))
-            sum_diff += float(diff.mean()) * len(ids)
-            scale = max(scale, float(np.abs(ref).max()))
-            agree += int((got.argmax(-1) == ref.argmax(-1)).sum())
-            positions += len(ids)
-        return {"prompts": len(texts), "positions": positions, "top1_agreement": agree / positions,
-                "max_abs_diff": max_diff, "mean_abs_diff": sum_diff / positions,
-                "logit_scale": scale, "tokenizer_agreement": (len(texts) - mismatches) / len(texts),
-                "tokenizer_mismatches": mismatches}
-    finally:
-        llm.close()
+    texts = list(prompts)
+    chat = getattr(tokenizer, "chat_template", None)
+    if chat:
+        texts.append(tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompts[-1]}], tokenize=False, add_generation_prompt=True))
+    items = []
+    for i, text in enumerate(texts):
+        is_chat = bool(chat and i == len(prompts))
+        items.append({"text": text, "add_bos": not is_chat, "special": is_chat,
+                      "ids": tokenizer(text, add_special_tokens=not is_chat).input_ids})
+    got_all = run_in_child("logits", {"gguf": str(gguf_path), "threads": threads, "texts": items},
+                           subject=gguf_path, doing="loading and running the GGUF")
+    max_diff, scale, agree, positions, mismatches, sum_diff = 0.0, 0.0, 0, 0, 0, 0.0
+    for i, item in enumerate(items):
+        ids = item["ids"]
+        if got_all[f"tokens_{i}"].tolist() != list(ids):
+            mismatches += 1
+        with torch.no_grad():
+            ref = hf_model(torch.tensor([ids])).logits[0].float().numpy()
+        got = got_all[f"logits_{i}"]
+        diff = np.abs(got - ref)
+        max_diff = max(max_diff, float(diff.max()))
+        sum_diff += float(diff.mean()) * len(ids)
+        scale = max(scale, float(np.abs(ref).max()))
+        agree += int((got.argmax(-1) == ref.argmax(-1)).sum())
+        positions += len(ids)
+    return {"prompts": len(texts), "positions": positions, "top1_agreement": agree / positions,
+            "max_abs_diff": max_diff, "mean_abs_diff": sum_diff / positions,
+            "logit_scale": scale, "tokenizer_agreement": (len(texts) - mismatches) / len(texts),
+            "tokenizer_mismatches": mismatches}
 
 
 def verify_gguf(hf_model, tokenizer, gguf_path: Path, *, threads: int | None = None) -> dict:
@@ -556,7 +578,7 @@ def _summary(result: dict) -> dict:
     return {k: round(result[k], 6) for k in ("top1_agreement", "max_abs_diff", "mean_abs_diff")}
 
 
-def _open_llama(path: Path, *, threads: int | None, n_ctx: int, logits_all: bool = False):
+def open_llama(path: Path, *, threads: int | None, n_ctx: int, logits_all: bool = False):
     import llama_cpp
 
     logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
@@ -572,6 +594,16 @@ def _open_llama(path: Path, *, threads: int | None, n_ctx: int, logits_all: bool
 
 
 def quantize_gguf(src: Path, dst: Path, quant: str, *, threads: int | None = None) -> None:
+    """llama.cpp's quantizer, in a child process (see compare_logits)."""
+    if quant not in QUANT_TYPES or quant == "F16":
+        raise ExportError(f"unknown quantization {quant!r} (use one of "
+                          f"{', '.join(q for q in QUANT_TYPES if q != 'F16')})")
+    run_in_child("quantize", {"src": str(src), "dst": str(dst), "quant": quant,
+                              "threads": threads or cpu_count()},
+                 subject=src, doing=f"quantizing to {quant}")
+
+
+def quantize_in_process(src: Path, dst: Path, quant: str, *, threads: int | None = None) -> None:
     import llama_cpp
 
     ftypes = {"Q4_K_M": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M,
