@@ -48,7 +48,8 @@ def test_help_reads_like_documentation():
     assert result.exit_code == 0
     for text in ("exactly once", "Examples:", "sumctl watch inbox/ --once", "--settle", "--workers",
                  "--include GLOB", "--state", "--max-attempts", "--log-json", "--max-bytes",
-                 "SIGTERM", "Symlinks leading out of DIR are refused", "--batch N",
+                 "SIGTERM", "SIGHUP", "a symlink (to a file or a", "One watcher per folder",
+                 "A full disk pauses work", "--batch N",
                  "throughput on CPU when many files queue"):
         assert text in result.output, text
     status_help = CliRunner().invoke(cli, ["status", "--help"]).output
@@ -168,7 +169,8 @@ def test_bad_files_get_error_files_or_refusals_and_good_files_keep_flowing(
         found = {}
         for p in inbox.glob("*.error.txt"):
             text = p.read_text()
-            source = next(ln[len("source: "):] for ln in text.splitlines() if ln.startswith("source: "))
+            source = json.loads(next(ln[len("source: "):] for ln in text.splitlines()
+                                     if ln.startswith("source: ")))
             found[Path(source).name] = text
         return found
 
@@ -193,7 +195,7 @@ def test_bad_files_get_error_files_or_refusals_and_good_files_keep_flowing(
     assert status["counts"]["refused"] == 1 and status["running_pid"] is None
     text = sumctl("status", inbox).stdout
     assert "Done: 1" in text and f"Failed: {len(BAD_FILES)}" in text and "Refused: 1" in text
-    assert "malformed JSON" in text and "leak.txt: symlink" in text
+    assert "malformed JSON" in text and "leak.txt: leads through a symlink" in text
 
 
 def test_sigterm_and_sigint_exit_0_and_leave_no_job_running(inbox, extractive_bundle_dir,

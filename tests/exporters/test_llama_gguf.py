@@ -237,3 +237,48 @@ def _export_cli(model, out, quant):
     assert result.exit_code == 0, result.output
     assert f"Bundle written to {out}" in result.output
     return load_bundle(out)
+
+
+def test_byte_fallback_without_byte_tokens_is_refused_before_llama_cpp(smollm2_hf_checkpoint,
+                                                                      tmp_path):
+    """transformers' own GGUF import writes SmolLM2's byte-level BPE with byte_fallback on and
+    no <0xNN> tokens: llama.cpp would abort on it. The export says so in one line, and leaves
+    nothing behind."""
+    import subprocess
+    import sys
+
+    from gguf_fixtures import make_tiny_checkpoint
+
+    checkpoint = make_tiny_checkpoint(tmp_path / "hf", smollm2_hf_checkpoint)
+    tokenizer = checkpoint / "tokenizer.json"
+    data = json.loads(tokenizer.read_text())
+    data["model"]["byte_fallback"] = True
+    tokenizer.write_text(json.dumps(data))
+    result = subprocess.run(
+        [sys.executable, "-c", "from sumctl.cli.main import cli; cli(prog_name='sumctl')",
+         "export", "llama", "--model", str(checkpoint), "--out", str(tmp_path / "bundle"),
+         "--quant", "Q8_0"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and "terminate called" not in result.stderr
+    [line] = [ln for ln in result.stderr.splitlines() if ln.startswith("Error: ")]
+    assert str(tokenizer) in line and "byte_fallback" in line and '"byte_fallback": false' in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]
+
+
+def test_a_native_abort_in_llama_cpp_is_one_line_not_a_crash(smollm2_gguf_path, tmp_path):
+    """Whatever slips past the checks, llama.cpp runs in a child: its abort is an ExportError."""
+    from gguf_fixtures import rewrite_gguf_tokenizer_model
+    from sumctl.exporters.llama_cpp_child import run_in_child
+
+    bad = rewrite_gguf_tokenizer_model(smollm2_gguf_path, tmp_path / "bad.gguf", "llama")
+    request = {"gguf": str(bad), "threads": 1,
+               "texts": [{"text": "café ☃ 😀", "add_bos": True, "special": False, "ids": [1, 2]}]}
+    with pytest.raises(ExportError) as caught:
+        run_in_child("logits", request, subject=bad, doing="loading and running the GGUF")
+    message = str(caught.value)
+    assert message.startswith(f"{bad}: llama.cpp crashed (SIGABRT) while loading and running")
+    assert "out_of_range" in message or "unordered_map" in message
+    assert "\n" not in message
+    good = dict(request, gguf=str(smollm2_gguf_path))
+    result = run_in_child("logits", good, subject=smollm2_gguf_path, doing="running")
+    assert result["logits_0"].shape[0] == 2 and len(result["tokens_0"]) > 3

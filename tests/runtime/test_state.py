@@ -80,14 +80,23 @@ def test_failures_back_off_then_give_up_until_the_content_changes(state):
     assert job.attempts == 3 and job.next_retry is None
     assert state.claim("bad", "m", "medium", "/in/bad.json", max_attempts=MAX,
                        now=t0 + 10**6).decision == "gave_up"
-    # New content is a new job.
-    assert state.claim("fixed", "m", "medium", "/in/bad.json", max_attempts=MAX).decision == "run"
-    # --retry-failed gives the old one a fresh set of attempts.
+    # --retry-failed gives it a fresh set of attempts.
     assert state.reset_failed("m", "medium") == 1
     assert state.claim("bad", "m", "medium", "/in/bad.json", max_attempts=MAX).decision == "run"
+    state.fail(state.job("bad", "m", "medium").id, "malformed JSON", max_attempts=1,
+               backoff_seconds=10)
+    # New content is a new job, and the path's old failure is no longer a failed file.
+    assert state.claim("fixed", "m", "medium", "/in/bad.json", max_attempts=MAX).decision == "run"
+    assert state.job("bad", "m", "medium") is None
+    # The same bad content elsewhere still counts as failed there.
+    state.claim("bad2", "m", "medium", "/in/other.json", max_attempts=MAX)
+    state.fail(state.job("bad2", "m", "medium").id, "malformed JSON", max_attempts=MAX,
+               backoff_seconds=10)
+    assert state.claim("bad2", "m", "medium", "/in/other.json", max_attempts=MAX).decision == "wait"
+    state.claim("again", "m", "medium", "/in/a.json", max_attempts=MAX)
 
     counts = state.report()["counts"]
-    assert counts["running"] == 2 and counts["failed"] == 0
+    assert counts["running"] == 2 and counts["failed"] == 1
 
 
 def test_report_counts_errors_and_throughput(state):

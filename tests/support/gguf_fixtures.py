@@ -135,3 +135,42 @@ def make_sentencepiece_checkpoint(out: Path, corpus: str, *, add_prefix_space: b
 
 def read_manifest(bundle_dir: Path) -> dict:
     return json.loads((Path(bundle_dir) / "sumctl.json").read_text())
+
+
+def rewrite_gguf_tokenizer_model(src: Path, dst: Path, tokenizer_model: str) -> Path:
+    """A copy of a GGUF whose `tokenizer.ggml.model` is changed (with zero scores added),
+    written with gguf-py: a byte-level vocabulary declared as `llama` is what llama.cpp aborts
+    on (std::out_of_range in byte_to_token) once it meets a byte outside the vocabulary."""
+    import gguf
+    import numpy as np
+
+    reader = gguf.GGUFReader(src)
+    writer = gguf.GGUFWriter(dst, arch=str(bytes(reader.fields["general.architecture"].parts[-1]),
+                                            "utf-8"))
+    for field in reader.fields.values():
+        name = field.name
+        if name.startswith("GGUF.") or name == "general.architecture":
+            continue
+        kind = field.types[0]
+        if name == "tokenizer.ggml.model":
+            writer.add_string(name, tokenizer_model)
+        elif kind == gguf.GGUFValueType.ARRAY and field.types[-1] == gguf.GGUFValueType.STRING:
+            writer.add_array(name, [bytes(field.parts[i]).decode("utf-8", errors="replace")
+                                    for i in field.data])
+        elif kind == gguf.GGUFValueType.ARRAY:
+            writer.add_array(name, [field.parts[i][0].item() for i in field.data])
+        elif kind == gguf.GGUFValueType.STRING:
+            writer.add_string(name, bytes(field.parts[-1]).decode("utf-8"))
+        else:
+            writer.add_key_value(name, field.parts[-1][0].item(), kind)
+    if "tokenizer.ggml.scores" not in reader.fields:
+        writer.add_array("tokenizer.ggml.scores",
+                         [0.0] * len(reader.fields["tokenizer.ggml.tokens"].data))
+    for tensor in reader.tensors:
+        writer.add_tensor(tensor.name, np.asarray(tensor.data), raw_shape=tensor.data.shape,
+                          raw_dtype=tensor.tensor_type)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return dst

@@ -10,14 +10,16 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
 __all__ = ["extractive_bundle_dir", "meeting_text", "wait_until", "summary_records", "job_rows",
-           "WatchProcess", "watch_process", "Deadline"]
+           "WatchProcess", "watch_process", "Deadline", "make", "running"]
 
 _WORDS = ("budget release login tests docs design roadmap customer launch pricing hiring server "
           "database migration security audit invoice onboarding dashboard latency backlog sprint "
@@ -84,13 +86,14 @@ def job_rows(state_db: Path, where: str = "1") -> list[dict]:
 class WatchProcess:
     """A real `sumctl watch` subprocess; its stderr goes to a file the test can poll."""
 
-    def __init__(self, args: list[str], log_path: Path, env: dict | None = None):
+    def __init__(self, args: list[str], log_path: Path, env: dict | None = None,
+                 prefix: list[str] | None = None):
         self.args = args
         self.log_path = log_path
         self._log = open(log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from sumctl.cli.main import cli; cli(prog_name='sumctl')",
-             "watch", *args],
+            [*(prefix or []), sys.executable, "-c",
+             "from sumctl.cli.main import cli; cli(prog_name='sumctl')", "watch", *args],
             stdout=subprocess.PIPE, stderr=self._log, env=env or os.environ.copy())
 
     def log(self) -> str:
@@ -135,8 +138,8 @@ def watch_process(tmp_path):
     """Start `sumctl watch ...` subprocesses; any still running at the end is killed."""
     started: list[WatchProcess] = []
 
-    def start(*args: str, log_name: str = "watch.log") -> WatchProcess:
-        proc = WatchProcess([str(a) for a in args], tmp_path / log_name)
+    def start(*args: str, log_name: str = "watch.log", prefix: list[str] | None = None) -> WatchProcess:
+        proc = WatchProcess([str(a) for a in args], tmp_path / log_name, prefix=prefix)
         started.append(proc)
         return proc
 
@@ -144,3 +147,36 @@ def watch_process(tmp_path):
     for proc in started:
         if proc.proc.poll() is None:
             proc.kill()
+
+
+def make(folder: Path, model: Path, **kw):
+    """An in-process Watcher, quick to settle, leaving signals to pytest."""
+    from sumctl.runtime.watch import Watcher
+
+    kw.setdefault("settle_seconds", 0.2)
+    kw.setdefault("handle_signals", False)
+    return Watcher(folder, model=model, **kw)
+
+
+@contextmanager
+def running(watcher):
+    """Run a watcher in a thread; stop it and re-raise its error at the end."""
+    errors = []
+
+    def target():
+        try:
+            watcher.run()
+        except BaseException as e:  # noqa: BLE001 - re-raised in the test's thread
+            errors.append(e)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    wait_until(lambda: watcher.started.is_set() or errors, 30, "the watcher to start")
+    try:
+        yield watcher
+    finally:
+        watcher.stop()
+        thread.join(timeout=30)
+        assert not thread.is_alive(), "the watcher did not stop"
+    if errors:
+        raise errors[0]
