@@ -228,3 +228,19 @@ def test_a_hard_link_is_the_same_file_and_is_summarized_once(tree, extractive_bu
     # summarized, beside the link; a copy of the same content is not summarized twice.
     assert report.summarized == 1 and report.count("already") == 1
     assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
+
+
+def test_fifos_and_bombs_planted_at_output_names_neither_hang_nor_crash(tree, extractive_bundle_dir):
+    """A sharer who wants to stop the service plants a FIFO where our record would be read,
+    and a JSON bomb where an error file or record is checked for its owner."""
+    inbox, _ = tree
+    (inbox / "a.txt").write_text(meeting_text(50))
+    (inbox / "b.txt").write_text(meeting_text(51))
+    os.mkfifo(inbox / "a.summary.json")
+    os.mkfifo(inbox / "a.error.txt")
+    (inbox / "b.summary.json").write_text("[" * 100_000 + "]" * 100_000)
+    report = make(inbox, extractive_bundle_dir, once=True).run()
+    assert report.summarized == 2, report.outcomes
+    assert (inbox / "a-2.summary.json").is_file() and (inbox / "b-2.summary.json").is_file()
+    refused = {Path(o.path).name for o in report.outcomes.values() if o.status == "refused"}
+    assert refused == {"a.summary.json", "a.error.txt"}
