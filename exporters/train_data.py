@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+from sumctl.runtime.cleaning import clean_turns
 from sumctl.runtime.chunking import chapterize
 from sumctl.runtime.errors import SumctlError
 from sumctl.runtime.evaluation import Dataset, EvalRecord, load_dataset
@@ -122,7 +123,9 @@ def build_examples(dataset: Dataset, pairs: list[tuple[EvalRecord, str]], shape:
                              f"the transcript after the {length} prompt"
                              + (f" and a {max_new_tokens[length]}-token summary" if shape.kind == CAUSAL
                                 else "") + "; raise --max-input-tokens")
-        chapters = chapterize(record.transcript.turns, budget, shape.count_tokens)
+        # The runtime cleans transcripts before chapterizing them; the model learns on the same.
+        chapters = chapterize(clean_turns(record.transcript.turns).turns, budget,
+                              shape.count_tokens)
         if len(chapters) == 1:
             examples.append(Example(record.id, record.line, length, "transcript",
                                     chapters[0].text(), record.reference, 1))
