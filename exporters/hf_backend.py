@@ -183,6 +183,8 @@ class HFBackend(Backend):
                           "no_repeat_ngram_size": options.no_repeat_ngram_size or 0,
                           "length_penalty": options.length_penalty, "do_sample": False,
                           "attention_mask": torch.ones_like(input_ids)}
+                if options.repetition_penalty is not None:
+                    kwargs["repetition_penalty"] = options.repetition_penalty
                 if self._stop:
                     kwargs["eos_token_id"] = self._stop
                     kwargs["pad_token_id"] = self._stop[0]

@@ -8,7 +8,7 @@ Third-party backends register under the `sumctl.backends` entry-point group.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import import_module, metadata
 
 from .bundle import Bundle
@@ -28,6 +28,14 @@ class GenerationOptions:
     num_beams: int = 1
     no_repeat_ngram_size: int = 0
     length_penalty: float = 1.0
+    repetition_penalty: float | None = None  # None: the bundle's own (GGUF's repeat_penalty)
+
+    def stronger(self) -> "GenerationOptions":
+        """Settings for the one retry of a degenerate generation: no repeated trigram (bigram,
+        where trigrams were already blocked) and a firmer repetition penalty."""
+        n = self.no_repeat_ngram_size
+        return replace(self, no_repeat_ngram_size=3 if n == 0 or n > 3 else 2,
+                       repetition_penalty=max(self.repetition_penalty or 1.0, 1.3))
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,13 @@ class Backend(ABC):
     """One loaded model. Not thread-safe: use one per worker."""
 
     name: str = ""
+    # An extractive backend returns the input's own sentences by design: the guards do not call
+    # that a copy or a transcript-shaped reply.
+    extractive: bool = False
+    # Whether GenerationOptions.stronger() changes what this backend generates; one that cannot
+    # (an API answering at temperature 0 with its own settings) has its degenerate output
+    # flagged without a retry that would only repeat the call.
+    honours_stronger: bool = True
 
     def __init__(self, bundle: Bundle, *, threads: int | None = None):
         self.bundle = bundle

@@ -339,6 +339,8 @@ class CloudBackend(Backend):
     """A Backend whose model is behind an API, so chapterization and the recursive reduce are
     exactly the Summarizer's. One instance per document, to time that document's calls."""
 
+    honours_stronger = False  # the request is the cache key; a retry would be the same call
+
     name = "cloud"
 
     def __init__(self, bundle: Bundle, client: ChatClient, context_tokens: int):

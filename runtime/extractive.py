@@ -32,6 +32,8 @@ _STOPWORDS = frozenset(
 
 class ExtractiveBackend(Backend):
     name = "extractive"
+    extractive = True
+    honours_stronger = False  # it reads no generation settings: a retry would repeat it
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())

@@ -118,11 +118,12 @@ class GgufBackend(Backend):
         if options.num_beams > 1:
             raise SumctlError(f"{self.bundle.path}: GGUF models decode greedily; beam search "
                               f"({options.num_beams} beams) is not supported (use --beams 1)")
-        return [self._generate_one(p, options.max_new_tokens) for p in prompts]
+        return [self._generate_one(p, options) for p in prompts]
 
-    def _generate_one(self, prompt: str, max_new_tokens: int) -> Generation:
+    def _generate_one(self, prompt: str, options: GenerationOptions) -> Generation:
         import llama_cpp
 
+        max_new_tokens = options.max_new_tokens
         tokens = self.prompt_tokens(prompt)
         room = self.n_ctx - len(tokens)
         if room < 1:
@@ -136,8 +137,13 @@ class GgufBackend(Backend):
         # depend on what the process summarized before.
         self.llm.reset()
         self.llm.set_seed(self.seed)
+        penalty = options.repetition_penalty or self.repeat_penalty
+        processors = (llama_cpp.LogitsProcessorList([_NoRepeatNgram(options.no_repeat_ngram_size,
+                                                                    len(tokens))])
+                      if options.no_repeat_ngram_size > 0 else None)
         for token in self.llm.generate(tokens, temp=self.temperature, top_k=1 if self.temperature == 0 else 40,
-                                       repeat_penalty=self.repeat_penalty, reset=True):
+                                       repeat_penalty=penalty, reset=True,
+                                       logits_processor=processors):
             if llama_cpp.llama_vocab_is_eog(self._vocab, token):
                 break
             out.append(token)
@@ -151,6 +157,26 @@ class GgufBackend(Backend):
         if llm is not None:
             llm.close()
             self.llm = None
+
+
+class _NoRepeatNgram:
+    """transformers' no_repeat_ngram_size for llama.cpp, over the generated tokens only (the
+    prompt's n-grams stay allowed: a summary may quote a name). llama.cpp has no such sampler,
+    and the retry of a looping summary needs one."""
+
+    def __init__(self, n: int, prompt_length: int):
+        self.n = n
+        self.prompt_length = prompt_length
+
+    def __call__(self, input_ids, scores):
+        generated = list(input_ids[self.prompt_length:])
+        n = self.n
+        if len(generated) >= n - 1:
+            prefix = tuple(generated[len(generated) - n + 1:]) if n > 1 else ()
+            for i in range(len(generated) - n + 1):
+                if tuple(generated[i:i + n - 1]) == prefix:
+                    scores[generated[i + n - 1]] = -float("inf")
+        return scores
 
 
 def read_metadata(path: Path) -> dict:

@@ -7,8 +7,12 @@
         ...
     summaries = summarizer.summarize_batch(paths)  # several at once: the model batches them
 
-A transcript longer than the model's input is chapterized on speaker turns; each chapter is
-summarized, then the chapter summaries are summarized again, recursively, until they fit.
+Turns that say nothing (backchannels, fillers, stutters) are cleaned out first (cleaning.py;
+clean=False keeps them). A transcript longer than the model's input is chapterized on speaker
+turns; each chapter is summarized, then the chapter summaries are summarized again,
+recursively, until they fit. Every generation is checked for loops, copies and transcript-
+shaped replies (guards.py): a degenerate one is retried once with stronger anti-repetition
+settings, then flagged, and a loop is cut short before it reaches the next level.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from typing import Iterable, Iterator
 from .backend import Backend, GenerationOptions, backend_class
 from .bundle import Bundle
 from .chunking import Chapter, chapterize
+from .cleaning import clean_turns
 from .errors import SumctlError
+from .guards import LOOP, cut_loop, quality_flags
 from .models import resolve_model
 from .prompts import DEFAULT_LENGTH, LENGTHS, MAX_NEW_TOKENS, fill
 from .transcript import Transcript, Turn, read_transcript
@@ -40,6 +46,8 @@ class ChapterSummary:
     output_tokens: int
     summary: str
     seconds: float
+    quality_flags: list[str] = field(default_factory=list)  # still degenerate after a retry
+    retried: bool = False  # the first generation was degenerate and was redone
 
 
 @dataclass
@@ -57,6 +65,8 @@ class Summary:
     timings: dict = field(default_factory=dict)
     turns: int = 0
     words: int = 0
+    quality_flags: list[str] = field(default_factory=list)  # of the final summary
+    cleaning: dict = field(default_factory=dict)  # what cleaning removed; empty when off
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -67,10 +77,16 @@ class Summary:
                  + (f" ({self.model['label']})" if self.model.get("label") else "")
                  + f"; {self.words:,} words in {len(self.top_chapters())} chapter(s), "
                  f"{self.timings.get('summarize_s', 0):.1f} s._"]
+        if self.quality_flags:
+            parts += ["", f"> **Warning:** this summary looks degenerate "
+                          f"({', '.join(self.quality_flags)}) even after a retry; read the "
+                          "transcript, or try another model or --length."]
         if self.levels > 1 or len(self.top_chapters()) > 1:
             parts += ["", "## Chapters", ""]
             for c in self.top_chapters():
-                parts.append(f"{c.index + 1}. (turns {c.first_turn + 1}-{c.last_turn + 1}) {c.summary.strip()}")
+                flag = f" _(flagged: {', '.join(c.quality_flags)})_" if c.quality_flags else ""
+                parts.append(f"{c.index + 1}. (turns {c.first_turn + 1}-{c.last_turn + 1}) "
+                             f"{c.summary.strip()}{flag}")
         return "\n".join(parts) + "\n"
 
     def top_chapters(self) -> list[ChapterSummary]:
@@ -84,9 +100,10 @@ class Summarizer:
                  num_beams: int | None = None, max_summary_tokens: int | None = None,
                  length: str = DEFAULT_LENGTH, no_repeat_ngram_size: int | None = None,
                  length_penalty: float | None = None, verify: bool = True,
-                 backend: Backend | None = None):
+                 backend: Backend | None = None, clean: bool = True, guard: bool = True):
         """`backend`: an already-built model for `model` (a Bundle), e.g. one behind an API or in
-        memory; the Summarizer then loads nothing itself."""
+        memory; the Summarizer then loads nothing itself. `clean`: drop backchannel turns,
+        fillers and stutters first. `guard`: retry and flag degenerate generations."""
         check_length(length)
         started = time.perf_counter()
         self.bundle = model if isinstance(model, Bundle) else resolve_model(model, verify=verify)
@@ -94,6 +111,8 @@ class Summarizer:
         self.load_seconds = time.perf_counter() - started
         self.length = length
         self.threads = threads
+        self.clean = clean
+        self.guard = guard
         self._overrides = {"num_beams": num_beams, "max_new_tokens": max_summary_tokens,
                            "no_repeat_ngram_size": no_repeat_ngram_size, "length_penalty": length_penalty}
 
@@ -140,6 +159,11 @@ class Summarizer:
         step = replace(final, max_new_tokens=max(16, min(final.max_new_tokens, chapter_budget // 4)))
 
         jobs = [_Job(t, t.turns) for t in transcripts]
+        if self.clean:
+            for job in jobs:
+                cleaned = clean_turns(job.turns)
+                job.turns, job.source_index = cleaned.turns, cleaned.source_index
+                job.cleaning = cleaned.report(len(job.transcript.turns))
         for level in range(MAX_LEVELS):
             active = [j for j in jobs if j.top is None]
             if not active:
@@ -167,11 +191,15 @@ class Summarizer:
                 for job, chapters in group:
                     mine = done[at:at + len(chapters)]
                     at += len(chapters)
+                    if level == 0 and job.source_index is not None:
+                        _map_to_source(mine, job.source_index, len(job.transcript.turns))
                     job.records += mine
                     if group is finishing:
                         job.top = mine[-1]
                         continue
-                    job.turns = [Turn(None, r.summary.strip()) for r in mine if r.summary.strip()]
+                    # Never pass a loop up as it is: what came before it repeats is what it said.
+                    job.turns = [Turn(None, text) for text in
+                                 (_passed_on(r) for r in mine) if text]
                     if not job.turns:
                         raise SumctlError(f"{job.transcript.source}: the model produced empty "
                                           f"summaries for every chapter; try another model or --length")
@@ -198,6 +226,7 @@ class Summarizer:
             output_tokens=sum(r.output_tokens for r in records),
             timings={"load_s": round(self.load_seconds, 4), "summarize_s": round(seconds, 4)},
             turns=len(transcript.turns), words=transcript.word_count(),
+            quality_flags=list(top.quality_flags), cleaning=job.cleaning,
         )
 
     def summarize_many(self, sources: Iterable[Transcript | str | os.PathLike], *,
@@ -209,10 +238,25 @@ class Summarizer:
              level: int) -> list[ChapterSummary]:
         started = time.perf_counter()
         generations = self.backend.generate([fill(template, c.text()) for c in chapters], options)
+        flags = [self._flags(g.text, c) for c, g in zip(chapters, generations)]
+        redo = [i for i, f in enumerate(flags) if f] if self.backend.honours_stronger else []
+        if redo:
+            again = self.backend.generate([fill(template, chapters[i].text()) for i in redo],
+                                          options.stronger())
+            for i, g in zip(redo, again):
+                retry_flags = self._flags(g.text, chapters[i])
+                if len(retry_flags) <= len(flags[i]):  # the retry is no worse: take it
+                    generations[i], flags[i] = g, retry_flags
         each = (time.perf_counter() - started) / max(1, len(chapters))
         return [ChapterSummary(level, c.index, c.first_turn, c.last_turn, g.prompt_tokens,
-                               g.output_tokens, g.text, round(each, 4))
-                for c, g in zip(chapters, generations)]
+                               g.output_tokens, g.text, round(each, 4), f, i in redo)
+                for i, (c, g, f) in enumerate(zip(chapters, generations, flags))]
+
+    def _flags(self, text: str, chapter: Chapter) -> list[str]:
+        if not self.guard:
+            return []
+        flags = quality_flags(text, chapter.text(), {t.speaker for t in chapter.turns if t.speaker})
+        return [f for f in flags if f == LOOP] if self.backend.extractive else flags
 
     def close(self) -> None:
         self.backend.close()
@@ -226,7 +270,29 @@ class _Job:
     turns: list[Turn]  # what this level summarizes: the transcript's turns, then summaries
     records: list[ChapterSummary] = field(default_factory=list)
     input_tokens: int | None = None
+    source_index: list[int] | None = None  # cleaned turn -> transcript turn, at level 0
+    cleaning: dict = field(default_factory=dict)
     top: ChapterSummary | None = None  # the final summary, once it fits one chapter
+
+
+def _map_to_source(records: list[ChapterSummary], source_index: list[int], turns: int) -> None:
+    """Chapters of cleaned turns point at the transcript as written. A turn cleaning dropped
+    belongs to the chapter after it (the last chapter takes the trailing ones), so the
+    chapters still cover every turn, in order."""
+    previous_last = -1
+    for k, record in enumerate(records):
+        first, last = record.first_turn, record.last_turn
+        if first == previous_last:  # a turn too long for one chapter, split across two
+            record.first_turn = source_index[first]
+        else:
+            record.first_turn = source_index[first - 1] + 1 if first > 0 else 0
+        previous_last = last
+        record.last_turn = turns - 1 if k == len(records) - 1 else source_index[last]
+
+
+def _passed_on(record: ChapterSummary) -> str:
+    text = record.summary.strip()
+    return cut_loop(text) if LOOP in record.quality_flags else text
 
 
 def check_length(length: str) -> None:

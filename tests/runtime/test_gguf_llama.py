@@ -170,3 +170,28 @@ def test_runtime_loads_and_generates_without_torch(smollm2_default_bundle):
 def _copy_bundle(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst, copy_function=shutil.copyfile)  # a real copy: tests corrupt it
     return dst
+
+
+def test_a_real_loop_is_caught_and_the_retry_blocks_repeated_ngrams(smollm2_default_bundle):
+    """SmolLM2 asked to repeat itself loops; the guard calls it a loop, and the retry's
+    settings (llama.cpp has no n-gram blocking: ours, as a logits processor) stop it."""
+    from sumctl.runtime.backend import GenerationOptions
+    from sumctl.runtime.gguf_llama import GgufBackend
+    from sumctl.runtime.guards import LOOP, quality_flags
+    from sumctl.runtime.prompts import fill
+
+    backend = GgufBackend(smollm2_default_bundle, threads=2)
+    try:
+        # A chapter of backchannels, kept as written: what the issue saw the model echo back.
+        chapter = "\n".join(["Project Manager: OK.", "Marketing: OK.", "User Interface: OK."] * 10)
+        prompt = fill(smollm2_default_bundle.manifest.prompts["medium"], chapter)
+        options = GenerationOptions(max_new_tokens=100)
+        [looped] = backend.generate([prompt], options)
+        assert LOOP in quality_flags(looped.text, chapter), looped.text
+        [retried] = backend.generate([prompt], options.stronger())
+        tokens = backend.llm.tokenize(retried.text.encode(), add_bos=False)
+        trigrams = [tuple(tokens[i:i + 3]) for i in range(len(tokens) - 2)]
+        assert len(trigrams) == len(set(trigrams)), retried.text
+        assert retried.text != looped.text
+    finally:
+        backend.close()

@@ -1,0 +1,95 @@
+"""The Summarizer's guards, end to end: a degenerate generation is retried once with stronger
+settings, flagged if it stays degenerate, and never passed into the reduce step as a loop.
+The model is a plug-in backend registered through the real registry, that loops on demand."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import sys
+from dataclasses import replace
+
+import pytest
+
+from sumctl.runtime.summarizer import Summarizer
+from sumctl.runtime.transcript import Transcript, Turn
+
+LOOPER = '''
+from sumctl.runtime.extractive import ExtractiveBackend
+from sumctl.runtime.backend import Generation
+
+class LooperBackend(ExtractiveBackend):
+    """Loops ("Grad A: Mm-hmm." would be a chapter's fate) unless told to stop repeating;
+    with `stubborn`, loops anyway."""
+    name = "looper-test"
+    extractive = False
+    prompts = []
+    stubborn = False
+
+    def generate(self, prompts, options):
+        LooperBackend.prompts.extend((p, options) for p in prompts)
+        if options.repetition_penalty is None or LooperBackend.stubborn:
+            return [Generation("The team agreed. " * 30, 10, 90) for p in prompts]
+        return [Generation("The team agreed to ship the export fix on Friday.", 10, 11)
+                for p in prompts]
+'''
+
+
+@pytest.fixture
+def looper(tmp_path, monkeypatch):
+    from sumctl.runtime import backend as backends
+    from sumctl.runtime.bundle import write_manifest
+    from sumctl.runtime.extractive import build_extractive_bundle
+
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "sumctl_looper_test.py").write_text(LOOPER)
+    monkeypatch.syspath_prepend(str(tmp_path / "plugins"))
+    monkeypatch.delitem(sys.modules, "sumctl_looper_test", raising=False)
+    monkeypatch.setitem(backends.BUILTIN_BACKENDS, "looper-test", "sumctl_looper_test:LooperBackend")
+    bundle = build_extractive_bundle(tmp_path / "bundle")
+    manifest = replace(bundle.manifest, backend="looper-test", max_input_tokens=60)
+    write_manifest(bundle.path, manifest)
+    yield bundle.path, importlib.import_module("sumctl_looper_test").LooperBackend
+    sys.modules.pop("sumctl_looper_test", None)
+
+
+def meeting(turns: int) -> Transcript:
+    return Transcript([Turn("Marco" if i % 2 else "Lena",
+                            f"Item {i}: we reviewed the payment tests and the export fix number {i}.")
+                       for i in range(turns)], "standup.txt", "text")
+
+
+def test_a_loop_is_retried_with_stronger_settings_and_the_retry_kept(looper):
+    bundle, backend = looper
+    summary = Summarizer(bundle).summarize(meeting(2))
+    assert summary.text == "The team agreed to ship the export fix on Friday."
+    assert summary.quality_flags == [] and summary.chapters[-1].retried
+    first, second = backend.prompts
+    assert first[1].repetition_penalty is None and second[1].repetition_penalty >= 1.3
+    assert second[1].no_repeat_ngram_size in (2, 3)
+
+
+def test_a_stubborn_loop_is_flagged_and_cut_before_the_reduce_step(looper):
+    bundle, backend = looper
+    backend.stubborn = True
+    summary = Summarizer(bundle).summarize(meeting(12))
+    assert summary.levels >= 2
+    level0 = summary.top_chapters()
+    assert len(level0) > 1 and all(c.quality_flags == ["loop"] and c.retried for c in level0)
+    assert "loop" in summary.quality_flags
+    # What the reduce step was given holds each chapter's loop once, not thirty times.
+    reduce_prompts = [p for p, options in backend.prompts[2 * len(level0):]]
+    assert reduce_prompts and all(len(re.findall("The team agreed", p)) <= len(level0)
+                                  for p in reduce_prompts)
+    markdown = summary.to_markdown()
+    assert "**Warning:** this summary looks degenerate (loop" in markdown
+    assert "(flagged: loop)" in markdown
+    record = summary.to_dict()
+    assert "loop" in record["quality_flags"] and record["chapters"][0]["retried"] is True
+
+
+def test_guard_off_passes_output_through(looper):
+    bundle, backend = looper
+    summary = Summarizer(bundle, guard=False).summarize(meeting(2))
+    assert summary.text.startswith("The team agreed. The team agreed.")
+    assert summary.quality_flags == [] and len(backend.prompts) == 1
