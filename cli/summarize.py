@@ -34,9 +34,14 @@ from .options import length_option, model_option, threads_option
               default=None, help="Skip detection and read every input as this format.")
 @click.option("--max-bytes", type=click.IntRange(min=1), default=None,
               help=f"Refuse inputs larger than this. Default: $SUMCTL_MAX_BYTES or {DEFAULT_MAX_BYTES:,}.")
+@click.option("--keep-fillers", is_flag=True,
+              help="Summarize the transcript as written. Default: turns that are only "
+                   "backchannels (\"Yeah.\", \"Mm-hmm.\"), fillers (um, uh) and stutters "
+                   "(\"the the\", \"w- we\") are removed first; chapters still point at the "
+                   "original turns.")
 @click.option("--quiet", "-q", is_flag=True, help="Do not print the summaries.")
 def summarize(files, model, length, out_dir, formats, threads, beams, max_summary_tokens,
-              input_format, max_bytes, quiet):
+              input_format, max_bytes, keep_fillers, quiet):
     """Summarize transcript files (plain text, WebVTT, SRT, JSON or DialogSum `#Person1#:`).
 
     Each FILE gets `<stem>.summary.md` and `<stem>.summary.json` (the summary, its chapters,
@@ -63,7 +68,8 @@ def summarize(files, model, length, out_dir, formats, threads, beams, max_summar
             transcripts.append((Path(name), read_transcript(name, fmt=input_format, max_bytes=max_bytes)))
 
     summarizer = Summarizer(model, threads=threads, num_beams=beams,
-                            max_summary_tokens=max_summary_tokens, length=length)
+                            max_summary_tokens=max_summary_tokens, length=length,
+                            clean=not keep_fillers)
     if not quiet:
         click.echo(f"Model: {summarizer.bundle.display_name}", err=True)
     protected = {p.resolve() for p, _ in transcripts if p is not None}

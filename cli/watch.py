@@ -114,11 +114,14 @@ def configure_logging(*, json_lines: bool, verbose: bool, console=None) -> loggi
               show_default=True, metavar="SECONDS",
               help="On SIGINT/SIGTERM/SIGHUP, wait this long for jobs in flight before "
                    "abandoning them.")
+@click.option("--keep-fillers", is_flag=True,
+              help="Summarize transcripts as written, backchannel turns, fillers and stutters "
+                   "included (by default they are removed first).")
 @click.option("--log-json", is_flag=True, help="Log JSON lines to stderr (for journald, Loki, jq).")
 @click.option("--verbose", "-v", is_flag=True, help="Also log skipped files and tracebacks.")
 def watch(folder, model, out, length, formats, workers, threads, batch, once, recursive, include,
           exclude, state_path, settle_seconds, max_attempts, backoff_seconds, retry_failed,
-          max_bytes, poll, rescan_seconds, grace_seconds, log_json, verbose):
+          max_bytes, poll, rescan_seconds, grace_seconds, keep_fillers, log_json, verbose):
     """Summarize every transcript in DIR, exactly once, and keep watching it.
 
     Transcripts already in DIR are summarized first; then new and changed files are
@@ -174,7 +177,7 @@ def watch(folder, model, out, length, formats, workers, threads, batch, once, re
         settle_seconds=settle_seconds, max_attempts=max_attempts, backoff_seconds=backoff_seconds,
         once=once, formats=tuple(formats) or ("md", "json"), max_bytes=max_bytes, poll=poll,
         rescan_seconds=rescan_seconds, grace_seconds=grace_seconds, retry_failed=retry_failed,
-        on_outcome=progress.update if progress else None,
+        on_outcome=progress.update if progress else None, clean=not keep_fillers,
     )
     if progress:
         progress.start()

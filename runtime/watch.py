@@ -201,7 +201,7 @@ class Watcher:
                  max_bytes: int | None = None, poll: bool = False, rescan_seconds: float = 300.0,
                  grace_seconds: float = 30.0, retry_failed: bool = False,
                  on_outcome: Callable[[Outcome, "Watcher"], None] | None = None,
-                 handle_signals: bool = True):
+                 handle_signals: bool = True, clean: bool = True):
         folder = Path(folder).expanduser()
         if not folder.is_dir():
             raise SumctlError(f"{folder}: no such folder (pass the folder to watch)")
@@ -245,6 +245,7 @@ class Watcher:
         self.retry_failed = retry_failed
         self.on_outcome = on_outcome
         self.handle_signals = handle_signals
+        self.clean = clean
 
         self.bundle: Bundle | None = None
         self.model_hash = ""
@@ -772,7 +773,8 @@ class Watcher:
 
     def _worker(self, index: int) -> None:
         try:
-            summarizer = Summarizer(self.bundle, threads=self.threads, length=self.length, verify=False)
+            summarizer = Summarizer(self.bundle, threads=self.threads, length=self.length,
+                                    verify=False, clean=self.clean)
         except BaseException as e:  # a model that cannot load stops the whole watcher
             self._fatal = e if isinstance(e, SumctlError) else SumctlError(
                 f"{self.bundle.path}: the model failed to load in a worker ({type(e).__name__}: {e})")
