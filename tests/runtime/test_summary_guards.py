@@ -23,6 +23,7 @@ class LooperBackend(ExtractiveBackend):
     with `stubborn`, loops anyway."""
     name = "looper-test"
     extractive = False
+    honours_stronger = True
     prompts = []
     stubborn = False
 
