@@ -34,6 +34,10 @@ from .options import length_option, model_option, threads_option
               default=None, help="Skip detection and read every input as this format.")
 @click.option("--max-bytes", type=click.IntRange(min=1), default=None,
               help=f"Refuse inputs larger than this. Default: $SUMCTL_MAX_BYTES or {DEFAULT_MAX_BYTES:,}.")
+@click.option("--query", "-Q", default=None, metavar="QUESTION",
+              help="Answer a question about the meeting instead of summarizing all of it, e.g. "
+                   "\"What did the group decide about the battery?\". Every chapter of a long "
+                   "meeting is asked the question, and so is every reduce step.")
 @click.option("--keep-fillers", is_flag=True,
               help="Summarize the transcript as written. Default: turns that are only "
                    "backchannels (\"Yeah.\", \"Mm-hmm.\"), fillers (um, uh) and stutters "
@@ -41,7 +45,7 @@ from .options import length_option, model_option, threads_option
                    "original turns.")
 @click.option("--quiet", "-q", is_flag=True, help="Do not print the summaries.")
 def summarize(files, model, length, out_dir, formats, threads, beams, max_summary_tokens,
-              input_format, max_bytes, keep_fillers, quiet):
+              input_format, max_bytes, query, keep_fillers, quiet):
     """Summarize transcript files (plain text, WebVTT, SRT, JSON or DialogSum `#Person1#:`).
 
     Each FILE gets `<stem>.summary.md` and `<stem>.summary.json` (the summary, its chapters,
@@ -75,7 +79,7 @@ def summarize(files, model, length, out_dir, formats, threads, beams, max_summar
     protected = {p.resolve() for p, _ in transcripts if p is not None}
     taken: set[Path] = set()
     for path, transcript in transcripts:
-        summary = summarizer.summarize(transcript)
+        summary = summarizer.summarize(transcript, query=query)
         if not quiet:
             if len(transcripts) > 1:
                 click.secho(f"== {transcript.source}", bold=True)

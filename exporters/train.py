@@ -142,7 +142,8 @@ def train(config: TrainConfig) -> TrainResult:
         base_summarizer = summarizer_for(model, "base")
 
         def reducer(record, length):
-            return reduce_input(base_summarizer(length).summarize(record.transcript, length=length))
+            return reduce_input(base_summarizer(length).summarize(record.transcript, length=length,
+                                                                  query=record.query))
 
         prepared = build_examples(dataset, pairs, shape, templates, max_new, long_inputs=config.long_inputs,
                                   reducer=reducer, progress=progress("reduce inputs (base model)"))

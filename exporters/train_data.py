@@ -31,7 +31,7 @@ from sumctl.runtime.cleaning import clean_turns
 from sumctl.runtime.chunking import chapterize
 from sumctl.runtime.errors import SumctlError
 from sumctl.runtime.evaluation import Dataset, EvalRecord, load_dataset
-from sumctl.runtime.prompts import LENGTHS, fill
+from sumctl.runtime.prompts import LENGTHS, fill, template_for
 
 from .hf_backend import CAUSAL, ModelShape, causal_reply_ids
 
@@ -53,6 +53,7 @@ class Example:
     text: str  # what fills the template's {transcript} slot
     reference: str
     chapters: int  # chapters the runtime splits the transcript into
+    query: str | None = None  # asked through the query prompt, as the runtime asks it
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)
@@ -116,7 +117,7 @@ def build_examples(dataset: Dataset, pairs: list[tuple[EvalRecord, str]], shape:
     counts = Counter()
     long_pairs = []
     for record, length in pairs:
-        template = templates[length]
+        template = template_for(templates, length, record.query)
         budget = shape.input_budget(template, max_new_tokens[length])
         if budget < 8:
             raise TrainError(f"--max-input-tokens {shape.max_input_tokens} leaves {budget} tokens for "
@@ -128,7 +129,7 @@ def build_examples(dataset: Dataset, pairs: list[tuple[EvalRecord, str]], shape:
                               shape.count_tokens)
         if len(chapters) == 1:
             examples.append(Example(record.id, record.line, length, "transcript",
-                                    chapters[0].text(), record.reference, 1))
+                                    chapters[0].text(), record.reference, 1, record.query))
             counts["whole_transcript"] += 1
         elif long_inputs == "skip":
             counts["skipped_long"] += 1
@@ -143,7 +144,8 @@ def build_examples(dataset: Dataset, pairs: list[tuple[EvalRecord, str]], shape:
         if not text:
             counts["skipped_empty_reduce"] += 1
             continue
-        examples.append(Example(record.id, record.line, length, "reduce", text, record.reference, n))
+        examples.append(Example(record.id, record.line, length, "reduce", text, record.reference, n,
+                                record.query))
         counts["reduce_input"] += 1
     counts.update(f"length_{e.length}" for e in examples)
     return Prepared(examples, dict(counts))
@@ -152,7 +154,7 @@ def build_examples(dataset: Dataset, pairs: list[tuple[EvalRecord, str]], shape:
 def encode(example: Example, shape: ModelShape, templates: dict[str, str]) -> dict:
     """Token ids and labels for one example (no padding; the collator pads)."""
     tokenizer = shape.tokenizer
-    prompt_text = fill(templates[example.length], example.text)
+    prompt_text = fill(template_for(templates, example.length, example.query), example.text)
     prompt = shape.prompt_ids(prompt_text)
     if shape.kind == CAUSAL:
         target = causal_reply_ids(tokenizer, prompt_text, example.reference, prompt)

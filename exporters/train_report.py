@@ -27,7 +27,8 @@ def evaluate(summarizer_for: Callable[[str], object], dataset: Dataset, default_
     records = dataset.records
     for record in (progress(records) if progress else records):
         length = record.extra.get("length") or default_length
-        summary = summarizer_for(length).summarize(record.transcript, length=length)
+        summary = summarizer_for(length).summarize(record.transcript, length=length,
+                                                   query=record.query)
         scores = scorer.score(summary.text, record.reference)
         rows.append({"id": record.id, "length": length, "summary": summary.text,
                      "chapters": len(summary.top_chapters()),

@@ -209,7 +209,8 @@ def _run_local(name: str, bundle: Bundle, dataset: Dataset, config: BenchConfig,
                progress: Progress) -> SystemResult:
     progress.start(name, len(dataset.records))
     job = {"bundle": str(bundle.path.resolve()), "length": config.length, "threads": config.threads,
-           "records": [{"id": r.id, "transcript": r.transcript.to_dict()} for r in dataset.records]}
+           "records": [{"id": r.id, "transcript": r.transcript.to_dict(), "query": r.query}
+                       for r in dataset.records]}
     docs: list[DocResult] = []
     info = {"path": str(bundle.path), "sha256": bundle.sha256, "backend": bundle.manifest.backend,
             "quantization": bundle.manifest.quantization, "label": bundle.manifest.label,

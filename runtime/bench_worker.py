@@ -59,7 +59,7 @@ def run(job: dict, send) -> int:
     transcripts = [(r["id"], Transcript(turns=[Turn(**t) for t in r["transcript"]["turns"]],
                                         source=r["transcript"]["source"],
                                         format=r["transcript"]["format"],
-                                        sha256=r["transcript"]["sha256"]))
+                                        sha256=r["transcript"]["sha256"]), r.get("query"))
                    for r in job["records"]]
     baseline = current_rss_bytes()
     baseline_peak = peak_rss_bytes()
@@ -71,9 +71,9 @@ def run(job: dict, send) -> int:
     send("loaded", load_s=round(load_s, 4), rss_before_load_bytes=baseline,
          peak_before_load_bytes=baseline_peak, rss_after_load_bytes=current_rss_bytes(),
          model=summarizer.model_info)
-    for rid, transcript in transcripts:
+    for rid, transcript, query in transcripts:
         t0 = time.perf_counter()
-        summary = summarizer.summarize(transcript, length=job["length"])
+        summary = summarizer.summarize(transcript, length=job["length"], query=query)
         latency = time.perf_counter() - t0
         send("doc", id=rid, summary=summary.text, latency_s=round(latency, 4),
              prompt_tokens=sum(c.input_tokens for c in summary.chapters),

@@ -409,7 +409,8 @@ def summarize_live(records: list[EvalRecord], client: ChatClient, *, name: str, 
 
     def one(record: EvalRecord) -> CloudOutput:
         backend = CloudBackend(bundle, client, context_tokens)
-        summary = CloudSummarizer(bundle, backend, length=length).summarize(record.transcript, length=length)
+        summary = CloudSummarizer(bundle, backend, length=length).summarize(record.transcript, length=length,
+                                                                         query=record.query)
         done = backend.completions
         output = CloudOutput(record.id, summary.text, round(sum(c.latency_s for c in done), 4),
                              sum(c.prompt_tokens for c in done), sum(c.completion_tokens for c in done),

@@ -44,6 +44,12 @@ class EvalRecord:
     transcript_path: str | None = None  # as given in the JSONL, when it was a path
     extra: dict = field(default_factory=dict)
 
+    @property
+    def query(self) -> str | None:
+        """The record's question, for a query-focused summary (QMSum's specific queries)."""
+        query = self.extra.get("query")
+        return query if isinstance(query, str) and query.strip() else None
+
 
 @dataclass
 class Dataset:

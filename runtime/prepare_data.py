@@ -69,7 +69,9 @@ def prepare_qmsum(root: str | Path, *, specific: bool = False, split: str | None
             segment = [turn for start, end in spans for turn in turns[start:end + 1]]
             if not segment:
                 continue
+            # The question at the top level: `sumctl bench` and `sumctl train` ask it.
             records.append({"id": f"{file.stem}/q{i}", "transcript": _render(segment),
+                            "query": query.get("query", ""),
                             "reference": _answer(query, file),
                             "meta": {"dataset": "qmsum", "source": source,
                                      "query": query.get("query", ""),

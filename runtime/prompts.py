@@ -20,15 +20,52 @@ INSTRUCTIONS = {
     "short": "Summarize the following meeting transcript in one or two sentences.",
 }
 
+# Query-focused summaries (QMSum's specific queries: "What did the group decide about the
+# battery?"): the same three lengths, answering the question from the transcript alone.
+QUERY_INSTRUCTIONS = {
+    "long": (
+        "Answer the question about the following meeting transcript in a detailed paragraph, "
+        "using only what the transcript says, with who said or decided what. Question: {query}"
+    ),
+    "medium": (
+        "Answer the question about the following meeting transcript in about 100 words, using "
+        "only what the transcript says. Question: {query}"
+    ),
+    "short": (
+        "Answer the question about the following meeting transcript in one or two sentences, "
+        "using only what the transcript says. Question: {query}"
+    ),
+}
+
 # The summary budget for each length, in generated tokens.
 MAX_NEW_TOKENS = {"long": 384, "medium": 160, "short": 64}
 
 TRANSCRIPT_SLOT = "{transcript}"
+QUERY_SLOT = "{query}"
+
+
+def query_key(length: str) -> str:
+    """The manifest's key for the query-focused prompt of a length."""
+    return f"query_{length}"
 
 
 def default_templates() -> dict[str, str]:
-    """Prompt templates with a `{transcript}` slot, as stored in a bundle manifest."""
-    return {length: f"{text}\n\n{TRANSCRIPT_SLOT}" for length, text in INSTRUCTIONS.items()}
+    """Prompt templates with a `{transcript}` slot (and the query ones with a `{query}` slot), as
+    stored in a bundle manifest."""
+    templates = {length: f"{text}\n\n{TRANSCRIPT_SLOT}" for length, text in INSTRUCTIONS.items()}
+    templates.update({query_key(length): f"{text}\n\n{TRANSCRIPT_SLOT}"
+                      for length, text in QUERY_INSTRUCTIONS.items()})
+    return templates
+
+
+def template_for(prompts: dict[str, str], length: str, query: str | None = None) -> str:
+    """The bundle's prompt for a length, or, with a question, its query prompt with the question
+    filled in (a bundle exported before query prompts existed gets the default one). The
+    transcript slot is left for fill()."""
+    if not query:
+        return prompts[length]
+    template = prompts.get(query_key(length)) or default_templates()[query_key(length)]
+    return template.replace(QUERY_SLOT, " ".join(query.split()))
 
 
 def fill(template: str, transcript: str) -> str:

@@ -30,7 +30,7 @@ from .cleaning import clean_turns
 from .errors import SumctlError
 from .guards import LOOP, cut_loop, quality_flags
 from .models import resolve_model
-from .prompts import DEFAULT_LENGTH, LENGTHS, MAX_NEW_TOKENS, fill
+from .prompts import DEFAULT_LENGTH, LENGTHS, MAX_NEW_TOKENS, fill, template_for
 from .transcript import Transcript, Turn, read_transcript
 
 MAX_LEVELS = 8
@@ -67,12 +67,16 @@ class Summary:
     words: int = 0
     quality_flags: list[str] = field(default_factory=list)  # of the final summary
     cleaning: dict = field(default_factory=dict)  # what cleaning removed; empty when off
+    query: str | None = None  # the question a query-focused summary answers
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def to_markdown(self) -> str:
-        parts = [f"# Summary of {Path(self.source).name}", "", self.text.strip(), "",
+        parts = [f"# Summary of {Path(self.source).name}", ""]
+        if self.query:
+            parts += [f"**Question:** {self.query}", ""]
+        parts += [self.text.strip(), "",
                  f"_{self.length} summary by {self.model['name']}"
                  + (f" ({self.model['label']})" if self.model.get("label") else "")
                  + f"; {self.words:,} words in {len(self.top_chapters())} chapter(s), "
@@ -135,11 +139,14 @@ class Summarizer:
         values.update({k: v for k, v in self._overrides.items() if v is not None})
         return GenerationOptions(**values)
 
-    def summarize(self, source: Transcript | str | os.PathLike, *, length: str | None = None) -> Summary:
-        return self.summarize_batch([source], length=length)[0]
+    def summarize(self, source: Transcript | str | os.PathLike, *, length: str | None = None,
+                  query: str | None = None) -> Summary:
+        """The summary of one transcript; with `query`, the answer to that question about it
+        (every chapter and every reduce level is asked the same question)."""
+        return self.summarize_batch([source], length=length, query=query)[0]
 
     def summarize_batch(self, sources: Iterable[Transcript | str | os.PathLike], *,
-                        length: str | None = None) -> list[Summary]:
+                        length: str | None = None, query: str | None = None) -> list[Summary]:
         """Summaries of several transcripts, each the same as `summarize` gives it alone (with a
         deterministic backend), with their chapters sent to the backend together: one `generate`
         call per reduce level and prompt kind rather than one per file, so a batching backend
@@ -150,10 +157,12 @@ class Summarizer:
         check_length(length)
         started = time.perf_counter()
         final = self.options(length)
-        template = self.bundle.manifest.prompts[length]
+        query = " ".join(query.split()) if query and query.strip() else None
+        prompts = self.bundle.manifest.prompts
+        template = template_for(prompts, length, query)
         # Chapter summaries feed another round, so they get the detailed instruction and a cap
-        # that guarantees each round shrinks the text.
-        chapter_template = self.bundle.manifest.prompts["long" if length == "long" else "medium"]
+        # that guarantees each round shrinks the text; a question is asked of every chapter.
+        chapter_template = template_for(prompts, "long" if length == "long" else "medium", query)
         budget = self.backend.input_budget(template, final.max_new_tokens)
         chapter_budget = self.backend.input_budget(chapter_template, final.max_new_tokens)
         step = replace(final, max_new_tokens=max(16, min(final.max_new_tokens, chapter_budget // 4)))
@@ -215,9 +224,10 @@ class Summarizer:
         elapsed = time.perf_counter() - started
         model_seconds = [sum(r.seconds for r in j.records) for j in jobs]
         overhead = max(0.0, elapsed - sum(model_seconds)) / max(1, len(jobs))
-        return [self._summary(job, length, seconds + overhead) for job, seconds in zip(jobs, model_seconds)]
+        return [self._summary(job, length, seconds + overhead, query)
+                for job, seconds in zip(jobs, model_seconds)]
 
-    def _summary(self, job: _Job, length: str, seconds: float) -> Summary:
+    def _summary(self, job: _Job, length: str, seconds: float, query: str | None) -> Summary:
         transcript, top, records = job.transcript, job.top, job.records
         return Summary(
             text=top.summary.strip(), length=length, source=transcript.source,
@@ -226,7 +236,7 @@ class Summarizer:
             output_tokens=sum(r.output_tokens for r in records),
             timings={"load_s": round(self.load_seconds, 4), "summarize_s": round(seconds, 4)},
             turns=len(transcript.turns), words=transcript.word_count(),
-            quality_flags=list(top.quality_flags), cleaning=job.cleaning,
+            quality_flags=list(top.quality_flags), cleaning=job.cleaning, query=query,
         )
 
     def summarize_many(self, sources: Iterable[Transcript | str | os.PathLike], *,

@@ -119,3 +119,21 @@ def test_missing_model_and_corrupt_bundle(tmp_path, bundle):
     (broken / "extractive.json").write_text("{}")
     assert_one_line_error(sumctl("summarize", source, "--model", broken), "extractive.json", "sha256")
     assert_one_line_error(sumctl("summarize", tmp_path / "absent.vtt", "--model", bundle), "absent.vtt", "not a file")
+
+
+def test_query_and_keep_fillers(tmp_path, bundle):
+    source = tmp_path / "sync.txt"
+    source.write_text("Ann: Um, so the the battery, uh, lasts two days.\nBob: Yeah.\n"
+                      "Bob: We decided to keep the bigger battery for the remote.\n")
+    result = sumctl("summarize", source, "--model", bundle, "--query",
+                    "What did they decide about the battery?")
+    assert result.returncode == 0, result.stderr
+    record = json.loads((tmp_path / "sync.summary.json").read_text())
+    assert record["query"] == "What did they decide about the battery?"
+    assert record["cleaning"] == {"turns_dropped": 1, "words_removed": 4, "words_removed_pct": 20.0}
+    assert "uh" not in record["text"].split() and "**Question:** What did" in (
+        tmp_path / "sync.summary.md").read_text()
+    kept = sumctl("summarize", source, "--model", bundle, "--keep-fillers", "--out", tmp_path / "raw")
+    assert kept.returncode == 0, kept.stderr
+    raw = json.loads((tmp_path / "raw" / "sync.summary.json").read_text())
+    assert raw["cleaning"] == {} and raw["query"] is None

@@ -173,6 +173,8 @@ def test_prepare_qmsum_specific_segments_follow_relevant_text_span(qmsum_dir):
     assert lines[0].startswith(f"{span[0]['speaker']}: ")
     assert records[0]["reference"] == " ".join(query["answer"].split())
     assert records[0]["meta"]["span"] == [[start, end]]
+    # The question travels with the record, for the query-focused prompt.
+    assert records[0]["query"] == query["query"] and records[0]["query"].strip()
     multi = [r for r in records if len(r["meta"]["span"]) > 1]
     assert multi, "QMSum val has queries with several spans"
 

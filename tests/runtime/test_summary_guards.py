@@ -94,3 +94,29 @@ def test_guard_off_passes_output_through(looper):
     summary = Summarizer(bundle, guard=False).summarize(meeting(2))
     assert summary.text.startswith("The team agreed. The team agreed.")
     assert summary.quality_flags == [] and len(backend.prompts) == 1
+
+
+def test_the_query_is_asked_of_every_chapter_and_every_reduce_level(looper):
+    from sumctl.runtime.bundle import load_bundle, write_manifest
+    from sumctl.runtime.prompts import query_key
+
+    bundle, backend = looper
+    question = "What did the group decide about the export fix?"
+    summary = Summarizer(bundle).summarize(meeting(12), query=question)
+    assert summary.levels >= 2 and summary.query == question
+    levels = {c.level for c in summary.chapters}
+    assert len(levels) >= 2 and len(backend.prompts) >= len(summary.chapters)
+    assert all(f"Question: {question}" in prompt for prompt, _ in backend.prompts)
+    assert f"**Question:** {question}" in summary.to_markdown()
+    # Without a question: the plain prompts, no question anywhere.
+    backend.prompts.clear()
+    plain = Summarizer(bundle).summarize(meeting(12))
+    assert plain.query is None and not any("Question:" in p for p, _ in backend.prompts)
+    # A bundle exported before query prompts existed gets the default query prompt.
+    old = load_bundle(bundle)
+    for length in ("long", "medium", "short"):
+        old.manifest.prompts.pop(query_key(length), None)
+    write_manifest(old.path, old.manifest)
+    backend.prompts.clear()
+    Summarizer(bundle).summarize(meeting(2), query=question)
+    assert all(f"Question: {question}" in p for p, _ in backend.prompts)
