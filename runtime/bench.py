@@ -28,6 +28,7 @@ from .cloud import (DEFAULT_CONTEXT_TOKENS, DEFAULT_KEY_ENV, ChatClient, CloudOu
                     api_key_from_env, estimate_cost, estimate_tokens, load_cloud_outputs,
                     parse_cloud_spec, public_url, summarize_live, write_cloud_outputs)
 from .errors import InputError, SumctlError
+from .guards import copy_coverage, quality_flags
 from .evaluation import (BOOTSTRAP_RESAMPLES, CONFIDENCE, Dataset, RougeScorer, bertscore_f1,
                          bertscore_status, bootstrap_ci, compression_ratio, load_dataset,
                          percentile, sentence_splitter_name, word_count)
@@ -95,6 +96,15 @@ class DocResult:
     summary_words: int = 0
     compression: float | None = None
     cost: float | None = None
+    # The guards' verdict on the final summary, the same check for every system (cloud files
+    # included), and the share of its words in verbatim 8-word runs of the transcript.
+    flags: list[str] = field(default_factory=list)
+    copy_rate: float | None = None
+    # Local systems: every model call (chapters and reduce steps), those still degenerate after
+    # the guards' retry, and those retried.
+    generations: int | None = None
+    flagged_generations: int | None = None
+    retried_generations: int | None = None
 
 
 @dataclass
@@ -239,7 +249,10 @@ def _run_local(name: str, bundle: Bundle, dataset: Dataset, config: BenchConfig,
                     elif kind == "doc":
                         docs.append(DocResult(event["id"], event["summary"], event["latency_s"],
                                               event["prompt_tokens"], event["output_tokens"],
-                                              event["chapters"]))
+                                              event["chapters"],
+                                              generations=event.get("generations"),
+                                              flagged_generations=event.get("flagged_generations"),
+                                              retried_generations=event.get("retried_generations")))
                         progress.advance(name)
                     elif kind == "done":
                         info["peak_rss_bytes"] = event["peak_rss_bytes"]
@@ -309,6 +322,9 @@ def _score(systems: list[SystemResult], dataset: Dataset, config: BenchConfig, n
             doc.scores = scorer.score(doc.summary, record.reference)
             doc.summary_words = word_count(doc.summary)
             doc.compression = compression_ratio(record.transcript.word_count(), doc.summary_words)
+            source = record.transcript.text()
+            doc.flags = quality_flags(doc.summary, source, set(record.transcript.speakers))
+            doc.copy_rate = copy_coverage(doc.summary, source)
             if system.kind != "local" and doc.prompt_tokens is not None:
                 doc.cost = estimate_cost(doc.prompt_tokens, doc.output_tokens or 0,
                                          config.price_per_1k, config.price_per_1k_output)
@@ -338,6 +354,12 @@ def _aggregate(system: SystemResult, config: BenchConfig) -> dict:
         documents=len(docs),
         summary_words_mean=_mean([d.summary_words for d in docs]),
         compression_mean=_mean([d.compression for d in docs]),
+        flag_rate=sum(1 for d in docs if d.flags) / len(docs),
+        copy_rate_mean=_mean([d.copy_rate for d in docs]),
+        generation_flag_rate=_ratio(sum(d.flagged_generations or 0 for d in docs),
+                                    sum(d.generations or 0 for d in docs)),
+        generation_retry_rate=_ratio(sum(d.retried_generations or 0 for d in docs),
+                                     sum(d.generations or 0 for d in docs)),
         latency_p50_s=percentile(latencies, 50), latency_p95_s=percentile(latencies, 95),
         latency_mean_s=_mean(latencies), latency_total_s=sum(latencies) if latencies else None,
         prompt_tokens_mean=_mean([d.prompt_tokens for d in docs]),
@@ -351,6 +373,10 @@ def _aggregate(system: SystemResult, config: BenchConfig) -> dict:
         costs = [d.cost for d in docs if d.cost is not None]
         metrics.update(cost_total=sum(costs) if costs else None, cost_per_doc=_mean(costs))
     return metrics
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
 
 
 def _mean(values) -> float | None:

@@ -19,7 +19,8 @@ REPORT_FORMAT = 1
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
-QUALITY_COLUMNS = ("System", "Kind", "ROUGE-1", "ROUGE-2", "ROUGE-Lsum", "Words", "Compr.")
+QUALITY_COLUMNS = ("System", "Kind", "ROUGE-1", "ROUGE-2", "ROUGE-Lsum", "Words", "Compr.",
+                   "Flagged", "Copy")
 COST_COLUMNS = ("System", "p50", "p95", "Mean", "Tok/s", "Load", "Peak RSS", "Size", "Cost")
 COLUMNS = QUALITY_COLUMNS + COST_COLUMNS[1:]
 
@@ -34,6 +35,7 @@ def table_rows(systems) -> list[dict[str, str]]:
             "ROUGE-1": _ci(m.get("rouge1")), "ROUGE-2": _ci(m.get("rouge2")),
             "ROUGE-Lsum": _ci(m.get("rougeLsum")),
             "Words": _num(m.get("summary_words_mean"), 0), "Compr.": _num(m.get("compression_mean"), 1, "×"),
+            "Flagged": _percent(m.get("flag_rate")), "Copy": _percent(m.get("copy_rate_mean")),
             "p50": _secs(m.get("latency_p50_s")), "p95": _secs(m.get("latency_p95_s")),
             "Mean": _secs(m.get("latency_mean_s")), "Tok/s": _rate(m.get("tokens_per_s")),
             "Load": _secs(m.get("load_s")),
@@ -53,6 +55,10 @@ def _num(value, digits: int, suffix: str = "") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     return f"{value:,.{digits}f}{suffix}"
+
+
+def _percent(value) -> str:
+    return "–" if value is None else f"{100 * value:.0f}%"
 
 
 def _secs(value) -> str:
@@ -135,7 +141,8 @@ def per_document_csv(result) -> str:
     by_id = {r.id: r for r in result.dataset.records}
     extra = ["bertscore_f1"] if any("bertscore_f1" in d.scores for s in result.systems for d in s.docs) else []
     header = ["system", "kind", "id", "rouge1", "rouge2", "rougeLsum", *extra, "summary_words",
-              "reference_words", "transcript_words", "compression", "latency_s", "prompt_tokens",
+              "reference_words", "transcript_words", "compression", "flags", "copy_rate",
+              "latency_s", "prompt_tokens",
               "output_tokens", "tokens_per_s", "cached_calls", "cost", "summary", "reference"]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -147,7 +154,8 @@ def per_document_csv(result) -> str:
             writer.writerow([s.name, s.kind, d.id,
                              *(_round(d.scores.get(k)) for k in ("rouge1", "rouge2", "rougeLsum", *extra)),
                              d.summary_words, word_count(record.reference), record.transcript.word_count(),
-                             _round(d.compression, 2), d.latency_s, d.prompt_tokens, d.output_tokens,
+                             _round(d.compression, 2), " ".join(d.flags), _round(d.copy_rate, 3),
+                             d.latency_s, d.prompt_tokens, d.output_tokens,
                              _round(tps, 2), d.cached_calls, _round(d.cost, 6), d.summary, record.reference])
     return buffer.getvalue()
 
@@ -164,6 +172,10 @@ READING_GUIDE = """\
   per_document.csv before trusting a small difference.
 - **Words / Compr.**: mean summary length, and transcript words per summary word. A system much
   longer than the references tends to gain recall and lose precision.
+- **Flagged / Copy**: the share of summaries the degenerate-output guards flag (a loop, a copy of
+  the transcript, or `Name: ...` transcript lines), judged the same way for every system; and the
+  mean share of summary words inside verbatim 8-word runs of the transcript. A summary should
+  restate, not quote.
 - **p50 / p95 / Mean**: seconds per document, chapterization and every model call included.
   Cloud latencies are per call over the network, so they depend on the provider's load.
 - **Tok/s**: generated tokens per second of summarizing. **Load**: seconds to load the bundle.

@@ -78,7 +78,10 @@ def run(job: dict, send) -> int:
         send("doc", id=rid, summary=summary.text, latency_s=round(latency, 4),
              prompt_tokens=sum(c.input_tokens for c in summary.chapters),
              output_tokens=summary.output_tokens, transcript_tokens=summary.input_tokens,
-             chapters=len(summary.top_chapters()), levels=summary.levels)
+             chapters=len(summary.top_chapters()), levels=summary.levels,
+             generations=len(summary.chapters),
+             flagged_generations=sum(1 for c in summary.chapters if c.quality_flags),
+             retried_generations=sum(1 for c in summary.chapters if c.retried))
     summarizer.close()
     send("done", peak_rss_bytes=peak_rss_bytes())
     return 0

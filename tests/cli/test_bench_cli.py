@@ -143,8 +143,12 @@ def test_bench_two_bundles_and_a_cloud_file(tmp_path, bench_dialogsum5, bench_le
 
     md = (out / "report.md").read_text()
     for fragment in ("## Results", "## Reading this report", "## Worst cases", "## Reproducibility",
-                     "![Quality against latency](quality_latency.png)", "lead2"):
+                     "![Quality against latency](quality_latency.png)", "lead2",
+                     "| Flagged | Copy |", "**Flagged / Copy**"):
         assert fragment in md
+    # The first sentences of a transcript are a copy of it: the bench says so, for every system.
+    assert cloud["copy_rate_mean"] > 0.5
+    assert all(0 <= s["metrics"]["flag_rate"] <= 1 for s in report["systems"])
 
     with open(out / "per_document.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -152,6 +156,7 @@ def test_bench_two_bundles_and_a_cloud_file(tmp_path, bench_dialogsum5, bench_le
     first = rows[0]
     assert float(first["rougeLsum"]) == pytest.approx(report["systems"][0]["documents"][0]["scores"]["rougeLsum"], abs=1e-4)
     assert first["reference"] == data[first["id"]]["reference"]
+    assert {"flags", "copy_rate"} <= set(first) and float(first["copy_rate"]) >= 0
 
     for name in ("quality_latency", "latency", "memory", "overview"):
         path = out / f"{name}.png"
