@@ -34,6 +34,7 @@ from .prompts import DEFAULT_LENGTH, LENGTHS, MAX_NEW_TOKENS, fill, template_for
 from .transcript import Transcript, Turn, read_transcript
 
 MAX_LEVELS = 8
+GUARD_MODES = ("retry", "measure", "off")
 
 
 @dataclass
@@ -104,10 +105,14 @@ class Summarizer:
                  num_beams: int | None = None, max_summary_tokens: int | None = None,
                  length: str = DEFAULT_LENGTH, no_repeat_ngram_size: int | None = None,
                  length_penalty: float | None = None, verify: bool = True,
-                 backend: Backend | None = None, clean: bool = True, guard: bool = True):
+                 backend: Backend | None = None, clean: bool = True, guard: str = "retry"):
         """`backend`: an already-built model for `model` (a Bundle), e.g. one behind an API or in
         memory; the Summarizer then loads nothing itself. `clean`: drop backchannel turns,
-        fillers and stutters first. `guard`: retry and flag degenerate generations."""
+        fillers and stutters first. `guard`: "retry" degenerate generations once with stronger
+        settings, flag what stays degenerate and cut loops before the reduce step; "measure":
+        only flag (the output is the model's own, for measuring failure rates); "off"."""
+        if guard not in GUARD_MODES:
+            raise SumctlError(f"unknown guard mode {guard!r} (use one of {', '.join(GUARD_MODES)})")
         check_length(length)
         started = time.perf_counter()
         self.bundle = model if isinstance(model, Bundle) else resolve_model(model, verify=verify)
@@ -208,7 +213,7 @@ class Summarizer:
                         continue
                     # Never pass a loop up as it is: what came before it repeats is what it said.
                     job.turns = [Turn(None, text) for text in
-                                 (_passed_on(r) for r in mine) if text]
+                                 (_passed_on(r, self.guard == "retry") for r in mine) if text]
                     if not job.turns:
                         raise SumctlError(f"{job.transcript.source}: the model produced empty "
                                           f"summaries for every chapter; try another model or --length")
@@ -249,7 +254,8 @@ class Summarizer:
         started = time.perf_counter()
         generations = self.backend.generate([fill(template, c.text()) for c in chapters], options)
         flags = [self._flags(g.text, c) for c, g in zip(chapters, generations)]
-        redo = [i for i, f in enumerate(flags) if f] if self.backend.honours_stronger else []
+        retry = self.guard == "retry" and self.backend.honours_stronger
+        redo = [i for i, f in enumerate(flags) if f] if retry else []
         if redo:
             again = self.backend.generate([fill(template, chapters[i].text()) for i in redo],
                                           options.stronger())
@@ -263,7 +269,7 @@ class Summarizer:
                 for i, (c, g, f) in enumerate(zip(chapters, generations, flags))]
 
     def _flags(self, text: str, chapter: Chapter) -> list[str]:
-        if not self.guard:
+        if self.guard == "off":
             return []
         flags = quality_flags(text, chapter.text(), {t.speaker for t in chapter.turns if t.speaker})
         return [f for f in flags if f == LOOP] if self.backend.extractive else flags
@@ -300,9 +306,9 @@ def _map_to_source(records: list[ChapterSummary], source_index: list[int], turns
         record.last_turn = turns - 1 if k == len(records) - 1 else source_index[last]
 
 
-def _passed_on(record: ChapterSummary) -> str:
+def _passed_on(record: ChapterSummary, cut: bool) -> str:
     text = record.summary.strip()
-    return cut_loop(text) if LOOP in record.quality_flags else text
+    return cut_loop(text) if cut and LOOP in record.quality_flags else text
 
 
 def check_length(length: str) -> None:

@@ -89,11 +89,14 @@ def test_a_stubborn_loop_is_flagged_and_cut_before_the_reduce_step(looper):
     assert "loop" in record["quality_flags"] and record["chapters"][0]["retried"] is True
 
 
-def test_guard_off_passes_output_through(looper):
+def test_guard_off_passes_output_through_and_measure_only_flags(looper):
     bundle, backend = looper
-    summary = Summarizer(bundle, guard=False).summarize(meeting(2))
+    summary = Summarizer(bundle, guard="off").summarize(meeting(2))
     assert summary.text.startswith("The team agreed. The team agreed.")
     assert summary.quality_flags == [] and len(backend.prompts) == 1
+    measured = Summarizer(bundle, guard="measure").summarize(meeting(2))
+    assert measured.text == summary.text and measured.quality_flags == ["loop"]
+    assert len(backend.prompts) == 2 and not measured.chapters[0].retried
 
 
 def test_the_query_is_asked_of_every_chapter_and_every_reduce_level(looper):

@@ -1,0 +1,28 @@
+"""What every benchmark prints beside its figures: the CPU it ran on and the flags that decide
+which kernels run (llama.cpp and ONNX Runtime pick int8 and bf16 paths by them)."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+def cpu_flags() -> list[str]:
+    """The flags of interest this CPU has (Linux /proc/cpuinfo; empty elsewhere)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return []
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            present = set(line.split(":", 1)[1].split())
+            return [f for f in FLAGS_OF_INTEREST if f in present]
+    return []
+
+
+def machine_line() -> str:
+    flags = cpu_flags()
+    return (f"CPU: {platform.processor() or platform.machine()}; flags: "
+            f"{' '.join(flags) if flags else 'none of ' + ', '.join(FLAGS_OF_INTEREST)}")
