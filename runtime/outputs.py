@@ -68,16 +68,19 @@ class OutputFolder:
 
     With `within` (a real path), the folder must lie inside it: it is opened (and made, if
     missing) one component at a time from `within` without following symlinks. Without it, the
-    path is the user's own choice and opened as given."""
+    path is the user's own choice and opened as given. `create=False` only looks: a missing
+    folder is an error, never made."""
 
-    def __init__(self, path: str | os.PathLike, *, within: Path | None = None):
+    def __init__(self, path: str | os.PathLike, *, within: Path | None = None,
+                 create: bool = True):
         path = Path(path)
         try:
             if within is not None:
                 self.real = Path(os.path.realpath(path))
-                self.fd = open_dir(within, relative_parts(within, self.real), create=True)
+                self.fd = open_dir(within, relative_parts(within, self.real), create=create)
             else:
-                path.mkdir(parents=True, exist_ok=True)
+                if create:
+                    path.mkdir(parents=True, exist_ok=True)
                 self.real = Path(os.path.realpath(path))
                 self.fd = os.open(self.real, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except UnsafePath as e:

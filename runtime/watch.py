@@ -652,8 +652,7 @@ class Watcher:
     def _written_by_us(self, path: str) -> bool:
         real = Path(os.path.realpath(path))
         try:
-            with OutputFolder(real.parent, within=self.out if self.out and
-                              inside(self.out, real) else self.root) as folder:
+            with OutputFolder(real.parent, within=self.root, create=False) as folder:
                 return sumctl_output_kind(folder, real.name) is not None
         except SumctlError:
             return False
