@@ -4,12 +4,11 @@ The model is a plug-in backend registered through the real registry, that loops 
 
 from __future__ import annotations
 
-import importlib
 import re
-import sys
-from dataclasses import replace
 
 import pytest
+
+from backend_fixtures import plugin_backend
 
 from sumctl.runtime.summarizer import Summarizer
 from sumctl.runtime.transcript import Transcript, Turn
@@ -38,20 +37,8 @@ class LooperBackend(ExtractiveBackend):
 
 @pytest.fixture
 def looper(tmp_path, monkeypatch):
-    from sumctl.runtime import backend as backends
-    from sumctl.runtime.bundle import write_manifest
-    from sumctl.runtime.extractive import build_extractive_bundle
-
-    (tmp_path / "plugins").mkdir()
-    (tmp_path / "plugins" / "sumctl_looper_test.py").write_text(LOOPER)
-    monkeypatch.syspath_prepend(str(tmp_path / "plugins"))
-    monkeypatch.delitem(sys.modules, "sumctl_looper_test", raising=False)
-    monkeypatch.setitem(backends.BUILTIN_BACKENDS, "looper-test", "sumctl_looper_test:LooperBackend")
-    bundle = build_extractive_bundle(tmp_path / "bundle")
-    manifest = replace(bundle.manifest, backend="looper-test", max_input_tokens=60)
-    write_manifest(bundle.path, manifest)
-    yield bundle.path, importlib.import_module("sumctl_looper_test").LooperBackend
-    sys.modules.pop("sumctl_looper_test", None)
+    return plugin_backend(tmp_path, monkeypatch, LOOPER, "sumctl_looper_test", "LooperBackend",
+                          name="looper-test", max_input_tokens=60)
 
 
 def meeting(turns: int) -> Transcript:

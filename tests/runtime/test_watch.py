@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -15,6 +14,7 @@ import pytest
 from sumctl.runtime.errors import SumctlError
 from sumctl.runtime.state import StateLockedError
 from sumctl.runtime.watch import DEFAULT_INCLUDE, plan_threads, skip_reason
+from backend_fixtures import plugin_backend
 from watch_fixtures import job_rows, make, meeting_text, running, summary_records, wait_until
 
 
@@ -310,22 +310,8 @@ class PoisonBackend(ExtractiveBackend):
 def poison_plugin(tmp_path, monkeypatch):
     """A bundle for a plug-in backend, registered through the real registry: the extractive
     baseline, except that a call holding a prompt with POISON fails. Returns (bundle, class)."""
-    import importlib
-    import sys
-
-    from sumctl.runtime import backend as backends
-    from sumctl.runtime.bundle import write_manifest
-    from sumctl.runtime.extractive import build_extractive_bundle
-
-    (tmp_path / "plugins").mkdir()
-    (tmp_path / "plugins" / "sumctl_poison_test.py").write_text(POISON_BACKEND)
-    monkeypatch.syspath_prepend(str(tmp_path / "plugins"))
-    monkeypatch.delitem(sys.modules, "sumctl_poison_test", raising=False)
-    monkeypatch.setitem(backends.BUILTIN_BACKENDS, "poison-test", "sumctl_poison_test:PoisonBackend")
-    bundle = build_extractive_bundle(tmp_path / "bundle")
-    write_manifest(bundle.path, replace(bundle.manifest, backend="poison-test"))
-    yield bundle.path, importlib.import_module("sumctl_poison_test").PoisonBackend
-    sys.modules.pop("sumctl_poison_test", None)
+    return plugin_backend(tmp_path, monkeypatch, POISON_BACKEND, "sumctl_poison_test",
+                          "PoisonBackend", name="poison-test")
 
 
 def test_a_failing_batch_is_redone_one_by_one_so_only_the_bad_file_fails(tmp_path, poison_plugin):
