@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 from sumctl.runtime.process_memory import peak_rss_mb
+from sumctl.benchmarks.machine import cpu_flags, machine_line
 
 PROMPT_TOKENS = 512
 NEW_TOKENS = 64
@@ -379,6 +380,9 @@ def report(args, rows: dict, bandwidth: float) -> None:
                          f"{key}_bound_ratio": round(r["bound_ratio"], 2),
                          f"{key}_speedup_vs_transformers": round(r["speedup"], 2),
                          f"{key}_prompt_speedup_vs_transformers": round(r["prompt_speedup"], 2)})
+    # The kernels llama.cpp and ONNX Runtime run depend on these: figures travel with them.
+    print(machine_line())
+    headline["cpu_flags"] = cpu_flags()
     print(json.dumps(headline))
 
 

@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from sumctl.benchmarks.machine import cpu_flags, machine_line
 
 QUANTS = ("F16", "Q8_0", "Q4_K_M")
 DIALOGSUM = Path(__file__).resolve().parents[2] / "shared" / "data" / "dialogsum" / "dialogsum.dev.jsonl"
@@ -139,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
                          f"{key}_rougeL_vs_reference": round(r["rougeL_vs_reference"], 2),
                          f"{key}_rougeL_drop_vs_f16": round(r["rougeL_drop_vs_f16"], 2),
                          f"{key}_seconds_per_dialogue": round(r["seconds_per_dialogue"], 2)})
+    # The kernels llama.cpp and ONNX Runtime run depend on these: figures travel with them.
+    print(machine_line())
+    headline["cpu_flags"] = cpu_flags()
     print(json.dumps(headline))
     return 0
 

@@ -39,6 +39,7 @@ from sumctl.runtime.prompts import LENGTHS, TRANSCRIPT_SLOT
 from sumctl.runtime.summarizer import Summarizer
 from sumctl.runtime.transcript import read_transcript
 from sumctl.runtime.watch import Watcher
+from sumctl.benchmarks.machine import cpu_flags, machine_line
 
 TARGET_OVERHEAD_MS = 20.0
 _WORDS = ("budget release login tests docs design roadmap customer launch pricing hiring server "
@@ -215,6 +216,9 @@ def main(argv: list[str] | None = None) -> dict:
         "target_overhead_ms": TARGET_OVERHEAD_MS,
         "meets_target": overhead < TARGET_OVERHEAD_MS,
     }
+    # The kernels llama.cpp and ONNX Runtime run depend on these: figures travel with them.
+    print(machine_line())
+    headline["cpu_flags"] = cpu_flags()
     print(json.dumps(headline))
     return headline
 
