@@ -11,13 +11,13 @@ import hashlib
 import json
 import os
 import platform
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
 from .errors import BundleError
+from .fsutil import FILE_MODE, fsync_dir, unlink_quietly, write_temp
 from .prompts import LENGTHS, default_templates
 
 MANIFEST_NAME = "sumctl.json"
@@ -170,45 +170,21 @@ def write_manifest(bundle_dir: Path, manifest: Manifest) -> Bundle:
     return Bundle(bundle_dir, manifest)
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-# mkstemp creates files 0600; outputs should get the permissions any new file would.
-_FILE_MODE = 0o666 & ~_current_umask()
-
-
 def atomic_write_text(path: Path, text: str) -> None:
     """Write to a temporary file beside `path`, fsync, rename over it, then fsync the folder
-    so the rename itself survives a power cut."""
+    so the rename itself survives a power cut (fsutil's writer, for a path of the caller's)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        os.fchmod(fd, _FILE_MODE)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # some filesystems refuse fsync on directories; the data is already safe
-        pass
+        temp = write_temp(folder, path.name, text.encode("utf-8"), FILE_MODE)
+        try:
+            os.replace(temp, path.name, src_dir_fd=folder, dst_dir_fd=folder)
+        except BaseException:
+            unlink_quietly(folder, temp)
+            raise
+        fsync_dir(folder)
     finally:
-        os.close(fd)
+        os.close(folder)
 
 
 def load_bundle(path: str | Path, *, verify: bool = True) -> Bundle:

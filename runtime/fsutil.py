@@ -23,6 +23,16 @@ TEMP_SUFFIX = ".tmp"
 # `.<name>.<pid>-<8 hex>.tmp`: what a temporary adds to the name it stands for.
 TEMP_OVERHEAD_BYTES = len(".") + len(".") + 7 + len("-") + 8 + len(TEMP_SUFFIX)
 
+def _file_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+# What we write gets the permissions any new file of this process would (0644 under the usual
+# umask 022), not a temporary file's 0600.
+FILE_MODE = _file_mode()
+
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
 _FILE_FLAGS = (os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
                | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))

@@ -21,8 +21,9 @@ import re
 from pathlib import Path
 
 from .errors import OutputError
-from .fsutil import (NAME_MAX_BYTES, TEMP_OVERHEAD_BYTES, UnsafePath, fsync_dir, lexists,
-                     open_dir, read_small, relative_parts, unlink_quietly, utf8_cap, write_temp)
+from .fsutil import (FILE_MODE, NAME_MAX_BYTES, TEMP_OVERHEAD_BYTES, UnsafePath, fsync_dir,
+                     lexists, open_dir, read_small, relative_parts, unlink_quietly, utf8_cap,
+                     write_temp)
 from .summarizer import Summary
 
 OUTPUT_FORMATS = ("md", "json", "txt")
@@ -38,16 +39,6 @@ STEM_MAX_BYTES = (NAME_MAX_BYTES - TEMP_OVERHEAD_BYTES - len(f"-{MAX_STEM_NUMBER
 RECORD_MAX_BYTES = 16 << 20
 _UNSAFE = re.compile(r"[^\w.\-]+")
 SUMMARY_NAME = re.compile(r"^(?P<stem>.+)\.summary\.(?P<fmt>md|json|txt)$")
-
-
-def _file_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-# Outputs get the permissions any new file of this process would (0644 under the usual umask).
-FILE_MODE = _file_mode()
 
 
 def safe_stem(name: str) -> str:
