@@ -252,15 +252,16 @@ class Summarizer:
     def _run(self, chapters: list[Chapter], template: str, options: GenerationOptions,
              level: int) -> list[ChapterSummary]:
         started = time.perf_counter()
-        generations = self.backend.generate([fill(template, c.text()) for c in chapters], options)
-        flags = [self._flags(g.text, c) for c, g in zip(chapters, generations)]
+        texts = [c.text() for c in chapters]  # each rendered once: prompt, guard and retry
+        generations = self.backend.generate([fill(template, t) for t in texts], options)
+        flags = [self._flags(g.text, t, c) for c, t, g in zip(chapters, texts, generations)]
         retry = self.guard == "retry" and self.backend.honours_stronger
         redo = [i for i, f in enumerate(flags) if f] if retry else []
         if redo:
-            again = self.backend.generate([fill(template, chapters[i].text()) for i in redo],
+            again = self.backend.generate([fill(template, texts[i]) for i in redo],
                                           options.stronger())
             for i, g in zip(redo, again):
-                retry_flags = self._flags(g.text, chapters[i])
+                retry_flags = self._flags(g.text, texts[i], chapters[i])
                 if len(retry_flags) <= len(flags[i]):  # the retry is no worse: take it
                     generations[i], flags[i] = g, retry_flags
         each = (time.perf_counter() - started) / max(1, len(chapters))
@@ -268,10 +269,10 @@ class Summarizer:
                                g.output_tokens, g.text, round(each, 4), f, i in redo)
                 for i, (c, g, f) in enumerate(zip(chapters, generations, flags))]
 
-    def _flags(self, text: str, chapter: Chapter) -> list[str]:
+    def _flags(self, text: str, source: str, chapter: Chapter) -> list[str]:
         if self.guard == "off":
             return []
-        flags = quality_flags(text, chapter.text(), {t.speaker for t in chapter.turns if t.speaker})
+        flags = quality_flags(text, source, {t.speaker for t in chapter.turns if t.speaker})
         return [f for f in flags if f == LOOP] if self.backend.extractive else flags
 
     def close(self) -> None:

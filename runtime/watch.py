@@ -620,7 +620,7 @@ class Watcher:
         now_mono, now_wall = time.monotonic(), time.time()
         for path, (sig, since) in list(self.settling.items()):
             try:
-                st = self._inspect(path)
+                _, st = self._inspect(path)
             except FileNotFoundError:
                 del self.settling[path]
                 continue
@@ -812,9 +812,9 @@ class Watcher:
         finally:
             summarizer.close()
 
-    def _inspect(self, path: str) -> os.stat_result:
-        """The security rules, by the path's resolved location. Returns the stat of the file
-        that would be read."""
+    def _inspect(self, path: str) -> tuple[Path, os.stat_result]:
+        """The security rules, by the path's resolved location. Returns that location and the
+        stat of the file that would be read."""
         real = Path(os.path.realpath(path))
         if not self._inside(real):
             raise Refused(f"leads through a symlink to {real}, outside the watched folder "
@@ -833,7 +833,7 @@ class Watcher:
             raise Refused(f"cannot look at it ({os_error_hint(e)})") from None
         if not stat_module.S_ISREG(st.st_mode):
             raise Refused("not a regular file")
-        return st
+        return real, st
 
     def _read(self, path: str) -> tuple[os.stat_result, bytes | None, str]:
         """Read the file once: (stat, bytes or None when over the cap, sha256 of the bytes).
@@ -841,8 +841,7 @@ class Watcher:
         Every folder from the watched root down is opened without following symlinks, and the
         file itself with O_NOFOLLOW, so a symlink swapped in after the check is refused by the
         kernel. Over-cap files are hashed in chunks, never held in memory."""
-        self._inspect(path)
-        real = Path(os.path.realpath(path))
+        real, _ = self._inspect(path)
         try:
             parts = relative_parts(self.root, real)
             dir_fd = open_dir(self.root, parts[:-1])
