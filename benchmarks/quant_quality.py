@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from sumctl.benchmarks.machine import cpu_flags, machine_line
+from sumctl.runtime.machine import cpu_flags, machine_line
 
 QUANTS = ("F16", "Q8_0", "Q4_K_M")
 DIALOGSUM = Path(__file__).resolve().parents[2] / "shared" / "data" / "dialogsum" / "dialogsum.dev.jsonl"

@@ -46,7 +46,7 @@ import time
 from pathlib import Path
 
 from sumctl.runtime.process_memory import peak_rss_mb
-from sumctl.benchmarks.machine import cpu_flags, machine_line
+from sumctl.runtime.machine import cpu_flags, machine_line
 
 INPUT_TOKENS = 512
 NEW_TOKENS = 64

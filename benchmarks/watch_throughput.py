@@ -39,7 +39,7 @@ from sumctl.runtime.prompts import LENGTHS, TRANSCRIPT_SLOT
 from sumctl.runtime.summarizer import Summarizer
 from sumctl.runtime.transcript import read_transcript
 from sumctl.runtime.watch import Watcher
-from sumctl.benchmarks.machine import cpu_flags, machine_line
+from sumctl.runtime.machine import cpu_flags, machine_line
 
 TARGET_OVERHEAD_MS = 20.0
 _WORDS = ("budget release login tests docs design roadmap customer launch pricing hiring server "

@@ -85,7 +85,9 @@ def _logits(request: dict) -> dict:
 
     from sumctl.exporters.llama_gguf import open_llama
 
-    llm = open_llama(Path(request["gguf"]), threads=request["threads"], n_ctx=512, logits_all=True)
+    lora = request.get("lora")
+    llm = open_llama(Path(request["gguf"]), threads=request["threads"], n_ctx=512, logits_all=True,
+                     lora=Path(lora) if lora else None)
     result = {}
     try:
         for i, item in enumerate(request["texts"]):

@@ -3,7 +3,9 @@
 T5-family checkpoints train with transformers' Seq2SeqTrainer, LLaMA-family causal LMs with its
 Trainer; `lora=True` wraps the model in a peft LoRA adapter that is merged back into the base at
 the end. The result in `out/` is a plain Hugging Face checkpoint (safetensors, the base's tokenizer
-files) that `sumctl export t5|llama` takes as it is. Everything about the run lives in
+files) that `sumctl export t5|llama` takes as it is; a LoRA run also keeps the adapter itself, unmerged,
+in `out/adapter/` (peft's safetensors), which `sumctl export llama --adapter` turns into a llama.cpp
+LoRA GGUF a few MB in size. Everything about the run lives in
 `out/training/`: the settings (run.json), the examples exactly as trained (examples.jsonl), the
 Trainer's checkpoints (for --resume), the loss curve and report.json.
 
@@ -25,11 +27,12 @@ from sumctl.runtime.prompts import DEFAULT_LENGTH, LENGTHS, default_templates
 
 from .checkpoint import read_config, resolve_checkpoint, source_info
 from .hf_backend import CAUSAL, SEQ2SEQ, HFSummarizer, ModelShape, generation_defaults, reduce_input
-from .train_data import (TrainError, build_examples, check_enough, encode_all, load_examples,
+from .train_data import (IGNORE_INDEX, TrainError, build_examples, check_enough, encode_all, load_examples,
                          load_records, parse_lengths, save_examples, select)
 from .train_report import compare, evaluate, format_scores, loss_points, plot_loss
 
 # model_type -> what trains it; the same families `sumctl export` takes.
+PRECISIONS = ("auto", "bf16", "fp32")
 FAMILIES = {"t5": SEQ2SEQ, "mt5": SEQ2SEQ, "llama": CAUSAL, "mistral": CAUSAL}
 DEFAULT_T5_INPUT_TOKENS = 512  # `sumctl export t5`'s default input budget
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
@@ -58,6 +61,12 @@ class TrainConfig:
     lengths: tuple[str, ...] = LENGTHS
     default_length: str = DEFAULT_LENGTH
     device: str = "auto"  # auto | cpu | cuda
+    # auto: bf16 autocast where the hardware runs bf16 natively (AVX-512 BF16 or AMX CPUs, CUDA
+    # GPUs that support it), fp32 elsewhere, where emulated bf16 is slower than fp32.
+    precision: str = "auto"  # auto | bf16 | fp32
+    # Batches of similar lengths (transformers' length-grouped sampler): padding, which costs
+    # as much compute as real tokens, drops from about half the batch to a few percent.
+    group_by_length: bool = True
     seed: int = 0
     resume: bool = False
     lora_r: int = 16
@@ -185,7 +194,7 @@ def train(config: TrainConfig) -> TrainResult:
     steps_per_epoch = max(1, ceil(ceil(len(features) / config.batch_size) / config.grad_accum))
     total_steps = config.max_steps or max(1, ceil(config.epochs * steps_per_epoch))
     logging_steps = config.logging_steps or max(1, total_steps // 50)
-    bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
+    bf16 = _use_bf16(config.precision, device, torch)
     trainer = _trainer(model, tokenizer, features, kind, config, work / "checkpoints", lr=lr,
                        logging_steps=logging_steps, bf16=bf16, device=device)
     resume_from = _last_checkpoint(work / "checkpoints") if config.resume else None
@@ -194,10 +203,15 @@ def train(config: TrainConfig) -> TrainResult:
     train_started = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=resume_from)
     train_seconds = time.perf_counter() - train_started
+    # Real (unpadded) tokens through the model; a resumed run counts only the steps it ran.
+    epochs_run = (trainer.state.epoch or 0.0) - _resumed_epoch(resume_from)
+    trained_tokens = round(sum(len(f["input_ids"]) for f in features) * max(0.0, epochs_run))
     history = trainer.state.log_history
 
     model = trainer.model
+    adapter_dir = None
     if config.lora:
+        adapter_dir = _save_adapter(model, out)
         model = model.merge_and_unload()
     model = model.to(torch.float32)
     _save_checkpoint(model, base_path, out)
@@ -220,6 +234,7 @@ def train(config: TrainConfig) -> TrainResult:
         "base": config.base, "base_path": str(base_path), "base_sha256": source["sha256"],
         "out": str(out), "kind": kind, "model_type": model_type,
         "mode": "lora" if config.lora else "full", "device": device, "bf16": bf16,
+        "adapter": str(adapter_dir) if adapter_dir else None,
         "data": {"path": str(config.data), "sha256": dataset.sha256, "records": len(dataset.records),
                  "examples": len(features), **counts},
         "eval_data": str(config.eval_data) if config.eval_data else None,
@@ -231,6 +246,8 @@ def train(config: TrainConfig) -> TrainResult:
         "steps": trainer.state.global_step, "epochs_done": round(trainer.state.epoch or 0.0, 4),
         "resumed_from": str(resume_from) if resume_from else None,
         "train_seconds": round(train_seconds, 2), "wall_seconds": round(time.perf_counter() - started, 2),
+        "train_tokens": trained_tokens,
+        "tokens_per_second": round(trained_tokens / train_seconds, 1) if train_seconds > 0 else None,
         "train_loss": output.training_loss,
         "loss_first": points[0][1] if points else None, "loss_last": points[-1][1] if points else None,
         "loss_curve": [{"step": s, "loss": v} for s, v in points],
@@ -274,6 +291,43 @@ def _check_resume(work: Path, run: dict, resume: bool) -> None:
         if old.get(key) != run.get(key):
             raise TrainError(f"{work.parent}: this run was started with {key}={old.get(key)!r}, not "
                              f"{run.get(key)!r}; resume with the same settings, or choose a new --out")
+
+
+def _use_bf16(precision: str, device: str, torch) -> bool:
+    if precision not in PRECISIONS:
+        raise TrainError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    if precision == "fp32":
+        return False
+    if device == "cuda":
+        native = torch.cuda.is_bf16_supported()
+    else:
+        from sumctl.runtime.machine import cpu_has_bf16
+
+        native = cpu_has_bf16()
+    if precision == "bf16":
+        return True  # asked for: emulated bf16 is slow, not wrong
+    return native
+
+
+def _resumed_epoch(checkpoint: str | None) -> float:
+    if checkpoint is None:
+        return 0.0
+    try:
+        return float(json.loads((Path(checkpoint) / "trainer_state.json").read_text())["epoch"] or 0.0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0
+
+
+def _save_adapter(peft_model, out: Path) -> Path:
+    """The unmerged LoRA adapter (peft's safetensors and adapter_config.json), for a GGUF adapter."""
+    adapter = out / "adapter"
+    staging = out / ".adapter-staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    peft_model.save_pretrained(staging, safe_serialization=True)
+    # peft saves into a subfolder named for the adapter only when it is not "default".
+    shutil.rmtree(adapter, ignore_errors=True)
+    os.replace(staging, adapter)
+    return adapter
 
 
 def _device(requested: str, torch) -> str:
@@ -340,6 +394,7 @@ def _trainer(model, tokenizer, features, kind, config: TrainConfig, checkpoints:
         seed=config.seed, data_seed=config.seed, use_cpu=device == "cpu", bf16=bf16,
         report_to="none", disable_tqdm=not config.progress, dataloader_num_workers=0,
         remove_unused_columns=False, eval_strategy="no", optim="adamw_torch",
+        group_by_length=config.group_by_length,
     )
     collate_tokenizer = tokenizer
     if tokenizer.pad_token_id is None:
@@ -352,12 +407,38 @@ def _trainer(model, tokenizer, features, kind, config: TrainConfig, checkpoints:
 
     # Checkpoint rotation falls back to step numbers where mtimes are coarse; that is fine.
     warnings.filterwarnings("ignore", message="mtime may not be reliable")
+    if kind != SEQ2SEQ:
+        trainer_cls = _reply_loss(trainer_cls)
     trainer = trainer_cls(model=model, args=args, train_dataset=features, data_collator=collator)
     if not config.progress:
         from transformers.trainer_callback import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)  # it prints every log line when bars are off
     return trainer
+
+
+def _reply_loss(trainer_cls):
+    """A causal-LM Trainer whose loss projects only the reply's positions onto the vocabulary.
+
+    The loss is on the summary alone, a tenth of the tokens or less, but the model's own forward
+    computes logits over the 49k-word vocabulary at every prompt position too, and that head
+    and its softmax were about a third of each step on CPU. Same loss, same gradients."""
+    import torch
+
+    class ReplyLossTrainer(trainer_cls):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            causal = model.get_base_model() if hasattr(model, "get_base_model") else model
+            hidden = causal.get_decoder()(input_ids=inputs["input_ids"],
+                                          attention_mask=inputs["attention_mask"]).last_hidden_state
+            targets = inputs["labels"][:, 1:]
+            keep = targets != IGNORE_INDEX
+            logits = causal.get_output_embeddings()(hidden[:, :-1][keep]).float()
+            loss = torch.nn.functional.cross_entropy(logits, targets[keep], reduction="sum")
+            # The Trainer counts label tokens across the accumulated batches, as its own loss does.
+            loss = loss / (num_items_in_batch if num_items_in_batch is not None else keep.sum().clamp(min=1))
+            return (loss, {"loss": loss}) if return_outputs else loss
+
+    return ReplyLossTrainer
 
 
 def _last_checkpoint(folder: Path) -> str | None:

@@ -15,7 +15,9 @@ Every example is a prompt exactly as the exported bundle will see it:
     instead with the runtime's reduce input: the chapter summaries (one a line) that the
     Summarizer produces with the base model, through the runtime's own chapterization and
     templates. That is the input the fine-tuned model's last step will see. (`--long-inputs
-    skip` leaves such records out instead.)
+    skip` leaves such records out instead.) A record may bring its own `reduce_input` (summaries
+    of its parts, one a line, say written by people), which is used as it is instead: the base
+    model's chapter summaries cost a generation per chapter, and a weak base writes poor ones.
 For causal LMs the loss is on the reply only: prompt positions get label -100.
 """
 
@@ -83,6 +85,10 @@ def load_records(path: str | Path) -> Dataset:
         if length is not None and length not in LENGTHS:
             raise TrainError(f"{dataset.path}:{r.line}: 'length' is {length!r}; use one of "
                              f"{', '.join(LENGTHS)} (or leave it out for --default-length)")
+        given = r.extra.get("reduce_input")
+        if given is not None and (not isinstance(given, str) or not given.strip()):
+            raise TrainError(f"{dataset.path}:{r.line}: 'reduce_input' must be non-empty text (the "
+                             "summaries of the transcript's parts, one a line), or left out")
     return dataset
 
 
@@ -127,7 +133,12 @@ def build_examples(dataset: Dataset, pairs: list[tuple[EvalRecord, str]], shape:
         # The runtime cleans transcripts before chapterizing them; the model learns on the same.
         chapters = chapterize(clean_turns(record.transcript.turns).turns, budget,
                               shape.count_tokens)
-        if len(chapters) == 1:
+        if record.extra.get("reduce_input"):
+            examples.append(Example(record.id, record.line, length, "reduce",
+                                    record.extra["reduce_input"].strip(), record.reference,
+                                    len(chapters), record.query))
+            counts["given_reduce_input"] += 1
+        elif len(chapters) == 1:
             examples.append(Example(record.id, record.line, length, "transcript",
                                     chapters[0].text(), record.reference, 1, record.query))
             counts["whole_transcript"] += 1

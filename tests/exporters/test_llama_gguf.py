@@ -282,3 +282,70 @@ def test_a_native_abort_in_llama_cpp_is_one_line_not_a_crash(smollm2_gguf_path, 
     good = dict(request, gguf=str(smollm2_gguf_path))
     result = run_in_child("logits", good, subject=smollm2_gguf_path, doing="running")
     assert result["logits_0"].shape[0] == 2 and len(result["tokens_0"]) > 3
+
+
+def _random_adapter(checkpoint, out, *, target_modules="all-linear", seed=1):
+    """A peft LoRA adapter with random, nonzero B (peft starts B at zero: no change at all)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(checkpoint),
+                                LoraConfig(r=4, lora_alpha=8, target_modules=target_modules,
+                                           init_lora_weights=False))
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    peft_model.save_pretrained(out)
+    return peft_model.merge_and_unload().eval()
+
+
+def test_lora_gguf_adapter_on_the_base_gguf_matches_the_merged_model(tiny_llama_checkpoint, tmp_path):
+    """The adapter as its own GGUF, applied by llama.cpp at load, computes what transformers
+    computes with the adapter merged: q and k included (their B rows take the rope layout)."""
+    from sumctl.exporters.llama_gguf import export_lora_gguf
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base_bundle = _export_cli(tiny_llama_checkpoint, tmp_path / "base", "F16")
+    merged = _random_adapter(tiny_llama_checkpoint, tmp_path / "adapter")
+    lora = tmp_path / "adapter.gguf"
+    info = export_lora_gguf(tmp_path / "adapter", tiny_llama_checkpoint, lora, threads=2)
+    assert info["adapted_tensors"] == 2 * 7  # q k v o gate up down in each of 2 layers
+    assert info["verification"]["effect_relative_error"] < 0.05, info["verification"]
+
+    import llama_cpp
+
+    ids = AutoTokenizer.from_pretrained(tiny_llama_checkpoint)(ROUND_TRIP_PROMPTS[1]).input_ids
+    llm = llama_cpp.Llama(str(base_bundle.file("model")), n_ctx=512, n_batch=512, logits_all=True,
+                          n_threads=2, verbose=False, lora_path=str(lora))
+    got = _gguf_logits(llm, ids)
+    llm.close()
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama_checkpoint).eval()
+    to_merged = np.abs(got - _hf_logits(merged, ids)).max()
+    to_base = np.abs(got - _hf_logits(base, ids)).max()
+    assert to_merged < 0.1 * to_base, (to_merged, to_base)
+    assert (got.argmax(-1) == _hf_logits(merged, ids).argmax(-1)).mean() >= 0.95
+
+
+def test_a_lora_gguf_with_the_wrong_layout_is_refused(tiny_llama_checkpoint, tmp_path, monkeypatch):
+    """B's q/k rows left in the HF layout: llama.cpp loads it and computes nonsense. The check
+    against the merged model stops it, and nothing is left at the destination."""
+    from sumctl.exporters import llama_gguf
+
+    _random_adapter(tiny_llama_checkpoint, tmp_path / "adapter", target_modules=["q_proj", "k_proj"])
+    write_adapter, rope_layout = llama_gguf.write_lora_gguf, llama_gguf._interleave_rope_rows
+
+    def unpermuted(*args, **kwargs):  # the adapter only: the F16 base it is checked on stays right
+        llama_gguf._interleave_rope_rows = lambda w, n_head: w
+        try:
+            return write_adapter(*args, **kwargs)
+        finally:
+            llama_gguf._interleave_rope_rows = rope_layout
+
+    monkeypatch.setattr(llama_gguf, "write_lora_gguf", unpermuted)
+    lora = tmp_path / "adapter.gguf"
+    with pytest.raises(ExportError, match="does not match the merged model"):
+        llama_gguf.export_lora_gguf(tmp_path / "adapter", tiny_llama_checkpoint, lora, threads=2)
+    assert not lora.exists() and not list(tmp_path.glob(".adapter.gguf*"))

@@ -196,6 +196,27 @@ def test_long_transcripts_train_on_the_runtimes_reduce_input(train_t5_base, tmp_
     assert skipped.report["data"]["skipped_long"] == 1 and skipped.report["data"]["examples"] == 5
 
 
+def test_a_record_may_bring_its_own_reduce_input(train_t5_base, tmp_path):
+    """Human summaries of a long meeting's parts stand in for the base model's chapter summaries."""
+    records = train_records(5)
+    long_one = train_records(30, seed=7, prefix="long")
+    parts = "Ann opened the budget review.\nBob will send the revised plan on Friday."
+    records.append({"id": "meeting", "transcript": "\n".join(r["transcript"] for r in long_one),
+                    "reference": "The team reviewed the budget; Bob sends the plan Friday.",
+                    "reduce_input": parts})
+    out = tmp_path / "ft"
+    result = train(_config(train_t5_base, write_jsonl(tmp_path / "train.jsonl", records), out,
+                           max_steps=1, max_input_tokens=160))
+    assert result.report["data"]["given_reduce_input"] == 1 and "reduce_input" not in result.report["data"]
+    examples = [json.loads(line) for line in (out / "training" / "examples.jsonl").read_text().splitlines()]
+    (given,) = [e for e in examples if e["id"] == "meeting"]
+    assert given["source"] == "reduce" and given["text"] == parts and given["chapters"] > 1
+
+    records[-1]["reduce_input"] = "   "
+    with pytest.raises(TrainError, match=r"train2\.jsonl:6: 'reduce_input' must be non-empty text"):
+        train(_config(train_t5_base, write_jsonl(tmp_path / "train2.jsonl", records), tmp_path / "ft2"))
+
+
 def test_bad_data_is_refused_before_a_model_loads(train_t5_base, tmp_path):
     bad = tmp_path / "bad.jsonl"
     records = train_records(5)
@@ -223,6 +244,16 @@ def test_llama_lora_overfits_exports_and_summarizes(train_llama_base, train_json
     _assert_learned(result, 0.4)
     _assert_plain_checkpoint(out)
     assert result.report["eval_after"]["rouge1"]["mean"] > result.report["eval_before"]["rouge1"]["mean"]
+    from sumctl.runtime.machine import cpu_has_bf16
+
+    assert result.report["bf16"] == cpu_has_bf16()  # --precision auto: bf16 only where it is native
+    assert result.report["train_tokens"] > 0 and result.report["tokens_per_second"] > 0
+
+    # The unmerged adapter, as a llama.cpp LoRA GGUF on the base's GGUF, computes the merged model.
+    from sumctl.exporters.llama_gguf import export_lora_gguf
+
+    info = export_lora_gguf(out / "adapter", train_llama_base, tmp_path / "adapter.gguf", threads=1)
+    assert info["r"] == 16 and info["verification"]["effect_relative_error"] < 0.1, info
 
     bundle = export_llama(str(out), tmp_path / "bundle", quant="F16", quiet=True)
     monkeypatch.setenv("SUMCTL_GGUF_N_CTX", "512")  # the context training used

@@ -1,5 +1,6 @@
-"""What every benchmark prints beside its figures: the CPU it ran on and the flags that decide
-which kernels run (llama.cpp and ONNX Runtime pick int8 and bf16 paths by them)."""
+"""The CPU this runs on and the flags that decide which kernels run: llama.cpp and ONNX Runtime
+pick int8 and bf16 paths by them, `sumctl train` trains in bf16 where they allow it, and every
+benchmark prints them beside its figures."""
 
 from __future__ import annotations
 
@@ -26,3 +27,9 @@ def machine_line() -> str:
     flags = cpu_flags()
     return (f"CPU: {platform.processor() or platform.machine()}; flags: "
             f"{' '.join(flags) if flags else 'none of ' + ', '.join(FLAGS_OF_INTEREST)}")
+
+
+def cpu_has_bf16() -> bool:
+    """Whether bf16 matmuls run natively (AVX-512 BF16 or AMX); elsewhere torch emulates them,
+    slower than fp32."""
+    return any(f in cpu_flags() for f in ("avx512_bf16", "amx_bf16"))
