@@ -73,8 +73,7 @@ def train(ctx, base, data, eval_data, out, lora, epochs, max_steps, lr, batch_si
 
     The output folder is a Hugging Face checkpoint (LoRA merged) that `sumctl export t5|llama`
     takes directly, plus training/report.json (eval ROUGE before and after, tokens per second) and
-    training/loss.png. A LoRA run also keeps the unmerged adapter in adapter/, which
-    `sumctl export llama --adapter` turns into a llama.cpp LoRA GGUF of a few MB.
+    training/loss.png. A LoRA run also keeps the unmerged adapter (peft safetensors) in adapter/.
 
     \b
     Examples:

@@ -3,11 +3,11 @@
 T5-family checkpoints train with transformers' Seq2SeqTrainer, LLaMA-family causal LMs with its
 Trainer; `lora=True` wraps the model in a peft LoRA adapter that is merged back into the base at
 the end. The result in `out/` is a plain Hugging Face checkpoint (safetensors, the base's tokenizer
-files) that `sumctl export t5|llama` takes as it is; a LoRA run also keeps the adapter itself, unmerged,
-in `out/adapter/` (peft's safetensors), which `sumctl export llama --adapter` turns into a llama.cpp
-LoRA GGUF a few MB in size. Everything about the run lives in
-`out/training/`: the settings (run.json), the examples exactly as trained (examples.jsonl), the
-Trainer's checkpoints (for --resume), the loss curve and report.json.
+files) that `sumctl export t5|llama` takes as it is; a LoRA run also keeps the adapter itself,
+unmerged, in `out/adapter/` (peft's safetensors), which `export_lora_gguf`
+(exporters/llama_gguf.py) turns into a llama.cpp LoRA GGUF a few MB in size. Everything about the
+run lives in `out/training/`: the settings (run.json), the examples exactly as trained
+(examples.jsonl), the Trainer's checkpoints (for --resume), the loss curve and report.json.
 
 The data and the prompts are built by exporters/train_data.py in the runtime's input shape.
 """
