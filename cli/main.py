@@ -35,9 +35,10 @@ def cli():
       sumctl watch ./transcripts --model bundles/flan-t5-int8
       sumctl bench --data eval.jsonl --model bundles/flan-t5-int8
 
-    With no --model, the embedded default is used (SmolLM2-135M-Instruct when
-    `sumctl[demo]` is installed, otherwise an extractive baseline); every summary says which
-    model wrote it.
+    With no --model, the embedded default is used: SmolLM2-135M-Instruct with the meeting
+    adapter fine-tuned on QMSum that ships in sumctl, when `sumctl[demo]` is installed
+    (`--model smollm2-135m-instruct` runs it zero-shot), otherwise an extractive baseline. Every
+    summary says which model wrote it; `sumctl models list` says which default is active.
     """
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
-from sumctl.runtime.models import installed_models, models_dir, resolve_model
+from sumctl.runtime.models import MODEL_ENV, installed_models, models_dir, resolve_model
 
 
 @click.group()
@@ -23,7 +25,15 @@ def list_models():
         click.echo(f"{b.path.name}\t{m.backend}\t{m.quantization}\t{m.source.get('model')}"
                    + (f"\t({m.label})" if m.label else ""))
     default = resolve_model(None, verify=False)
-    click.echo(f"Default: {default.display_name} [{default.path}]")
+    chosen = f"${MODEL_ENV}" if os.environ.get(MODEL_ENV) else "embedded default"
+    click.echo(f"Default ({chosen}): {default.display_name} [{default.path}]")
+    adapter = default.manifest.source.get("adapter")
+    if adapter:
+        scores = (default.manifest.source.get("scores") or {}).get("rouge", {})
+        lsum = scores.get("rougeLsum", {}).get("mean")
+        click.echo(f"  adapter {adapter.get('file')} (sha256 {str(adapter.get('sha256'))[:12]}), "
+                   f"fine-tuned by `{(default.manifest.source.get('recipe') or {}).get('command', '?')}`"
+                   + (f"; ROUGE-Lsum {lsum:.1f} on QMSum val specific" if lsum is not None else ""))
 
 
 @models.command("path")

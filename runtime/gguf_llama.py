@@ -59,6 +59,10 @@ class GgufBackend(Backend):
         n_threads = threads or cpu_count()
         n_ctx_train = config.get("n_ctx_train") or read_metadata(path).get("n_ctx_train") or N_CTX_CAP
         n_ctx = n_ctx or _env_int(N_CTX_ENV) or min(int(n_ctx_train), int(config.get("n_ctx_cap") or N_CTX_CAP))
+        # A LoRA adapter GGUF (the embedded default's fine-tuning) is applied by llama.cpp at load.
+        adapter = bundle.file("adapter") if "adapter" in config.get("files", {}) else None
+        if adapter is not None and not adapter.is_file():
+            raise BundleError(f"{adapter}: missing from the bundle (re-export or copy the whole folder)")
         _quiet_llama_cpp()
         try:
             self.llm = llama_cpp.Llama(str(path), n_ctx=n_ctx, n_batch=min(512, n_ctx),
@@ -67,6 +71,8 @@ class GgufBackend(Backend):
         except (ValueError, RuntimeError) as e:
             raise BundleError(f"{path}: llama.cpp cannot load this GGUF ({e}); the file is corrupt "
                               "or from an incompatible llama.cpp version; re-export the model") from None
+        if adapter is not None:
+            self._apply_adapter(adapter, float(config.get("adapter_scale", 1.0)))
         self.n_ctx = self.llm.n_ctx()
         self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
         self._add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
@@ -82,6 +88,25 @@ class GgufBackend(Backend):
             self._formatter = Jinja2ChatFormatter(template=template, eos_token=text(self.llm.token_eos()),
                                                   bos_token=text(self._bos), add_generation_prompt=True)
         self._overhead: dict[str, int] = {}
+
+    def _apply_adapter(self, adapter: Path, scale: float) -> None:
+        """Load the LoRA GGUF onto the model and set it on the context. Llama(lora_path=...) would
+        do the same but turns off mmap, so that each worker process would hold its own copy of
+        the base weights instead of sharing the page cache's."""
+        import ctypes
+
+        import llama_cpp
+
+        handle = llama_cpp.llama_adapter_lora_init(self.llm.model, str(adapter).encode("utf-8"))
+        ok = bool(handle)
+        if ok:  # freed with the model, when the Llama closes
+            handles = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(handle)
+            ok = llama_cpp.llama_set_adapters_lora(self.llm.ctx, handles, 1, (ctypes.c_float * 1)(scale)) == 0
+        if not ok:
+            self.close()
+            raise BundleError(f"{adapter}: llama.cpp cannot load this LoRA adapter GGUF; the file is "
+                              "corrupt, not made for this model, or from an incompatible llama.cpp "
+                              "version; reinstall or re-export it")
 
     @property
     def has_chat_template(self) -> bool:
@@ -215,8 +240,10 @@ def read_metadata(path: Path) -> dict:
 
 
 def build_gguf_bundle(gguf_file: Path, out: Path, *, name: str, label: str, quantization: str,
-                      source: dict, verification: dict | None = None, link: bool = True) -> Bundle:
-    """A bundle around an existing GGUF file (hard-linked where possible, else copied).
+                      source: dict, verification: dict | None = None, link: bool = True,
+                      adapter: Path | None = None) -> Bundle:
+    """A bundle around an existing GGUF file (hard-linked where possible, else copied), and a
+    llama.cpp LoRA adapter GGUF to apply to it (copied: it is small), if given.
 
     Built in a temporary folder beside `out` and renamed into place, so a crash or a second
     process building the same bundle never leaves a half-made one.
@@ -237,6 +264,12 @@ def build_gguf_bundle(gguf_file: Path, out: Path, *, name: str, label: str, quan
             os.link(gguf_file, target)
         except OSError:
             shutil.copyfile(gguf_file, target)
+        files = {"model": target.name}
+        roles = {"model": f"GGUF {quantization}: weights, vocabulary, chat template"}
+        if adapter is not None:
+            shutil.copyfile(adapter, tmp / Path(adapter).name)
+            files["adapter"] = Path(adapter).name
+            roles["adapter"] = "llama.cpp LoRA adapter GGUF, applied to the model at load"
         n_ctx_train = meta["n_ctx_train"] or N_CTX_CAP
         manifest = Manifest(
             backend=GgufBackend.name, source=source, quantization=quantization,
@@ -245,10 +278,10 @@ def build_gguf_bundle(gguf_file: Path, out: Path, *, name: str, label: str, quan
             generation={"max_new_tokens": dict(MAX_NEW_TOKENS), "num_beams": 1, "no_repeat_ngram_size": 0,
                         "length_penalty": 1.0, "temperature": 0.0, "seed": 0, "repeat_penalty": REPEAT_PENALTY},
             verification=verification or {},
-            backend_config={"files": {"model": target.name}, "architecture": meta["architecture"],
+            backend_config={"files": files, "architecture": meta["architecture"],
                             "n_ctx_train": n_ctx_train, "n_ctx_cap": N_CTX_CAP,
                             "chat_template": meta["chat_template"], "tokenizer": meta["tokenizer"],
-                            "file_roles": {"model": f"GGUF {quantization}: weights, vocabulary, chat template"}},
+                            "file_roles": roles},
             name=name, label=label, versions=package_versions("llama-cpp-python"))
         write_manifest(tmp, manifest)
         try:

