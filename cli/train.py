@@ -52,7 +52,8 @@ _ALL_LENGTHS = ",".join(LENGTHS)
               help="auto: CUDA when torch sees a GPU, else CPU.")
 @click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True,
               help="auto: bf16 autocast where the hardware runs it natively (CPUs with AVX-512 BF16 "
-                   "or AMX, recent GPUs; about 2-3x faster), fp32 elsewhere.")
+                   "or AMX, recent GPUs; 1.5x per step on AVX-512 BF16, benchmarks/train_speed.py), "
+                   "fp32 elsewhere.")
 @click.option("--group-by-length/--no-group-by-length", default=True, show_default=True,
               help="Batch examples of similar lengths together, so little compute goes to padding.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same data: same model.")

@@ -408,7 +408,7 @@ def _trainer(model, tokenizer, features, kind, config: TrainConfig, checkpoints:
     # Checkpoint rotation falls back to step numbers where mtimes are coarse; that is fine.
     warnings.filterwarnings("ignore", message="mtime may not be reliable")
     if kind != SEQ2SEQ:
-        trainer_cls = _reply_loss(trainer_cls)
+        trainer_cls = reply_loss_trainer(trainer_cls)
     trainer = trainer_cls(model=model, args=args, train_dataset=features, data_collator=collator)
     if not config.progress:
         from transformers.trainer_callback import PrinterCallback
@@ -417,7 +417,7 @@ def _trainer(model, tokenizer, features, kind, config: TrainConfig, checkpoints:
     return trainer
 
 
-def _reply_loss(trainer_cls):
+def reply_loss_trainer(trainer_cls):
     """A causal-LM Trainer whose loss projects only the reply's positions onto the vocabulary.
 
     The loss is on the summary alone, a tenth of the tokens or less, but the model's own forward
