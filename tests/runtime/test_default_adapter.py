@@ -49,9 +49,11 @@ def _one_line_error(result) -> str:
 
 
 def test_the_package_ships_the_adapter_with_its_record():
-    from sumctl.runtime.default_model import ADAPTER_FILE, ADAPTER_RECORD, DEFAULT_ADAPTER_DIR, embedded_adapter
+    from sumctl.runtime.default_model import (ADAPTER_FILE, ADAPTER_RECORD, DEFAULT_ADAPTER_DIR,
+                                              check_embedded_adapter, embedded_adapter)
 
     path, record = embedded_adapter()
+    check_embedded_adapter(path, record)
     assert path == DEFAULT_ADAPTER_DIR / ADAPTER_FILE
     assert path.stat().st_size <= 16 * 2**20  # the brief's limit for the one shipped artifact
     assert record["adapter"]["sha256"] == sha256_file(path)
@@ -129,8 +131,11 @@ def test_an_adapter_llama_cpp_cannot_load_is_one_line_not_a_crash(meetings_defau
 
 
 def test_a_changed_embedded_adapter_is_refused_before_it_is_used(tmp_path, monkeypatch, smollm2_gguf_path):
+    """The package's adapter is read when the store's bundle is built from it: a new user's
+    first run, here a store of its own."""
     from sumctl.runtime import default_model
 
+    monkeypatch.setenv("SUMCTL_HOME", str(tmp_path / "home"))
     package = tmp_path / "default_adapter"
     shutil.copytree(default_model.DEFAULT_ADAPTER_DIR, package)
     adapter = package / default_model.ADAPTER_FILE
