@@ -296,17 +296,13 @@ def _check_resume(work: Path, run: dict, resume: bool) -> None:
 def _use_bf16(precision: str, device: str, torch) -> bool:
     if precision not in PRECISIONS:
         raise TrainError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
-    if precision == "fp32":
-        return False
+    if precision != "auto":
+        return precision == "bf16"  # asked for: emulated bf16 is slow, not wrong
     if device == "cuda":
-        native = torch.cuda.is_bf16_supported()
-    else:
-        from sumctl.runtime.machine import cpu_has_bf16
+        return torch.cuda.is_bf16_supported()
+    from sumctl.runtime.machine import cpu_has_bf16
 
-        native = cpu_has_bf16()
-    if precision == "bf16":
-        return True  # asked for: emulated bf16 is slow, not wrong
-    return native
+    return cpu_has_bf16()
 
 
 def _resumed_epoch(checkpoint: str | None) -> float:
