@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from sumctl.runtime.cloud import DEFAULT_CONTEXT_TOKENS, DEFAULT_KEY_ENV
+from sumctl.runtime.bundle.configs import DEFAULT_CONTEXT_TOKENS, DEFAULT_KEY_ENV
 from sumctl.runtime.prompts import DEFAULT_LENGTH, LENGTHS
 
 
@@ -93,7 +93,8 @@ def bench(ctx, data, models, clouds, cloud_endpoint, cloud_model, cloud_name, cl
     if data is None:
         raise click.UsageError("Missing option '--data' (an evaluation JSONL; see "
                                "`sumctl bench prepare --help`).")
-    from sumctl.runtime.bench import BenchConfig, run_bench
+    _require_bench_extra()
+    from sumctl.benchmarks.bench.runner import BenchConfig, run_bench
 
     config = BenchConfig(
         data=data, models=list(models), clouds=list(clouds), cloud_endpoint=cloud_endpoint,
@@ -135,12 +136,23 @@ class RichProgress:
         self._progress.console.print(message)
 
 
+def _require_bench_extra() -> None:
+    """The edge install leaves out what only measures: say how to add it, in one line. (Plots
+    and the machine's memory figures are skipped, with a note, where matplotlib and psutil are
+    missing; scores cannot be.)"""
+    import importlib.util
+
+    if importlib.util.find_spec("rouge_score") is None:
+        raise click.ClickException("sumctl bench scores with rouge-score, which the edge install "
+                                   "leaves out: pip install 'sumctl[bench]'")
+
+
 def print_table(result) -> None:
     from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    from sumctl.runtime.bench_report import COST_COLUMNS, QUALITY_COLUMNS, table_rows
+    from sumctl.benchmarks.bench.report import COST_COLUMNS, QUALITY_COLUMNS, table_rows
 
     rows = table_rows(result.systems)
     ds = result.dataset
@@ -198,7 +210,7 @@ def _out_option(f):
 @_out_option
 def prepare_qmsum_command(directory, specific, split, out, force):
     """QMSum meetings (DIR of *.json, or of train/ val/ test/ folders) -> DATA.jsonl."""
-    from sumctl.runtime.prepare_data import prepare_qmsum, write_jsonl
+    from sumctl.benchmarks.eval.datasets import prepare_qmsum, write_jsonl
 
     records = prepare_qmsum(directory, specific=specific, split=split)
     write_jsonl(records, out, force=force)
@@ -210,7 +222,7 @@ def prepare_qmsum_command(directory, specific, split, out, force):
 @_out_option
 def prepare_dialogsum_command(file, out, force):
     """DialogSum JSONL ({fname, dialogue, summary, topic}) -> DATA.jsonl."""
-    from sumctl.runtime.prepare_data import prepare_dialogsum, write_jsonl
+    from sumctl.benchmarks.eval.datasets import prepare_dialogsum, write_jsonl
 
     records = prepare_dialogsum(file)
     write_jsonl(records, out, force=force)

@@ -46,10 +46,12 @@ def source_options(f):
               help="The model's input budget; longer transcripts are chapterized.")
 def export_t5_command(model, revision, allow_pickle, out, quantize, max_input_tokens):
     """A T5 / FLAN-T5 checkpoint -> ONNX (KV cache, one decoder weight copy), int8 by default."""
-    from sumctl.exporters.t5_onnx import export_t5
+    from sumctl.cli.render import StepDisplay
+    from sumctl.exporters.onnx_t5 import export_t5
 
-    bundle = export_t5(model, out, quantize=quantize, max_input_tokens=max_input_tokens,
-                       revision=revision, allow_pickle=allow_pickle)
+    with StepDisplay() as steps:
+        bundle = export_t5(model, out, quantize=quantize, max_input_tokens=max_input_tokens,
+                           revision=revision, allow_pickle=allow_pickle, progress=steps)
     click.echo(f"Bundle written to {bundle.path}")
 
 
@@ -60,9 +62,12 @@ def export_t5_command(model, revision, allow_pickle, out, quantize, max_input_to
               show_default=True, help="llama.cpp quantization type.")
 def export_llama_command(model, revision, allow_pickle, out, quant):
     """A LLaMA-architecture checkpoint (or a LoRA adapter folder) -> quantized GGUF."""
-    from sumctl.exporters.llama_gguf import export_llama
+    from sumctl.cli.render import StepDisplay
+    from sumctl.exporters.gguf import export_llama
 
-    bundle = export_llama(model, out, quant=quant, revision=revision, allow_pickle=allow_pickle)
+    with StepDisplay() as steps:
+        bundle = export_llama(model, out, quant=quant, revision=revision, allow_pickle=allow_pickle,
+                              progress=steps)
     click.echo(f"Bundle written to {bundle.path}")
 
 

@@ -43,7 +43,7 @@ def cli():
 
 
 def _register() -> None:
-    from . import export, models, summarize
+    from sumctl.cli import export, models, summarize
 
     for module in (summarize, export, models):
         module.register(cli)

@@ -6,7 +6,8 @@ import os
 
 import click
 
-from sumctl.runtime.models import MODEL_ENV, installed_models, models_dir, resolve_model
+from sumctl.runtime.models import MODEL_ENV, resolve_model
+from sumctl.runtime.store import installed_models, models_dir
 
 
 @click.group()

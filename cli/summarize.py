@@ -8,12 +8,11 @@ from pathlib import Path
 
 import click
 
-from sumctl.runtime.errors import InputError
-from sumctl.runtime.outputs import (OUTPUT_FORMATS, OutputFolder, claim_stem, safe_stem,
+from sumctl.runtime.outputs import (OUTPUT_FORMATS, OutputFolder, claim_stem, output_place,
                                     write_summary)
 from sumctl.runtime.transcript import DEFAULT_MAX_BYTES, parse_bytes, read_transcript
 
-from .options import length_option, model_option, threads_option
+from sumctl.cli.options import length_option, model_option, threads_option
 
 
 @click.command()
@@ -84,16 +83,14 @@ def summarize(files, model, length, out_dir, formats, threads, beams, max_summar
             if len(transcripts) > 1:
                 click.secho(f"== {transcript.source}", bold=True)
             click.echo(summary.text.strip())
-        target = out_dir or (path.parent if path else None)
-        if target is None:
+        if path is None and out_dir is None:  # stdin with nowhere to write: print only
             if quiet:
                 click.echo(json.dumps(summary.to_dict(), ensure_ascii=False))
             continue
-        source_key = str(path.resolve()) if path else "<stdin>"
-        with OutputFolder(target) as folder:
-            stem = claim_stem(folder, safe_stem(path.name if path else "stdin"), source_key,
-                              formats, taken, protected)
-            written = write_summary(summary, folder, stem, formats, source_key=source_key)
+        place = output_place(path, out=out_dir)
+        with OutputFolder(place.folder) as folder:
+            stem = claim_stem(folder, place.base_stem, place.source_key, formats, taken, protected)
+            written = write_summary(summary, folder, stem, formats, source_key=place.source_key)
         taken.update(p.resolve() for p in written)
         for p in written:
             click.echo(f"wrote {p}", err=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from sumctl.runtime.cloud import DEFAULT_CONTEXT_TOKENS, DEFAULT_KEY_ENV
+from sumctl.runtime.bundle.configs import DEFAULT_CONTEXT_TOKENS, DEFAULT_KEY_ENV
 from sumctl.runtime.prompts import DEFAULT_LENGTH, LENGTHS
 
 _ALL_LENGTHS = ",".join(LENGTHS)
@@ -52,7 +52,7 @@ _ALL_LENGTHS = ",".join(LENGTHS)
               help="auto: CUDA when torch sees a GPU, else CPU.")
 @click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True,
               help="auto: bf16 autocast where the hardware runs it natively (CPUs with AVX-512 BF16 "
-                   "or AMX, recent GPUs; 1.5x per step on AVX-512 BF16, benchmarks/train_speed.py), "
+                   "or AMX, recent GPUs; 1.5x per step on AVX-512 BF16, benchmarks/perf/train_speed.py), "
                    "fp32 elsewhere.")
 @click.option("--group-by-length/--no-group-by-length", default=True, show_default=True,
               help="Batch examples of similar lengths together, so little compute goes to padding.")
@@ -88,8 +88,8 @@ def train(ctx, base, data, eval_data, out, lora, epochs, max_steps, lr, batch_si
     missing = [name for name, value in (("--base", base), ("--data", data), ("--out", out)) if not value]
     if missing:
         raise click.UsageError(f"missing {', '.join(missing)} (see `sumctl train --help`)")
-    from sumctl.exporters.train import TrainConfig, summary_lines
-    from sumctl.exporters.train import train as run_training
+    from sumctl.exporters.train.run import TrainConfig, summary_lines
+    from sumctl.exporters.train.run import train as run_training
 
     config = TrainConfig(base=base, data=data, out=out, eval_data=eval_data, lora=lora, epochs=epochs,
                          max_steps=max_steps, lr=lr, batch_size=batch_size, grad_accum=grad_accum,
@@ -97,7 +97,9 @@ def train(ctx, base, data, eval_data, out, lora, epochs, max_steps, lr, batch_si
                          device=device, precision=precision, group_by_length=group_by_length, seed=seed, resume=resume, lora_r=lora_r, lora_alpha=lora_alpha,
                          lora_dropout=lora_dropout, save_steps=save_steps, long_inputs=long_inputs,
                          drop_overlong=drop_overlong, revision=revision, progress=not quiet)
-    result = run_training(config)
+    from sumctl.cli.render import track
+
+    result = run_training(config, track=None if quiet else track)
     for line in summary_lines(result):
         click.echo(line)
 
@@ -129,8 +131,8 @@ def collect_command(endpoint, model_name, data, out, lengths, api_key_env, concu
     """Reference summaries from a cloud (or any OpenAI-compatible) model -> TRAIN.jsonl."""
     from tqdm.auto import tqdm
 
-    from sumctl.exporters.train_collect import collect
-    from sumctl.runtime.cloud import api_key_from_env
+    from sumctl.exporters.train.collect import collect
+    from sumctl.runtime.backends.openai_compat import api_key_from_env
 
     bars = []  # made once the inputs are checked, so that an error stays one line
 

@@ -14,7 +14,7 @@ import click
 from sumctl.runtime.outputs import OUTPUT_FORMATS
 from sumctl.runtime.transcript import DEFAULT_MAX_BYTES
 
-from .options import length_option, model_option
+from sumctl.cli.options import length_option, model_option
 
 _JSON_FIELDS = ("event", "path", "sha256", "reason", "seconds", "model_seconds", "outputs",
                 "attempts", "next_retry", "count", "signal", "model", "workers", "threads", "batch")
@@ -165,20 +165,20 @@ def watch(folder, model, out, length, formats, workers, threads, batch, once, re
     """
     from rich.console import Console
 
-    from sumctl.runtime.watch import Watcher
+    from sumctl.runtime.watch import DEFAULT_FORMATS, WatchConfig, Watcher
 
     interactive = sys.stderr.isatty() and not log_json
     console = Console(stderr=True) if interactive else None
     configure_logging(json_lines=log_json, verbose=verbose, console=console)
     progress = _Progress(console, once) if interactive else None
-    watcher = Watcher(
+    config = WatchConfig(
         folder, model=model, out=out, length=length, workers=workers, threads=threads, batch=batch,
-        state_path=state_path, recursive=recursive, include=include, exclude=exclude,
+        state_path=state_path, recursive=recursive, include=tuple(include), exclude=tuple(exclude),
         settle_seconds=settle_seconds, max_attempts=max_attempts, backoff_seconds=backoff_seconds,
-        once=once, formats=tuple(formats) or ("md", "json"), max_bytes=max_bytes, poll=poll,
+        once=once, formats=tuple(formats) or DEFAULT_FORMATS, max_bytes=max_bytes, poll=poll,
         rescan_seconds=rescan_seconds, grace_seconds=grace_seconds, retry_failed=retry_failed,
-        on_outcome=progress.update if progress else None, clean=not keep_fillers,
-    )
+        clean=not keep_fillers)
+    watcher = Watcher(config, on_outcome=progress.update if progress else None)
     if progress:
         progress.start()
     try:
@@ -293,7 +293,7 @@ def status(folder, state_path, as_json, errors):
       sumctl status ~/Meetings
       sumctl status inbox/ --json | jq .counts
     """
-    from sumctl.runtime.state import State, default_state_path
+    from sumctl.runtime.watch.state import State, default_state_path
 
     root = Path(os.path.realpath(folder))
     path = state_path or default_state_path(root)

@@ -11,7 +11,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from sumctl.runtime.errors import ExportError
+from sumctl.exporters.errors import ExportError
 
 SAFE_WEIGHTS = ("*.safetensors",)
 PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt")

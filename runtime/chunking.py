@@ -11,7 +11,11 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from .transcript import Turn
+from sumctl.runtime.errors import InputError
+from sumctl.runtime.transcript import Turn
+
+# Fewer transcript tokens than this per call cannot hold a sentence of a meeting.
+MIN_INPUT_BUDGET = 8
 
 CountTokens = Callable[[str], int]
 
@@ -37,8 +41,9 @@ def chapterize(turns: list[Turn], budget: int, count_tokens: CountTokens) -> lis
 
     Only a single turn longer than the budget is cut, at sentence (then word) boundaries.
     """
-    if budget < 8:
-        raise ValueError(f"input budget of {budget} tokens is too small to summarize anything")
+    if budget < MIN_INPUT_BUDGET:
+        raise InputError(f"an input budget of {budget} tokens is too small to summarize anything "
+                         f"(at least {MIN_INPUT_BUDGET}); use a model with a longer input")
     pieces: list[tuple[int, Turn, int]] = []  # (source turn index, turn or part of it, tokens)
     for i, turn in enumerate(turns):
         n = count_tokens(turn.render())

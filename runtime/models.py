@@ -1,4 +1,4 @@
-"""Where bundles live and how `--model` is resolved.
+"""How `--model` is resolved.
 
 `--model` takes a bundle folder, or the name of a bundle in the user's model store
 (`sumctl models path`). With no `--model`, SUMCTL_MODEL is used, then the embedded default.
@@ -9,44 +9,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import platformdirs
-
-from .bundle import MANIFEST_NAME, Bundle, load_bundle
-from .errors import BundleError
+from sumctl.runtime.bundle import Bundle, load_bundle
+from sumctl.runtime.default_model import default_bundle
+from sumctl.runtime.errors import BundleError
+from sumctl.runtime.store import models_dir
 
 MODEL_ENV = "SUMCTL_MODEL"
-HOME_ENV = "SUMCTL_HOME"
-
-
-def data_dir() -> Path:
-    """The store for bundles sumctl builds itself (the embedded default) and named bundles."""
-    root = os.environ.get(HOME_ENV)
-    return Path(root) if root else Path(platformdirs.user_data_dir("sumctl", appauthor=False))
-
-
-def models_dir() -> Path:
-    return data_dir() / "models"
-
-
-def installed_models() -> list[Bundle]:
-    root = models_dir()
-    if not root.is_dir():
-        return []
-    found = []
-    for child in sorted(root.iterdir()):
-        if (child / MANIFEST_NAME).is_file():
-            try:
-                found.append(load_bundle(child, verify=False))
-            except BundleError:
-                continue
-    return found
 
 
 def resolve_model(spec: str | os.PathLike | None, *, verify: bool = True) -> Bundle:
     spec = spec or os.environ.get(MODEL_ENV) or None
     if spec is None:
-        from .default_model import default_bundle
-
         return default_bundle(verify=verify)
     path = Path(spec).expanduser()
     if path.exists() or os.sep in str(spec) or str(spec).startswith("."):

@@ -18,13 +18,17 @@ from __future__ import annotations
 import json
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .errors import OutputError
-from .fsutil import (FILE_MODE, NAME_MAX_BYTES, TEMP_OVERHEAD_BYTES, UnsafePath, fsync_dir,
+from sumctl.runtime.errors import OutputError
+from sumctl.runtime.fsutil import (FILE_MODE, NAME_MAX_BYTES, TEMP_OVERHEAD_BYTES, UnsafePath, fsync_dir,
                      lexists, open_dir, read_small, relative_parts, unlink_quietly, utf8_cap,
                      write_temp)
-from .summarizer import Summary
+
+if TYPE_CHECKING:  # the summarizer (and its backends) are not needed to name a file
+    from sumctl.runtime.summarizer import Summary
 
 OUTPUT_FORMATS = ("md", "json", "txt")
 SUMMARY_INFIX = ".summary."
@@ -39,6 +43,34 @@ STEM_MAX_BYTES = (NAME_MAX_BYTES - TEMP_OVERHEAD_BYTES - len(f"-{MAX_STEM_NUMBER
 RECORD_MAX_BYTES = 16 << 20
 _UNSAFE = re.compile(r"[^\w.\-]+")
 SUMMARY_NAME = re.compile(r"^(?P<stem>.+)\.summary\.(?P<fmt>md|json|txt)$")
+
+
+@dataclass(frozen=True)
+class OutputPlace:
+    """Where one source's summary and error files go."""
+
+    folder: Path      # the folder they are written in
+    base_stem: str    # their names' base, before claim_stem numbers it
+    source_key: str   # recorded inside them: the source's real path, or "<stdin>"
+
+
+def output_place(source: Path | None, *, out: Path | None = None, root: Path | None = None) -> OutputPlace:
+    """The place of a source's outputs, for `summarize` and `watch` alike: beside the source, in
+    the real location of its folder, or under `out`. With `root` (a watched tree) a source in a
+    subfolder of root has its outputs in the same subfolder under `out`. The source key is the
+    source's real path, which tells two same-named sources apart; stdin is `<stdin>`."""
+    if source is None:
+        return OutputPlace(Path(out) if out is not None else Path.cwd(), "stdin", "<stdin>")
+    parent = Path(os.path.realpath(Path(source).parent))
+    if out is not None:
+        rel = None
+        if root is not None:
+            try:
+                rel = parent.relative_to(root)
+            except ValueError:
+                rel = None
+        parent = Path(out) if rel is None or str(rel) == "." else Path(out) / rel
+    return OutputPlace(parent, safe_stem(Path(source).name), os.path.realpath(source))
 
 
 def safe_stem(name: str) -> str:

@@ -23,15 +23,15 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from .backend import Backend, GenerationOptions, backend_class
-from .bundle import Bundle
-from .chunking import Chapter, chapterize
-from .cleaning import clean_turns
-from .errors import SumctlError
-from .guards import LOOP, cut_loop, quality_flags
-from .models import resolve_model
-from .prompts import DEFAULT_LENGTH, LENGTHS, MAX_NEW_TOKENS, fill, template_for
-from .transcript import Transcript, Turn, read_transcript
+from sumctl.runtime.backends.base import Backend, GenerationOptions, backend_class
+from sumctl.runtime.bundle import Bundle
+from sumctl.runtime.chunking import MIN_INPUT_BUDGET, Chapter, chapterize
+from sumctl.runtime.cleaning import clean_turns
+from sumctl.runtime.errors import InputError, SumctlError
+from sumctl.runtime.guards import LOOP, cut_loop, quality_flags
+from sumctl.runtime.models import resolve_model
+from sumctl.runtime.prompts import DEFAULT_LENGTH, LENGTHS, MAX_NEW_TOKENS, fill, template_for
+from sumctl.runtime.transcript import Transcript, Turn, read_transcript
 
 MAX_LEVELS = 8
 GUARD_MODES = ("retry", "measure", "off")
@@ -99,18 +99,29 @@ class Summary:
 
 
 class Summarizer:
-    """A loaded bundle with the knobs users need. Load once, summarize many."""
+    """A loaded bundle with the knobs users need. Load once, summarize many.
+
+    Args:
+        model: a bundle folder, an installed model's name, a loaded Bundle, or None for
+            $SUMCTL_MODEL and then the embedded default.
+        threads: the backend's CPU threads (None: the backend's choice, usually every core).
+        num_beams, max_summary_tokens, no_repeat_ngram_size, length_penalty: override the
+            bundle's generation defaults for every summary.
+        length: the default summary length, "long", "medium" or "short".
+        verify: check every file of the bundle against its sha256 before loading.
+        backend: an already-built model for `model` (a Bundle), e.g. one behind an API or in
+            memory; the Summarizer then loads nothing itself.
+        clean: drop backchannel turns, fillers and stutters first (cleaning.py).
+        guard: "retry" degenerate generations once with stronger settings, flag what stays
+            degenerate and cut loops before the reduce step; "measure": only flag (the output
+            is the model's own, for measuring failure rates); "off".
+    """
 
     def __init__(self, model: str | os.PathLike | Bundle | None = None, *, threads: int | None = None,
                  num_beams: int | None = None, max_summary_tokens: int | None = None,
                  length: str = DEFAULT_LENGTH, no_repeat_ngram_size: int | None = None,
                  length_penalty: float | None = None, verify: bool = True,
                  backend: Backend | None = None, clean: bool = True, guard: str = "retry"):
-        """`backend`: an already-built model for `model` (a Bundle), e.g. one behind an API or in
-        memory; the Summarizer then loads nothing itself. `clean`: drop backchannel turns,
-        fillers and stutters first. `guard`: "retry" degenerate generations once with stronger
-        settings, flag what stays degenerate and cut loops before the reduce step; "measure":
-        only flag (the output is the model's own, for measuring failure rates); "off"."""
         if guard not in GUARD_MODES:
             raise SumctlError(f"unknown guard mode {guard!r} (use one of {', '.join(GUARD_MODES)})")
         check_length(length)
@@ -170,6 +181,13 @@ class Summarizer:
         chapter_template = template_for(prompts, "long" if length == "long" else "medium", query)
         budget = self.backend.input_budget(template, final.max_new_tokens)
         chapter_budget = self.backend.input_budget(chapter_template, final.max_new_tokens)
+        if min(budget, chapter_budget) < MIN_INPUT_BUDGET:
+            raise InputError(
+                f"{self.bundle.display_name}: the prompt{' and the question' if query else ''} and "
+                f"a {final.max_new_tokens}-token summary leave {min(budget, chapter_budget)} tokens of "
+                f"the model's input for the transcript (at least {MIN_INPUT_BUDGET} needed); "
+                + ("shorten the question, " if query else "") + "lower --max-summary-tokens, "
+                "or use a model with a longer input")
         step = replace(final, max_new_tokens=max(16, min(final.max_new_tokens, chapter_budget // 4)))
 
         jobs = [_Job(t, t.turns) for t in transcripts]

@@ -13,7 +13,7 @@ import pytest
 from bench_fixtures import SERVER_MODEL_ALIAS, png_size, sumctl_cmd
 from rouge_score import rouge_scorer
 
-from sumctl.runtime.evaluation import split_sentences
+from sumctl.benchmarks.eval.metrics import split_sentences
 
 SECRET = "sk-bench-test-0d1e2f-never-log-me"
 
@@ -218,7 +218,7 @@ def test_a_bench_run_pulls_in_no_torch(tmp_path, bench_extractive_bundle, bench_
     """The bench is part of the edge runtime: scoring, plots and reports must not need torch."""
     probe = f"""
 import sys
-from sumctl.runtime.bench import BenchConfig, run_bench
+from sumctl.benchmarks.bench.runner import BenchConfig, run_bench
 run_bench(BenchConfig(data={str(bench_dialogsum5)!r}, models=[{str(bench_extractive_bundle)!r}],
                       clouds=["lead2={bench_lead2_cloud}"], out={str(tmp_path / 'out')!r}, limit=2))
 heavy = [m for m in ("torch", "transformers", "optimum") if m in sys.modules]

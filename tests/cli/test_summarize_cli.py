@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sumctl.runtime.extractive import build_extractive_bundle
+from sumctl.runtime.backends.extractive import build_extractive_bundle
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "standup.vtt"
 
@@ -137,3 +137,12 @@ def test_query_and_keep_fillers(tmp_path, bundle):
     assert kept.returncode == 0, kept.stderr
     raw = json.loads((tmp_path / "raw" / "sync.summary.json").read_text())
     assert raw["cleaning"] == {} and raw["query"] is None
+
+
+def test_an_input_budget_too_small_for_any_transcript_is_one_line(tmp_path):
+    """A bundle whose input cannot hold a sentence used to end in a ValueError's traceback."""
+    tiny = build_extractive_bundle(tmp_path / "tiny", max_input_tokens=4).path
+    source = tmp_path / "m.txt"
+    source.write_text("Ann: We ship on Friday.\nBob: I will write the notes.\n")
+    assert_one_line_error(sumctl("summarize", source, "--model", tiny, "--quiet"), "4 tokens", "longer input")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.txt", "tiny"]

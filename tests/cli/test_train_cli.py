@@ -105,7 +105,7 @@ def test_collect_builds_references_through_a_live_endpoint_and_its_cache(bench_l
     assert rows[0]["meta"]["collected"]["model"] == "smollm2"
 
     # The file is valid training data, with the path still pointing at the transcript.
-    from sumctl.exporters.train_data import load_records
+    from sumctl.exporters.train.data import load_records
 
     dataset = load_records(out)
     assert dataset.records[1].transcript.turns[0].speaker == "Ann"

@@ -1,6 +1,7 @@
 import pytest
 
 from sumctl.runtime.chunking import chapterize
+from sumctl.runtime.errors import InputError
 from sumctl.runtime.transcript import Turn, read_transcript
 
 
@@ -42,7 +43,7 @@ def test_unpunctuated_monologue_is_cut_at_words():
 
 
 def test_tiny_budget_is_refused():
-    with pytest.raises(ValueError):
+    with pytest.raises(InputError, match="too small"):
         chapterize([Turn("A", "x")], 4, words)
 
 

@@ -59,7 +59,7 @@ def test_the_package_ships_the_adapter_with_its_record():
     assert record["adapter"]["sha256"] == sha256_file(path)
     assert len(record["base"]["sha256"]) == 64
     assert len(record["data"]["qmsum_train_sha256"]) == 64
-    assert record["recipe"]["command"] == "python -m sumctl.benchmarks.train_default"
+    assert record["recipe"]["command"] == "python -m sumctl.benchmarks.perf.train_default"
     assert record["scores"]["rouge"]["rougeLsum"]["mean"] > 0, record["scores"]
     assert record["logits_check"]["effect_relative_error"] <= 0.25
     assert (DEFAULT_ADAPTER_DIR / ADAPTER_RECORD).is_file()
@@ -93,8 +93,8 @@ def test_the_default_bundle_with_its_adapter_loads_and_summarizes(meetings_defau
 
 def test_the_adapter_changes_what_the_model_says(meetings_default, smollm2_default_bundle):
     """Applied, not just loaded: the same prompt decodes differently with and without it."""
-    from sumctl.runtime.backend import GenerationOptions
-    from sumctl.runtime.gguf_llama import GgufBackend
+    from sumctl.runtime.backends.base import GenerationOptions
+    from sumctl.runtime.backends.gguf import GgufBackend
     from sumctl.runtime.prompts import fill
 
     prompt = fill(meetings_default.manifest.prompts["short"], STANDUP.read_text())

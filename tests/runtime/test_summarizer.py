@@ -5,7 +5,7 @@ import pytest
 
 from sumctl.runtime.bundle import load_bundle
 from sumctl.runtime.errors import SumctlError
-from sumctl.runtime.extractive import build_extractive_bundle
+from sumctl.runtime.backends.extractive import build_extractive_bundle
 from sumctl.runtime.summarizer import Summarizer
 from sumctl.runtime.transcript import parse_text, read_transcript
 from watch_fixtures import meeting_text
@@ -68,7 +68,7 @@ def test_unknown_length_is_refused(small_budget_bundle):
 
 def counting_t5(bundle):
     """The real ONNX T5 backend, noting how many prompts each generate call carries."""
-    from sumctl.runtime.onnx_t5 import OnnxT5Backend
+    from sumctl.runtime.backends.onnx_t5 import OnnxT5Backend
 
     class CountingT5(OnnxT5Backend):
         def __init__(self, *args, **kwargs):

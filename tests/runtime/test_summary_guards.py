@@ -14,8 +14,8 @@ from sumctl.runtime.summarizer import Summarizer
 from sumctl.runtime.transcript import Transcript, Turn
 
 LOOPER = '''
-from sumctl.runtime.extractive import ExtractiveBackend
-from sumctl.runtime.backend import Generation
+from sumctl.runtime.backends.extractive import ExtractiveBackend
+from sumctl.runtime.backends.base import Generation
 
 class LooperBackend(ExtractiveBackend):
     """Loops ("Grad A: Mm-hmm." would be a chapter's fate) unless told to stop repeating;

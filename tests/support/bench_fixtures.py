@@ -42,7 +42,7 @@ def shipped_smollm2_gguf() -> Path | None:
 
 @pytest.fixture(scope="session")
 def bench_extractive_bundle(tmp_path_factory) -> Path:
-    from sumctl.runtime.extractive import build_extractive_bundle
+    from sumctl.runtime.backends.extractive import build_extractive_bundle
 
     return build_extractive_bundle(tmp_path_factory.mktemp("bench-bundles") / "extractive").path
 
@@ -50,7 +50,7 @@ def bench_extractive_bundle(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def bench_dialogsum5(tmp_path_factory, dialogsum_file) -> Path:
     """The first 5 DialogSum dev dialogues as a bench DATA.jsonl, via the real converter."""
-    from sumctl.runtime.prepare_data import prepare_dialogsum, write_jsonl
+    from sumctl.benchmarks.eval.datasets import prepare_dialogsum, write_jsonl
 
     return write_jsonl(prepare_dialogsum(dialogsum_file)[:5],
                        tmp_path_factory.mktemp("bench-data") / "dialogsum5.jsonl")

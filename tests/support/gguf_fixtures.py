@@ -33,16 +33,16 @@ def smollm2_hf_checkpoint(smollm2_gguf_path, tmp_path_factory) -> Path:
     dequantized from the shipped GGUF by transformers. About a minute; once per session."""
     pytest.importorskip("transformers")
     pytest.importorskip("gguf")
-    from sumctl.exporters.llama_gguf import hf_checkpoint_from_gguf
+    from sumctl.benchmarks.perf.models import hf_checkpoint_from_gguf
 
     return hf_checkpoint_from_gguf(smollm2_gguf_path, tmp_path_factory.mktemp("smollm2") / "hf")
 
 
 def _export(checkpoint: Path, tmp_path_factory, quant: str):
-    from sumctl.exporters.llama_gguf import export_llama
+    from sumctl.exporters.gguf.export import export_llama
 
     return export_llama(str(checkpoint), tmp_path_factory.mktemp("bundles") / f"smollm2-{quant.lower()}",
-                        quant=quant, quiet=True)
+                        quant=quant)
 
 
 @pytest.fixture(scope="session")
@@ -63,7 +63,7 @@ def smollm2_q4km_bundle(smollm2_hf_checkpoint, tmp_path_factory):
 @pytest.fixture(scope="session")
 def smollm2_default_bundle(smollm2_gguf_path, tmp_path_factory):
     """The embedded default bundle (the shipped Q4_1 GGUF, hard-linked), built in its own store."""
-    from sumctl.runtime.gguf_llama import build_gguf_bundle
+    from sumctl.runtime.backends.gguf import build_gguf_bundle
 
     return build_gguf_bundle(smollm2_gguf_path, tmp_path_factory.mktemp("store") / "smollm2-q4_1",
                              name="smollm2-q4_1", label="SmolLM2-135M-Instruct Q4_1 (test copy)",

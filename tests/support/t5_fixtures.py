@@ -32,7 +32,7 @@ def one_torch_thread():
 @pytest.fixture(scope="session")
 def tiny_t5_checkpoint(tmp_path_factory) -> Path:
     """A Hugging Face T5 checkpoint folder: random weights (safetensors) and a trained tokenizer."""
-    from sumctl.exporters.tiny_t5 import build_tiny_t5
+    from sumctl.benchmarks.perf.models import build_tiny_t5
 
     return build_tiny_t5(tmp_path_factory.mktemp("t5-checkpoint") / "tiny-t5", seed=0)
 
@@ -40,23 +40,23 @@ def tiny_t5_checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_t5_bundle(tiny_t5_checkpoint, tmp_path_factory) -> Path:
     """The fp32 ONNX bundle (verified token-identical to PyTorch at export)."""
-    from sumctl.exporters.t5_onnx import export_t5
-    from sumctl.exporters.tiny_t5 import SMOKE_TEST_LABEL
+    from sumctl.exporters.onnx_t5.export import export_t5
+    from sumctl.benchmarks.perf.models import SMOKE_TEST_LABEL
 
     out = tmp_path_factory.mktemp("t5-bundles") / "tiny-t5-fp32"
     with one_torch_thread():
-        return export_t5(str(tiny_t5_checkpoint), out, quantize="none", label=SMOKE_TEST_LABEL, quiet=True).path
+        return export_t5(str(tiny_t5_checkpoint), out, quantize="none", label=SMOKE_TEST_LABEL).path
 
 
 @pytest.fixture(scope="session")
 def tiny_t5_int8_bundle(tiny_t5_checkpoint, tmp_path_factory) -> Path:
     """The int8 ONNX bundle, with its agreement against PyTorch in the manifest."""
-    from sumctl.exporters.t5_onnx import export_t5
-    from sumctl.exporters.tiny_t5 import SMOKE_TEST_LABEL
+    from sumctl.exporters.onnx_t5.export import export_t5
+    from sumctl.benchmarks.perf.models import SMOKE_TEST_LABEL
 
     out = tmp_path_factory.mktemp("t5-bundles") / "tiny-t5-int8"
     with one_torch_thread():
-        return export_t5(str(tiny_t5_checkpoint), out, quantize="int8", label=SMOKE_TEST_LABEL, quiet=True).path
+        return export_t5(str(tiny_t5_checkpoint), out, quantize="int8", label=SMOKE_TEST_LABEL).path
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """Fixtures for `sumctl train`: tiny random base models and small training sets, made on the spot.
 
-The bases are the other helpers' session fixtures: exporters/tiny_t5.py's random T5 with its
+The bases are the other helpers' session fixtures: benchmarks/perf/models.py's random T5 with its
 trained Unigram tokenizer, and a tiny random llama with SmolLM2's real tokenizer and chat template
 (so the chat-template masking is tested on a real template).
 Transcripts are meeting-like lines from tiny_t5's corpus; each reference is a fixed function of
@@ -16,7 +16,7 @@ import pytest
 
 
 def train_records(n: int, *, seed: int = 0, turns: int = 4, prefix: str = "rec") -> list[dict]:
-    from sumctl.exporters.tiny_t5 import meeting_corpus
+    from sumctl.benchmarks.perf.models import meeting_corpus
 
     lines = meeting_corpus(n_lines=n * turns + 50, seed=seed + 101)
     records = []

@@ -30,7 +30,7 @@ _SPEAKERS = ("Alice", "Bob", "Carol", "Dan")
 @pytest.fixture(scope="session")
 def extractive_bundle_dir(tmp_path_factory) -> Path:
     """The extractive baseline bundle: a real bundle and backend, with no model weights."""
-    from sumctl.runtime.extractive import build_extractive_bundle
+    from sumctl.runtime.backends.extractive import build_extractive_bundle
 
     path = tmp_path_factory.mktemp("bundles") / "extractive"
     build_extractive_bundle(path)
@@ -151,11 +151,12 @@ def watch_process(tmp_path):
 
 def make(folder: Path, model: Path, **kw):
     """An in-process Watcher, quick to settle, leaving signals to pytest."""
-    from sumctl.runtime.watch import Watcher
+    from sumctl.runtime.watch import WatchConfig, Watcher
 
     kw.setdefault("settle_seconds", 0.2)
-    kw.setdefault("handle_signals", False)
-    return Watcher(folder, model=model, **kw)
+    hooks = {k: kw.pop(k) for k in ("on_outcome", "handle_signals") if k in kw}
+    hooks.setdefault("handle_signals", False)
+    return Watcher(WatchConfig(folder, model=model, **kw), **hooks)
 
 
 @contextmanager

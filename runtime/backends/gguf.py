@@ -1,0 +1,321 @@
+"""The GGUF backend: LLaMA-family models through llama.cpp (llama-cpp-python), no torch.
+
+The prompt is the bundle's template for the summary length, filled with the transcript and sent
+as the user turn of the model's own chat template (read from the GGUF metadata). Decoding is
+greedy with a fixed seed, so a summary is reproducible. The context size comes from the model
+(its training context, capped: a KV cache for 8k tokens is already larger than a 135M model).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from sumctl.runtime.backends.base import Backend, Generation, GenerationOptions
+from sumctl.runtime.bundle import MANIFEST_NAME, Bundle, load_bundle, package_versions, write_manifest
+from sumctl.runtime.bundle.configs import ADAPTER, MODEL, N_CTX_CAP, GgufConfig, gguf_manifest
+from sumctl.runtime.errors import BundleError, SumctlError
+from sumctl.runtime.prompts import fill
+
+N_CTX_ENV = "SUMCTL_GGUF_N_CTX"  # overrides the cap, e.g. to save memory on small machines
+# Tokens kept free besides the prompt and the summary, so a template that renders slightly
+# differently around a real transcript (a merged space, a newline) still fits.
+MARGIN_TOKENS = 16
+# Without a chat template (a base model) the instruction and transcript are followed by this cue.
+PLAIN_SUFFIX = "\n\nSummary:\n"
+
+
+def prepare_llama_cpp() -> None:
+    """Set llama.cpp's OpenMP wait policy; call it before the first OpenMP runtime starts (llama.cpp's,
+    or torch's where one process holds both), since OpenMP reads it once.
+
+    llama.cpp's CPU backend is built with OpenMP here. Spinning OpenMP workers wait for each
+    other at every op; when the cores are shared (a watcher with several workers, other
+    services) a descheduled spinner stalls all of them, and decoding slowed 30-fold in our
+    measurements. Sleeping waits cost little on an idle machine. Users may override it.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def import_llama_cpp():
+    """llama-cpp-python, imported with the wait policy above in place."""
+    prepare_llama_cpp()
+    import llama_cpp
+
+    return llama_cpp
+
+
+class GgufBackend(Backend):
+    name = "gguf"
+
+    def __init__(self, bundle: Bundle, *, threads: int | None = None, n_ctx: int | None = None):
+        super().__init__(bundle, threads=threads)
+        try:
+            llama_cpp = import_llama_cpp()
+        except ImportError:
+            raise BundleError(f"{bundle.path}: GGUF models need llama-cpp-python "
+                              "(pip install llama-cpp-python)") from None
+        config = GgufConfig.from_dict(bundle.manifest.backend_config, str(bundle.path / MANIFEST_NAME))
+        generation = bundle.manifest.generation
+        path = bundle.file(MODEL)
+        if not path.is_file():
+            raise BundleError(f"{path}: missing from the bundle (re-export or copy the whole folder)")
+        self.seed = int(generation.get("seed", 0))
+        self.repeat_penalty = float(generation.get("repeat_penalty", 1.0))
+        self.temperature = float(generation.get("temperature", 0.0))
+        n_threads = threads or cpu_count()
+        n_ctx_train = config.n_ctx_train or read_metadata(path).get("n_ctx_train") or N_CTX_CAP
+        n_ctx = n_ctx or _env_int(N_CTX_ENV) or min(int(n_ctx_train), config.n_ctx_cap)
+        # A LoRA adapter GGUF (the embedded default's fine-tuning) is applied by llama.cpp at load.
+        adapter = bundle.file(ADAPTER) if ADAPTER in config.files else None
+        if adapter is not None and not adapter.is_file():
+            raise BundleError(f"{adapter}: missing from the bundle (re-export or copy the whole folder)")
+        _quiet_llama_cpp()
+        try:
+            self.llm = llama_cpp.Llama(str(path), n_ctx=n_ctx, n_batch=min(512, n_ctx),
+                                       n_threads=n_threads, n_threads_batch=n_threads,
+                                       seed=self.seed, verbose=False)
+        except (ValueError, RuntimeError) as e:
+            raise BundleError(f"{path}: llama.cpp cannot load this GGUF ({e}); the file is corrupt "
+                              "or from an incompatible llama.cpp version; re-export the model") from None
+        if adapter is not None:
+            self._apply_adapter(adapter, float(config.adapter_scale or 1.0))
+        self.n_ctx = self.llm.n_ctx()
+        self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
+        self._add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
+        self._bos = self.llm.token_bos()
+        self._formatter = None
+        template = self.llm.metadata.get("tokenizer.chat_template")
+        if template:
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            def text(token: int) -> str:
+                return llama_cpp.llama_vocab_get_text(self._vocab, token).decode("utf-8") if token >= 0 else ""
+
+            self._formatter = Jinja2ChatFormatter(template=template, eos_token=text(self.llm.token_eos()),
+                                                  bos_token=text(self._bos), add_generation_prompt=True)
+        self._overhead: dict[str, int] = {}
+
+    def _apply_adapter(self, adapter: Path, scale: float) -> None:
+        """Load the LoRA GGUF onto the model and set it on the context. Llama(lora_path=...) would
+        do the same but turns off mmap, so that each worker process would hold its own copy of
+        the base weights instead of sharing the page cache's."""
+        import ctypes
+
+        import llama_cpp
+
+        handle = llama_cpp.llama_adapter_lora_init(self.llm.model, str(adapter).encode("utf-8"))
+        ok = bool(handle)
+        if ok:  # freed with the model, when the Llama closes
+            handles = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(handle)
+            ok = llama_cpp.llama_set_adapters_lora(self.llm.ctx, handles, 1, (ctypes.c_float * 1)(scale)) == 0
+        if not ok:
+            self.close()
+            raise BundleError(f"{adapter}: llama.cpp cannot load this LoRA adapter GGUF; the file is "
+                              "corrupt, not made for this model, or from an incompatible llama.cpp "
+                              "version; reinstall or re-export it")
+
+    @property
+    def has_chat_template(self) -> bool:
+        return self._formatter is not None
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def input_budget(self, template: str, max_new_tokens: int) -> int:
+        if template not in self._overhead:
+            self._overhead[template] = len(self.prompt_tokens(fill(template, "")))
+        return self.n_ctx - max_new_tokens - self._overhead[template] - MARGIN_TOKENS
+
+    def render(self, prompt: str) -> str:
+        """The text llama.cpp sees: the prompt inside the model's chat template."""
+        if self._formatter is None:
+            return prompt + PLAIN_SUFFIX
+        try:
+            return self._formatter(messages=[{"role": "user", "content": prompt}]).prompt
+        except Exception as e:  # a template that raises on a plain user turn
+            raise BundleError(f"{self.bundle.path}: the model's chat template failed ({e})") from None
+
+    def prompt_tokens(self, prompt: str) -> list[int]:
+        rendered = self.render(prompt)
+        # Special tokens in the template (<|im_start|>) are parsed as such; the transcript
+        # inside it is user text, but a transcript that spells a control token is rare enough
+        # that one tokenization pass is the better trade.
+        tokens = self.llm.tokenize(rendered.encode("utf-8"), add_bos=False, special=True)
+        if self._add_bos and self._bos >= 0 and (not tokens or tokens[0] != self._bos):
+            tokens.insert(0, self._bos)
+        return tokens
+
+    def generate(self, prompts: list[str], options: GenerationOptions) -> list[Generation]:
+        if options.num_beams > 1:
+            raise SumctlError(f"{self.bundle.path}: GGUF models decode greedily; beam search "
+                              f"({options.num_beams} beams) is not supported (use --beams 1)")
+        return [self._generate_one(p, options) for p in prompts]
+
+    def _generate_one(self, prompt: str, options: GenerationOptions) -> Generation:
+        import llama_cpp
+
+        max_new_tokens = options.max_new_tokens
+        tokens = self.prompt_tokens(prompt)
+        room = self.n_ctx - len(tokens)
+        if room < 1:
+            raise SumctlError(f"{self.bundle.path}: the prompt needs {len(tokens)} tokens but the "
+                              f"context holds {self.n_ctx}; lower the input budget")
+        limit = min(max_new_tokens, room)
+        out: list[int] = []
+        # A full re-evaluation every time, though generate() could reuse the KV cache of a prefix
+        # shared with the previous prompt: a one-token batch takes other kernels than the prompt
+        # batch, so a reused cache can flip a near-tied greedy choice, and a summary would
+        # depend on what the process summarized before.
+        self.llm.reset()
+        self.llm.set_seed(self.seed)
+        penalty = options.repetition_penalty or self.repeat_penalty
+        processors = (llama_cpp.LogitsProcessorList([_NoRepeatNgram(options.no_repeat_ngram_size,
+                                                                    len(tokens))])
+                      if options.no_repeat_ngram_size > 0 else None)
+        for token in self.llm.generate(tokens, temp=self.temperature, top_k=1 if self.temperature == 0 else 40,
+                                       repeat_penalty=penalty, reset=True,
+                                       logits_processor=processors):
+            if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+                break
+            out.append(token)
+            if len(out) >= limit:
+                break
+        text = self.llm.detokenize(out, special=False).decode("utf-8", errors="replace")
+        return Generation(text.strip(), len(tokens), len(out))
+
+    def close(self) -> None:
+        llm = getattr(self, "llm", None)
+        if llm is not None:
+            llm.close()
+            self.llm = None
+
+
+class _NoRepeatNgram:
+    """transformers' no_repeat_ngram_size for llama.cpp, over the generated tokens only (the
+    prompt's n-grams stay allowed: a summary may quote a name). llama.cpp has no such sampler,
+    and the retry of a looping summary needs one."""
+
+    def __init__(self, n: int, prompt_length: int):
+        self.n = n
+        self.prompt_length = prompt_length
+
+    def __call__(self, input_ids, scores):
+        generated = list(input_ids[self.prompt_length:])
+        n = self.n
+        if len(generated) >= n - 1:
+            prefix = tuple(generated[len(generated) - n + 1:]) if n > 1 else ()
+            for i in range(len(generated) - n + 1):
+                if tuple(generated[i:i + n - 1]) == prefix:
+                    scores[generated[i + n - 1]] = -float("inf")
+        return scores
+
+
+def read_metadata(path: Path) -> dict:
+    """What a manifest records about a GGUF, read by llama.cpp itself (vocabulary only, fast)."""
+    import ctypes
+
+    llama_cpp = import_llama_cpp()
+
+    _quiet_llama_cpp()
+    llama_cpp.llama_backend_init()
+    params = llama_cpp.llama_model_default_params()
+    params.vocab_only = True
+    model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
+    if not model:
+        raise BundleError(f"{path}: llama.cpp cannot load this GGUF; the file is corrupt or from "
+                          "an incompatible llama.cpp version")
+    try:
+        def meta(key: str) -> str | None:
+            size = llama_cpp.llama_model_meta_val_str(model, key.encode(), None, 0)
+            if size < 0:
+                return None
+            buf = ctypes.create_string_buffer(size + 1)
+            llama_cpp.llama_model_meta_val_str(model, key.encode(), buf, size + 1)
+            return buf.value.decode("utf-8", errors="replace")
+
+        arch = meta("general.architecture") or ""
+        vocab = llama_cpp.llama_model_get_vocab(model)
+        return {"architecture": arch,
+                "n_ctx_train": int(meta(f"{arch}.context_length") or 0) or None,
+                "chat_template": meta("tokenizer.chat_template") is not None,
+                "tokenizer": {"model": meta("tokenizer.ggml.model"), "pre": meta("tokenizer.ggml.pre"),
+                              "size": llama_cpp.llama_vocab_n_tokens(vocab)},
+                "name": meta("general.name") or ""}
+    finally:
+        llama_cpp.llama_model_free(model)
+
+
+def build_gguf_bundle(gguf_file: Path, out: Path, *, name: str, label: str, quantization: str,
+                      source: dict, verification: dict | None = None, link: bool = True,
+                      adapter: Path | None = None) -> Bundle:
+    """A bundle around an existing GGUF file (hard-linked where possible, else copied), and a
+    llama.cpp LoRA adapter GGUF to apply to it (copied: it is small), if given.
+
+    Built in a temporary folder beside `out` and renamed into place, so a crash or a second
+    process building the same bundle never leaves a half-made one.
+    """
+    gguf_file, out = Path(gguf_file), Path(out)
+    meta = read_metadata(gguf_file)
+    if meta["architecture"] != "llama":
+        raise BundleError(f"{gguf_file}: architecture {meta['architecture']!r} is not supported "
+                          "by the gguf backend (llama only)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+    os.chmod(tmp, 0o755)  # mkdtemp's 0700 would follow the bundle to its final name
+    try:
+        target = tmp / gguf_file.name
+        try:
+            if not link:
+                raise OSError
+            os.link(gguf_file, target)
+        except OSError:
+            shutil.copyfile(gguf_file, target)
+        adapter_file = None
+        if adapter is not None:
+            shutil.copyfile(adapter, tmp / Path(adapter).name)
+            adapter_file = Path(adapter).name
+        manifest = gguf_manifest(
+            model_file=target.name, adapter_file=adapter_file, quantization=quantization,
+            n_ctx_train=meta["n_ctx_train"] or N_CTX_CAP, source=source, name=name, label=label,
+            chat_template=meta["chat_template"], tokenizer=meta["tokenizer"],
+            verification=verification, versions=package_versions("llama-cpp-python"))
+        write_manifest(tmp, manifest)
+        try:
+            os.replace(tmp, out)
+        except OSError:
+            if not (out / MANIFEST_NAME).is_file():  # not a concurrent build that won the race
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return load_bundle(out)
+
+
+def _quiet_llama_cpp() -> None:
+    # llama-cpp-python prints llama.cpp's log through this logger unless it is quieted first.
+    logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name)
+    if not value:
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        raise SumctlError(f"${name}={value!r} is not a whole number of tokens") from None
+    if n < 64:
+        raise SumctlError(f"${name}={n} is too small (at least 64 tokens)")
+    return n
