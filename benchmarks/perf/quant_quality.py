@@ -32,7 +32,7 @@ DIALOGSUM = Path(__file__).resolve().parents[3] / "shared" / "data" / "dialogsum
 
 def bundles(work: Path, log) -> dict:
     from sumctl.benchmarks.perf.models import hf_checkpoint_from_gguf
-    from sumctl.exporters.gguf.export import export_llama
+    from sumctl.exporters.gguf import export_llama
     from sumctl.runtime.bundle import load_bundle
     from sumctl.runtime.default_model import smollm2_gguf
 

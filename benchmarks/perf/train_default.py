@@ -156,7 +156,7 @@ def main(argv=None) -> int:
     log(f"trained: {report['steps']} steps, {report['train_tokens']} tokens in {report['train_seconds']:.0f} s "
         f"({report['tokens_per_second']} tokens/s, bf16={report['bf16']})")
 
-    from sumctl.exporters.gguf.export import export_lora_gguf
+    from sumctl.exporters.gguf import export_lora_gguf
 
     adapter_gguf = work / "adapter.gguf"
     exported = export_lora_gguf(run / "adapter", base, adapter_gguf, threads=args.threads)

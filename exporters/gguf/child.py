@@ -83,7 +83,7 @@ def _logits(request: dict) -> dict:
     """llama.cpp's tokenization of each text and its logits over the given token ids."""
     import numpy as np
 
-    from sumctl.exporters.gguf.export import open_llama
+    from sumctl.exporters.gguf.verify import open_llama
 
     lora = request.get("lora")
     llm = open_llama(Path(request["gguf"]), threads=request["threads"], n_ctx=512, logits_all=True,
@@ -105,7 +105,7 @@ def _logits(request: dict) -> dict:
 def _quantize(request: dict) -> dict:
     import numpy as np
 
-    from sumctl.exporters.gguf.export import quantize_in_process
+    from sumctl.exporters.gguf.verify import quantize_in_process
 
     quantize_in_process(Path(request["src"]), Path(request["dst"]), request["quant"],
                         threads=request["threads"])

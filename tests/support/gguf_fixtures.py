@@ -39,7 +39,7 @@ def smollm2_hf_checkpoint(smollm2_gguf_path, tmp_path_factory) -> Path:
 
 
 def _export(checkpoint: Path, tmp_path_factory, quant: str):
-    from sumctl.exporters.gguf.export import export_llama
+    from sumctl.exporters.gguf import export_llama
 
     return export_llama(str(checkpoint), tmp_path_factory.mktemp("bundles") / f"smollm2-{quant.lower()}",
                         quant=quant)

@@ -164,7 +164,7 @@ def test_sentencepiece_vocabulary_like_tinyllama(dialogsum_file, tmp_path):
     by llama.cpp exactly as by transformers and by sentencepiece itself."""
     import sentencepiece as spm
     from gguf_fixtures import make_sentencepiece_checkpoint
-    from sumctl.exporters.gguf.export import export_llama
+    from sumctl.exporters.gguf import export_llama
 
     corpus = "\n".join(json.loads(line)["dialogue"] for line in dialogsum_file.read_text().splitlines())
     checkpoint = make_sentencepiece_checkpoint(tmp_path / "hf", corpus)
@@ -186,7 +186,7 @@ def test_tokenizer_mismatch_fails_the_export(dialogsum_file, tmp_path):
     """An HF tokenizer that drops SentencePiece's leading space tokenizes unlike llama.cpp will:
     the runtime would feed the model other ids than it was trained on, so the export stops."""
     from gguf_fixtures import make_sentencepiece_checkpoint
-    from sumctl.exporters.gguf.export import export_llama
+    from sumctl.exporters.gguf import export_llama
 
     corpus = "\n".join(json.loads(line)["dialogue"] for line in dialogsum_file.read_text().splitlines())
     checkpoint = make_sentencepiece_checkpoint(tmp_path / "hf", corpus, add_prefix_space=False)
@@ -197,12 +197,12 @@ def test_tokenizer_mismatch_fails_the_export(dialogsum_file, tmp_path):
 
 def test_broken_conversion_fails_the_export(tiny_llama_checkpoint, tmp_path, monkeypatch):
     """Skipping the rotary permutation is the classic silent GGUF bug; verification must stop it."""
-    from sumctl.exporters.gguf import export as gguf_export
+    from sumctl.exporters.gguf import export_llama, writer
 
-    monkeypatch.setattr(gguf_export, "interleave_rope_rows", lambda w, n_head: w)
+    monkeypatch.setattr(writer, "interleave_rope_rows", lambda w, n_head: w)
     out = tmp_path / "bundle"
     with pytest.raises(ExportError, match="does not match transformers"):
-        gguf_export.export_llama(str(tiny_llama_checkpoint), out, quant="Q8_0")
+        export_llama(str(tiny_llama_checkpoint), out, quant="Q8_0")
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".bundle")], "temp folder left behind"
 
@@ -225,7 +225,7 @@ def test_existing_output_is_never_overwritten(tiny_llama_checkpoint, tmp_path):
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     with pytest.raises(ExportError, match="not empty"):
-        from sumctl.exporters.gguf.export import export_llama
+        from sumctl.exporters.gguf import export_llama
 
         export_llama(str(tiny_llama_checkpoint), out, quant="Q8_0")
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
@@ -305,7 +305,7 @@ def _random_adapter(checkpoint, out, *, target_modules="all-linear", seed=1):
 def test_lora_gguf_adapter_on_the_base_gguf_matches_the_merged_model(tiny_llama_checkpoint, tmp_path):
     """The adapter as its own GGUF, applied by llama.cpp at load, computes what transformers
     computes with the adapter merged: q and k included (their B rows take the rope layout)."""
-    from sumctl.exporters.gguf.export import export_lora_gguf
+    from sumctl.exporters.gguf import export_lora_gguf
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     base_bundle = _export_cli(tiny_llama_checkpoint, tmp_path / "base", "F16")
@@ -332,20 +332,13 @@ def test_lora_gguf_adapter_on_the_base_gguf_matches_the_merged_model(tiny_llama_
 def test_a_lora_gguf_with_the_wrong_layout_is_refused(tiny_llama_checkpoint, tmp_path, monkeypatch):
     """B's q/k rows left in the HF layout: llama.cpp loads it and computes nonsense. The check
     against the merged model stops it, and nothing is left at the destination."""
-    from sumctl.exporters.gguf import export as gguf_export
+    from sumctl.exporters.gguf import lora as gguf_lora
 
     _random_adapter(tiny_llama_checkpoint, tmp_path / "adapter", target_modules=["q_proj", "k_proj"])
-    write_adapter, rope_layout = gguf_export.write_lora_gguf, gguf_export.interleave_rope_rows
-
-    def unpermuted(*args, **kwargs):  # the adapter only: the F16 base it is checked on stays right
-        gguf_export.interleave_rope_rows = lambda w, n_head: w
-        try:
-            return write_adapter(*args, **kwargs)
-        finally:
-            gguf_export.interleave_rope_rows = rope_layout
-
-    monkeypatch.setattr(gguf_export, "write_lora_gguf", unpermuted)
+    # The adapter's writer loses the rope layout; the F16 base it is checked on (writer.py's
+    # own interleave_rope_rows) stays right.
+    monkeypatch.setattr(gguf_lora, "interleave_rope_rows", lambda w, n_head: w)
     lora = tmp_path / "adapter.gguf"
     with pytest.raises(ExportError, match="does not match the merged model"):
-        gguf_export.export_lora_gguf(tmp_path / "adapter", tiny_llama_checkpoint, lora, threads=2)
+        gguf_lora.export_lora_gguf(tmp_path / "adapter", tiny_llama_checkpoint, lora, threads=2)
     assert not lora.exists() and not list(tmp_path.glob(".adapter.gguf*"))

@@ -236,7 +236,7 @@ def test_llama_lora_overfits_exports_and_summarizes(train_llama_base, train_json
     from transformers import AutoTokenizer
 
     from sumctl.exporters.train.hf_backend import CAUSAL, ModelShape, causal_prompt_ids
-    from sumctl.exporters.gguf.export import export_llama
+    from sumctl.exporters.gguf import export_llama
     from sumctl.runtime.summarizer import Summarizer
 
     out = tmp_path / "ft"
@@ -251,7 +251,7 @@ def test_llama_lora_overfits_exports_and_summarizes(train_llama_base, train_json
     assert result.report["train_tokens"] > 0 and result.report["tokens_per_second"] > 0
 
     # The unmerged adapter, as a llama.cpp LoRA GGUF on the base's GGUF, computes the merged model.
-    from sumctl.exporters.gguf.export import export_lora_gguf
+    from sumctl.exporters.gguf import export_lora_gguf
 
     info = export_lora_gguf(out / "adapter", train_llama_base, tmp_path / "adapter.gguf", threads=1)
     assert info["r"] == 16 and info["verification"]["effect_relative_error"] < 0.1, info
