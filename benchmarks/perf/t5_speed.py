@@ -187,7 +187,7 @@ def prepare(workdir: Path, small: bool, engines: list[str], reuse: bool) -> tupl
             if not path.is_file():
                 raise SystemExit(f"--reuse: {path} is missing (run once with --keep first)")
     else:
-        from sumctl.exporters.onnx_t5.export import export_t5
+        from sumctl.exporters.onnx_t5 import export_t5
         from sumctl.benchmarks.perf.models import build_tiny_t5, flan_t5_large_config
 
         t = time.perf_counter()

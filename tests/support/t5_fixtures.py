@@ -40,7 +40,7 @@ def tiny_t5_checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_t5_bundle(tiny_t5_checkpoint, tmp_path_factory) -> Path:
     """The fp32 ONNX bundle (verified token-identical to PyTorch at export)."""
-    from sumctl.exporters.onnx_t5.export import export_t5
+    from sumctl.exporters.onnx_t5 import export_t5
     from sumctl.benchmarks.perf.models import SMOKE_TEST_LABEL
 
     out = tmp_path_factory.mktemp("t5-bundles") / "tiny-t5-fp32"
@@ -51,7 +51,7 @@ def tiny_t5_bundle(tiny_t5_checkpoint, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_t5_int8_bundle(tiny_t5_checkpoint, tmp_path_factory) -> Path:
     """The int8 ONNX bundle, with its agreement against PyTorch in the manifest."""
-    from sumctl.exporters.onnx_t5.export import export_t5
+    from sumctl.exporters.onnx_t5 import export_t5
     from sumctl.benchmarks.perf.models import SMOKE_TEST_LABEL
 
     out = tmp_path_factory.mktemp("t5-bundles") / "tiny-t5-int8"

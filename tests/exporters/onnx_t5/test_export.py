@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from t5_fixtures import one_torch_thread
 
-from sumctl.exporters.onnx_t5.export import export_t5, host_kernel
+from sumctl.exporters.onnx_t5 import export_t5, host_kernel
 from sumctl.runtime.bundle import MANIFEST_NAME, load_bundle
 from sumctl.exporters.errors import ExportError
 from sumctl.runtime.prompts import default_templates

@@ -77,7 +77,7 @@ def test_causal_labels_are_masked_exactly_over_the_prompt(train_llama_base):
 @pytest.mark.slow
 def test_t5_lora_overfits_exports_and_summarizes(train_t5_base, train_jsonl, train_eval_jsonl, tmp_path):
     from sumctl.exporters.train.hf_backend import SEQ2SEQ, ModelShape
-    from sumctl.exporters.onnx_t5.export import export_t5
+    from sumctl.exporters.onnx_t5 import export_t5
     from sumctl.runtime.summarizer import Summarizer
 
     out = tmp_path / "ft"
