@@ -13,6 +13,7 @@ import json
 import os
 import re
 from dataclasses import asdict, dataclass
+from datetime import date
 from pathlib import Path
 
 from sumctl.runtime.errors import InputError
@@ -39,6 +40,8 @@ class Transcript:
     source: str
     format: str
     sha256: str = ""  # of the bytes read, so outputs can say exactly what was summarized
+    title: str | None = None  # when the file says it (a JSON transcript's `title`)
+    date: str | None = None  # ISO date of the meeting: a JSON `date`, or one in the file's name
 
     @property
     def speakers(self) -> list[str]:
@@ -46,6 +49,17 @@ class Transcript:
 
     def text(self) -> str:
         return "\n".join(t.render() for t in self.turns)
+
+    @property
+    def participants(self) -> list[str]:
+        """The speakers in the order they first speak."""
+        return list(dict.fromkeys(t.speaker for t in self.turns if t.speaker))
+
+    @property
+    def duration_s(self) -> float | None:
+        starts = [t.start for t in self.turns if t.start is not None]
+        ends = [t.end if t.end is not None else t.start for t in self.turns if t.start is not None]
+        return round(max(ends) - min(starts), 3) if starts else None
 
     def word_count(self) -> int:
         return sum(len(t.text.split()) for t in self.turns)
@@ -83,7 +97,28 @@ def read_transcript(path: str | Path, *, fmt: str | None = None, max_bytes: int 
         raise InputError(f"{path}: permission denied (check the file's permissions)") from None
     except OSError as e:
         raise InputError(f"{path}: cannot read ({e.strerror})") from None
-    return parse_bytes(data, name=str(path), fmt=fmt or format_from_extension(path), max_bytes=cap)
+    transcript = parse_bytes(data, name=str(path), fmt=fmt or format_from_extension(path), max_bytes=cap)
+    transcript.date = transcript.date or date_in_name(path.name)
+    return transcript
+
+
+_NAME_DATE = re.compile(r"(?<!\d)(\d{4})-(\d{2})-(\d{2})(?!\d)")
+
+
+def date_in_name(name: str) -> str | None:
+    """The ISO date in a file name such as `2026-10-07 standup.vtt`, as recorders name files."""
+    m = _NAME_DATE.search(name)
+    return iso_date(m.group(0)) if m else None
+
+
+def iso_date(value) -> str | None:
+    """`value` as an ISO date if it is one (or an ISO date-time), else None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return date.fromisoformat(value.strip()[:10]).isoformat()
+    except ValueError:
+        return None
 
 
 def parse_bytes(data: bytes, *, name: str = "<stdin>", fmt: str | None = None,
@@ -141,10 +176,15 @@ def parse_text(text: str, *, name: str = "<stdin>", fmt: str | None = None) -> T
     }.get(fmt)
     if parser is None:
         raise InputError(f"{name}: unknown format {fmt!r} (use one of {', '.join(FORMATS)})")
-    turns = clean_turns(parser(text, name), merge_same_speaker=fmt in ("vtt", "srt"))
+    parsed = parser(text, name)
+    turns, meta = parsed if isinstance(parsed, tuple) else (parsed, {})
+    turns = clean_turns(turns, merge_same_speaker=fmt in ("vtt", "srt"))
     if not turns:
         raise InputError(f"{name}: no speech found after removing markers and empty turns")
-    return Transcript(turns=turns, source=name, format=fmt)
+    title = meta.get("title")
+    return Transcript(turns=turns, source=name, format=fmt,
+                      title=" ".join(title.split())[:200] or None if isinstance(title, str) else None,
+                      date=iso_date(meta.get("date")))
 
 
 # --- cleaning -----------------------------------------------------------------------------
@@ -328,7 +368,7 @@ def _parse_srt(text: str, name: str) -> list[Turn]:
 
 # --- JSON -----------------------------------------------------------------------------------
 
-def _parse_json(text: str, name: str) -> list[Turn]:
+def _parse_json(text: str, name: str) -> tuple[list[Turn], dict]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
@@ -338,6 +378,7 @@ def _parse_json(text: str, name: str) -> list[Turn]:
                          "needs two levels)") from None
     except ValueError as e:  # e.g. an integer of more digits than Python converts
         raise InputError(f"{name}: JSON that is not a transcript ({e})") from None
+    meta = data if isinstance(data, dict) else {}  # a title and a date, where the file has them
     if isinstance(data, dict):
         for key in ("meeting_transcripts", "turns", "transcript", "utterances", "segments"):
             if isinstance(data.get(key), list):
@@ -361,7 +402,7 @@ def _parse_json(text: str, name: str) -> list[Turn]:
             raise InputError(f"{name}: turn {i} has a `speaker` that is not a name")
         turns.append(Turn(str(speaker) if speaker not in (None, "") else None, body,
                           _number(item.get("start"), name, i), _number(item.get("end"), name, i)))
-    return turns
+    return turns, meta
 
 
 def _number(value, name: str, i: int) -> float | None:

@@ -214,3 +214,19 @@ def test_reading_never_changes_the_file(tmp_path):
     before = (f.read_bytes(), f.stat().st_mtime_ns)
     read_transcript(f)
     assert (f.read_bytes(), f.stat().st_mtime_ns) == before
+
+
+def test_a_json_transcript_and_a_file_name_can_say_the_meetings_title_and_date(tmp_path):
+    path = tmp_path / "call.json"
+    path.write_text(json.dumps({"title": "Release call", "date": "2027-05-18T09:00:00Z",
+                                "turns": [{"speaker": "Ayo", "text": "Let's ship it."}]}))
+    t = read_transcript(path)
+    assert (t.title, t.date, t.participants) == ("Release call", "2027-05-18", ["Ayo"])
+    named = tmp_path / "2026-10-07 standup.txt"
+    named.write_text("Ann: Hi.\nBo: Hello.\n")
+    assert read_transcript(named).date == "2026-10-07"
+    odd = tmp_path / "2026-13-45 notes.txt"  # not a date: ignored, not guessed
+    odd.write_text("Ann: Hi.\n")
+    assert read_transcript(odd).date is None
+    path.write_text(json.dumps({"date": "soon", "turns": [{"speaker": "Ayo", "text": "Hi."}]}))
+    assert read_transcript(path).date is None
