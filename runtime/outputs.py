@@ -19,6 +19,7 @@ import json
 import os
 import re
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -201,21 +202,45 @@ def claim_stem(folder: OutputFolder, stem: str, source_key: str, formats: tuple[
 
 
 def write_summary(summary: Summary, folder: OutputFolder, stem: str, formats: tuple[str, ...],
-                  *, source_key: str, extra: dict | None = None) -> list[Path]:
-    """Write the chosen formats, JSON record first in the returned list."""
+                  *, source_key: str, extra: dict | None = None, tasks: str = "gfm") -> list[Path]:
+    """Write the chosen formats, JSON record first in the returned list. The record is checked
+    against its published schema first, so no file that breaks it is ever written."""
     record = summary.to_dict() | {"source_key": source_key} | (extra or {})
+    validate_summary_record(record, name=str(folder.path(output_names(stem, formats)["json"])))
     texts = {}
     for fmt, name in sorted(output_names(stem, formats).items(), key=lambda kv: kv[0] != "json"):
         if fmt == "json":
             texts[name] = json.dumps(record, indent=2, ensure_ascii=False) + "\n"
         elif fmt == "md":
-            texts[name] = summary.to_markdown()
+            texts[name] = summary.to_markdown(tasks=tasks)
         else:
             texts[name] = summary.text.strip() + "\n"
     written = folder.write_set(texts)
     # The caller lists outputs in its formats' order, the record where the user asked for it.
     order = list(output_names(stem, formats))
     return sorted(written, key=lambda p: order.index(SUMMARY_NAME.match(p.name)["fmt"]))
+
+
+SUMMARY_SCHEMA = Path(__file__).parent / "schemas" / "summary.schema.json"
+
+
+@cache
+def summary_validator():
+    import jsonschema  # ~50 ms: only once a summary is written
+
+    return jsonschema.Draft202012Validator(json.loads(SUMMARY_SCHEMA.read_text(encoding="utf-8")))
+
+
+def validate_summary_record(record: dict, *, name: str = "summary record") -> None:
+    """Raise OutputError naming the first field of `record` that breaks the published schema
+    (runtime/schemas/summary.schema.json)."""
+    import jsonschema
+
+    error = jsonschema.exceptions.best_match(summary_validator().iter_errors(record))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise OutputError(f"{name}: the summary record breaks its schema at {where}: "
+                          f"{error.message}; this is a bug in sumctl, please report it")
 
 
 # --- error files -----------------------------------------------------------------------------

@@ -37,6 +37,26 @@ QUERY_INSTRUCTIONS = {
     ),
 }
 
+# Minutes (runtime/minutes/): the model writes the items as JSON where llama.cpp holds it to a
+# grammar, else in the plain-text format that `sumctl train` teaches; or, in the hybrid method,
+# judges one candidate item at a time.
+MINUTES_INSTRUCTION = (
+    "List the decisions, action items and open questions of the following meeting transcript, "
+    "using only what it says, in this form:\n"
+    "Decisions: decision; decision\nActions: Owner: task (due date); task\n"
+    "Open questions: question\nWrite none where there are none, and leave out an owner or a "
+    "date the transcript does not state."
+)
+MINUTES_JSON_INSTRUCTION = (
+    "List the decisions, action items and open questions of the following meeting transcript "
+    "as JSON, using only what it says. Give each action item's task, its owner (a person "
+    "named in the transcript, or \"\" when nobody is) and its due date as said (or \"\")."
+)
+VERDICT_INSTRUCTION = (
+    "Here is part of a meeting transcript.\n\n{transcript}\n\nIs \"{item}\" {kind}? "
+    "Answer yes or no."
+)
+
 # The summary budget for each length, in generated tokens.
 MAX_NEW_TOKENS = {"long": 384, "medium": 160, "short": 64}
 
@@ -55,6 +75,8 @@ def default_templates() -> dict[str, str]:
     templates = {length: f"{text}\n\n{TRANSCRIPT_SLOT}" for length, text in INSTRUCTIONS.items()}
     templates.update({query_key(length): f"{text}\n\n{TRANSCRIPT_SLOT}"
                       for length, text in QUERY_INSTRUCTIONS.items()})
+    templates["minutes"] = f"{MINUTES_INSTRUCTION}\n\n{TRANSCRIPT_SLOT}"
+    templates["minutes_json"] = f"{MINUTES_JSON_INSTRUCTION}\n\n{TRANSCRIPT_SLOT}"
     return templates
 
 
@@ -66,6 +88,18 @@ def template_for(prompts: dict[str, str], length: str, query: str | None = None)
         return prompts[length]
     template = prompts.get(query_key(length)) or default_templates()[query_key(length)]
     return template.replace(QUERY_SLOT, " ".join(query.split()))
+
+
+def minutes_template(prompts: dict[str, str], *, json_mode: bool) -> str:
+    """The bundle's prompt for minutes (a bundle from before minutes gets the default)."""
+    key = "minutes_json" if json_mode else "minutes"
+    return prompts.get(key) or default_templates()[key]
+
+
+def verdict_template(prompts: dict[str, str]) -> str:
+    """The hybrid method's question about one candidate item; `{item}` and `{kind}` are filled
+    by the caller, the transcript slot by fill()."""
+    return prompts.get("verdict") or VERDICT_INSTRUCTION
 
 
 def fill(template: str, transcript: str) -> str:

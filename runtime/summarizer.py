@@ -20,15 +20,20 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import asdict, dataclass, field, replace
+from functools import cache
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from sumctl.runtime.backends.base import Backend, GenerationOptions, backend_class
-from sumctl.runtime.bundle import Bundle
+from sumctl.runtime.bundle import Bundle, package_versions
 from sumctl.runtime.chunking import MIN_INPUT_BUDGET, Chapter, chapterize
 from sumctl.runtime.cleaning import clean_turns
 from sumctl.runtime.errors import InputError, SumctlError
 from sumctl.runtime.guards import LOOP, cut_loop, quality_flags
+from sumctl.runtime.minutes import METHODS as MINUTES_METHODS
+from sumctl.runtime.minutes.document import MeetingInfo, Minutes
+from sumctl.runtime.minutes.extract import default_method, extract_minutes, lines_from
+from sumctl.runtime.minutes.render import render_minutes
 from sumctl.runtime.models import resolve_model
 from sumctl.runtime.prompts import DEFAULT_LENGTH, LENGTHS, MAX_NEW_TOKENS, fill, template_for
 from sumctl.runtime.transcript import Transcript, Turn, read_transcript
@@ -49,6 +54,8 @@ class ChapterSummary:
     seconds: float
     quality_flags: list[str] = field(default_factory=list)  # still degenerate after a retry
     retried: bool = False  # the first generation was degenerate and was redone
+    start: float | None = None  # at level 0, the chapter's times, when the transcript has them
+    end: float | None = None
 
 
 @dataclass
@@ -69,30 +76,60 @@ class Summary:
     quality_flags: list[str] = field(default_factory=list)  # of the final summary
     cleaning: dict = field(default_factory=dict)  # what cleaning removed; empty when off
     query: str | None = None  # the question a query-focused summary answers
+    meeting: MeetingInfo = field(default_factory=MeetingInfo)
+    minutes: Minutes | None = None  # decisions, action items, open questions (minutes=True)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The JSON record (runtime/schemas/summary.schema.json describes it). The fields of
+        the first format keep their names; the canonical document's are beside them: `summary`,
+        `meeting`, `provenance` and, for minutes, `decisions`, `action_items`,
+        `open_questions` and `extraction`."""
+        record = asdict(self)
+        minutes = record.pop("minutes")
+        record["summary"] = self.text
+        record["provenance"] = {
+            "model": self.model.get("name"), "bundle_sha256": self.model.get("sha256"),
+            "backend": self.model.get("backend"), "length": self.length, "query": self.query,
+            "minutes_method": (minutes or {}).get("extraction", {}).get("method"),
+            "timings": self.timings, "sumctl_version": sumctl_version()}
+        if minutes is not None:
+            record.update(minutes)
+        return record
 
-    def to_markdown(self) -> str:
+    def to_markdown(self, *, tasks: str = "gfm") -> str:
+        """The Markdown: the summary; with minutes, the minutes form (front matter, decisions,
+        action items as task lines, open questions) in `tasks` style ("gfm" or "obsidian")."""
+        if self.minutes is not None:
+            return render_minutes(self, tasks=tasks)
         parts = [f"# Summary of {Path(self.source).name}", ""]
         if self.query:
             parts += [f"**Question:** {self.query}", ""]
-        parts += [self.text.strip(), "",
-                 f"_{self.length} summary by {self.model['name']}"
-                 + (f" ({self.model['label']})" if self.model.get("label") else "")
-                 + f"; {self.words:,} words in {len(self.top_chapters())} chapter(s), "
-                 f"{self.timings.get('summarize_s', 0):.1f} s._"]
-        if self.quality_flags:
-            parts += ["", f"> **Warning:** this summary looks degenerate "
-                          f"({', '.join(self.quality_flags)}) even after a retry; read the "
-                          "transcript, or try another model or --length."]
-        if self.levels > 1 or len(self.top_chapters()) > 1:
-            parts += ["", "## Chapters", ""]
-            for c in self.top_chapters():
-                flag = f" _(flagged: {', '.join(c.quality_flags)})_" if c.quality_flags else ""
-                parts.append(f"{c.index + 1}. (turns {c.first_turn + 1}-{c.last_turn + 1}) "
-                             f"{c.summary.strip()}{flag}")
+        parts += [self.text.strip(), "", self.byline()]
+        parts += self.warning_lines() + self.chapter_lines()
         return "\n".join(parts) + "\n"
+
+    def byline(self) -> str:
+        return (f"_{self.length} summary by {self.model['name']}"
+                + (f" ({self.model['label']})" if self.model.get("label") else "")
+                + f"; {self.words:,} words in {len(self.top_chapters())} chapter(s), "
+                f"{self.timings.get('summarize_s', 0):.1f} s._")
+
+    def warning_lines(self) -> list[str]:
+        if not self.quality_flags:
+            return []
+        return ["", f"> **Warning:** this summary looks degenerate "
+                    f"({', '.join(self.quality_flags)}) even after a retry; read the "
+                    "transcript, or try another model or --length."]
+
+    def chapter_lines(self) -> list[str]:
+        if self.levels <= 1 and len(self.top_chapters()) <= 1:
+            return []
+        lines = ["", "## Chapters", ""]
+        for c in self.top_chapters():
+            flag = f" _(flagged: {', '.join(c.quality_flags)})_" if c.quality_flags else ""
+            lines.append(f"{c.index + 1}. (turns {c.first_turn + 1}-{c.last_turn + 1}) "
+                         f"{c.summary.strip()}{flag}")
+        return lines
 
     def top_chapters(self) -> list[ChapterSummary]:
         return [c for c in self.chapters if c.level == 0]
@@ -156,13 +193,22 @@ class Summarizer:
         return GenerationOptions(**values)
 
     def summarize(self, source: Transcript | str | os.PathLike, *, length: str | None = None,
-                  query: str | None = None) -> Summary:
+                  query: str | None = None, minutes: bool = False, minutes_method: str | None = None,
+                  meeting_date: str | None = None) -> Summary:
         """The summary of one transcript; with `query`, the answer to that question about it
-        (every chapter and every reduce level is asked the same question)."""
-        return self.summarize_batch([source], length=length, query=query)[0]
+        (every chapter and every reduce level is asked the same question).
+
+        With `minutes`, also its decisions, action items and open questions, found by
+        `minutes_method` ("cues", "hybrid", "model"; default: the backend's measured best);
+        `meeting_date` (ISO) is what relative dates resolve against, where the transcript does
+        not say it."""
+        return self.summarize_batch([source], length=length, query=query, minutes=minutes,
+                                    minutes_method=minutes_method, meeting_date=meeting_date)[0]
 
     def summarize_batch(self, sources: Iterable[Transcript | str | os.PathLike], *,
-                        length: str | None = None, query: str | None = None) -> list[Summary]:
+                        length: str | None = None, query: str | None = None, minutes: bool = False,
+                        minutes_method: str | None = None,
+                        meeting_date: str | None = None) -> list[Summary]:
         """Summaries of several transcripts, each the same as `summarize` gives it alone (with a
         deterministic backend), with their chapters sent to the backend together: one `generate`
         call per reduce level and prompt kind rather than one per file, so a batching backend
@@ -171,6 +217,9 @@ class Summarizer:
         transcripts = [s if isinstance(s, Transcript) else read_transcript(s) for s in sources]
         length = length or self.length
         check_length(length)
+        method = minutes_method or default_method(self.backend)
+        if method not in MINUTES_METHODS:
+            raise SumctlError(f"unknown minutes method {method!r} (use one of {', '.join(MINUTES_METHODS)})")
         started = time.perf_counter()
         final = self.options(length)
         query = " ".join(query.split()) if query and query.strip() else None
@@ -196,6 +245,8 @@ class Summarizer:
                 cleaned = clean_turns(job.turns)
                 job.turns, job.source_index = cleaned.turns, cleaned.source_index
                 job.cleaning = cleaned.report(len(job.transcript.turns))
+        for job in jobs:
+            job.spoken = job.turns
         for level in range(MAX_LEVELS):
             active = [j for j in jobs if j.top is None]
             if not active:
@@ -223,8 +274,10 @@ class Summarizer:
                 for job, chapters in group:
                     mine = done[at:at + len(chapters)]
                     at += len(chapters)
-                    if level == 0 and job.source_index is not None:
-                        _map_to_source(mine, job.source_index, len(job.transcript.turns))
+                    if level == 0:
+                        if job.source_index is not None:
+                            _map_to_source(mine, job.source_index, len(job.transcript.turns))
+                        _add_times(mine, job.transcript.turns)
                     job.records += mine
                     if group is finishing:
                         job.top = mine[-1]
@@ -247,8 +300,39 @@ class Summarizer:
         elapsed = time.perf_counter() - started
         model_seconds = [sum(r.seconds for r in j.records) for j in jobs]
         overhead = max(0.0, elapsed - sum(model_seconds)) / max(1, len(jobs))
-        return [self._summary(job, length, seconds + overhead, query)
-                for job, seconds in zip(jobs, model_seconds)]
+        summaries = [self._summary(job, length, seconds + overhead, query)
+                     for job, seconds in zip(jobs, model_seconds)]
+        for summary in summaries:
+            summary.meeting.date = meeting_date or summary.meeting.date  # the user's word wins
+        if minutes:
+            for job, summary in zip(jobs, summaries):
+                begun = time.perf_counter()
+                summary.minutes = self._minutes(job.transcript, job.spoken, job.source_index, method,
+                                                summary.meeting.date, chapter_budget)
+                summary.timings["minutes_s"] = round(time.perf_counter() - begun, 4)
+        return summaries
+
+    def minutes(self, source: Transcript | str | os.PathLike, *, method: str | None = None,
+                meeting_date: str | None = None, length: str | None = None) -> Minutes:
+        """Only the minutes of a transcript (decisions, action items, open questions), without
+        its summary: what `summarize(minutes=True)` adds, for scripts and measurement."""
+        transcript = source if isinstance(source, Transcript) else read_transcript(source)
+        method = method or default_method(self.backend)
+        length = length or self.length
+        check_length(length)
+        spoken, source_index = transcript.turns, None
+        if self.clean:
+            cleaned = clean_turns(transcript.turns)
+            spoken, source_index = cleaned.turns, cleaned.source_index
+        template = template_for(self.bundle.manifest.prompts, "long" if length == "long" else "medium")
+        budget = self.backend.input_budget(template, self.options(length).max_new_tokens)
+        return self._minutes(transcript, spoken, source_index, method,
+                             meeting_date or transcript.date, budget)
+
+    def _minutes(self, transcript: Transcript, spoken: list[Turn], source_index: list[int] | None,
+                 method: str, meeting_date: str | None, budget: int) -> Minutes:
+        return extract_minutes(transcript.turns, lines_from(spoken, source_index), method=method,
+                               backend=self.backend, budget=budget, meeting_date=meeting_date)
 
     def _summary(self, job: _Job, length: str, seconds: float, query: str | None) -> Summary:
         transcript, top, records = job.transcript, job.top, job.records
@@ -260,6 +344,8 @@ class Summarizer:
             timings={"load_s": round(self.load_seconds, 4), "summarize_s": round(seconds, 4)},
             turns=len(transcript.turns), words=transcript.word_count(),
             quality_flags=list(top.quality_flags), cleaning=job.cleaning, query=query,
+            meeting=MeetingInfo(title=transcript.title, date=transcript.date,
+                                duration_s=transcript.duration_s, participants=transcript.participants),
         )
 
     def summarize_many(self, sources: Iterable[Transcript | str | os.PathLike], *,
@@ -306,6 +392,7 @@ class _Job:
     records: list[ChapterSummary] = field(default_factory=list)
     input_tokens: int | None = None
     source_index: list[int] | None = None  # cleaned turn -> transcript turn, at level 0
+    spoken: list[Turn] = field(default_factory=list)  # the cleaned turns: what minutes read
     cleaning: dict = field(default_factory=dict)
     top: ChapterSummary | None = None  # the final summary, once it fits one chapter
 
@@ -323,6 +410,17 @@ def _map_to_source(records: list[ChapterSummary], source_index: list[int], turns
             record.first_turn = source_index[first - 1] + 1 if first > 0 else 0
         previous_last = last
         record.last_turn = turns - 1 if k == len(records) - 1 else source_index[last]
+
+
+def _add_times(records: list[ChapterSummary], turns: list[Turn]) -> None:
+    for record in records:
+        record.start = turns[record.first_turn].start
+        record.end = turns[record.last_turn].end
+
+
+@cache
+def sumctl_version() -> str | None:
+    return package_versions().get("sumctl")
 
 
 def _passed_on(record: ChapterSummary, cut: bool) -> str:

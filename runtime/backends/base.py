@@ -28,6 +28,9 @@ class GenerationOptions:
     no_repeat_ngram_size: int = 0
     length_penalty: float = 1.0
     repetition_penalty: float | None = None  # None: the bundle's own (GGUF's repeat_penalty)
+    # A JSON Schema the reply must follow, for backends that constrain decoding to one
+    # (constrains_json); the others ignore it and are prompted for a plain-text format instead.
+    json_schema: str | None = None
 
     def stronger(self) -> "GenerationOptions":
         """Settings for the one retry of a degenerate generation: no repeated trigram (bigram,
@@ -64,6 +67,11 @@ class Backend(ABC):
     # (an API answering at temperature 0 with its own settings) has its degenerate output
     # flagged without a retry that would only repeat the call.
     honours_stronger: bool = True
+    # Whether generate() holds the reply to GenerationOptions.json_schema (llama.cpp grammars).
+    constrains_json: bool = False
+    # How minutes are found with this backend by default (runtime/minutes/extract.py): the
+    # method measured best on the labelled meetings for its kind of model.
+    minutes_method: str = "cues"
 
     def __init__(self, bundle: Bundle, *, threads: int | None = None):
         self.bundle = bundle

@@ -24,6 +24,9 @@ N_CTX_ENV = "SUMCTL_GGUF_N_CTX"  # overrides the cap, e.g. to save memory on sma
 # Tokens kept free besides the prompt and the summary, so a template that renders slightly
 # differently around a real transcript (a merged space, a newline) still fits.
 MARGIN_TOKENS = 16
+# A JSON string's character in GBNF, as llama-cpp-python writes it and as JSON allows it.
+_LOOSE_JSON_CHAR = 'char ::= [^"\\\\]'
+_JSON_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F]'
 # Without a chat template (a base model) the instruction and transcript are followed by this cue.
 PLAIN_SUFFIX = "\n\nSummary:\n"
 
@@ -50,6 +53,8 @@ def import_llama_cpp():
 
 class GgufBackend(Backend):
     name = "gguf"
+    constrains_json = True
+    minutes_method = "cues"  # measured: benchmarks/perf/minutes_quality.py
 
     def __init__(self, bundle: Bundle, *, threads: int | None = None, n_ctx: int | None = None):
         super().__init__(bundle, threads=threads)
@@ -98,6 +103,7 @@ class GgufBackend(Backend):
             self._formatter = Jinja2ChatFormatter(template=template, eos_token=text(self.llm.token_eos()),
                                                   bos_token=text(self._bos), add_generation_prompt=True)
         self._overhead: dict[str, int] = {}
+        self._grammars: dict[str, object] = {}
 
     def _apply_adapter(self, adapter: Path, scale: float) -> None:
         """Load the LoRA GGUF onto the model and set it on the context. Llama(lora_path=...) would
@@ -178,7 +184,8 @@ class GgufBackend(Backend):
                       if options.no_repeat_ngram_size > 0 else None)
         for token in self.llm.generate(tokens, temp=self.temperature, top_k=1 if self.temperature == 0 else 40,
                                        repeat_penalty=penalty, reset=True,
-                                       logits_processor=processors):
+                                       logits_processor=processors,
+                                       grammar=self._grammar(options.json_schema)):
             if llama_cpp.llama_vocab_is_eog(self._vocab, token):
                 break
             out.append(token)
@@ -186,6 +193,28 @@ class GgufBackend(Backend):
                 break
         text = self.llm.detokenize(out, special=False).decode("utf-8", errors="replace")
         return Generation(text.strip(), len(tokens), len(out))
+
+    def _grammar(self, schema: str | None):
+        """llama.cpp's grammar for a JSON Schema, built once per schema: decoding under it can
+        only produce JSON of that shape, whatever the model would rather say."""
+        if schema is None:
+            return None
+        if schema not in self._grammars:
+            from llama_cpp import LlamaGrammar
+            from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+            try:
+                gbnf = json_schema_to_gbnf(schema)
+                # llama-cpp-python's port lets a string hold raw control characters (a newline),
+                # which no JSON parser accepts; llama.cpp's own converter excludes them.
+                if _LOOSE_JSON_CHAR not in gbnf:
+                    raise ValueError("unexpected grammar for JSON strings")
+                self._grammars[schema] = LlamaGrammar.from_string(
+                    gbnf.replace(_LOOSE_JSON_CHAR, _JSON_CHAR), verbose=False)
+            except (ValueError, RuntimeError) as e:
+                raise SumctlError(f"{self.bundle.path}: llama.cpp cannot build a grammar for this "
+                                  f"JSON Schema ({e})") from None
+        return self._grammars[schema]
 
     def close(self) -> None:
         llm = getattr(self, "llm", None)

@@ -1,0 +1,371 @@
+"""Candidate decisions, action items and open questions, from the cues people use to make them.
+
+A 135M model does not find action items reliably on its own, and no public training set labels
+them. What marks them is mostly lexical: a commitment ("I'll send the draft"), a request to a
+named person ("Lena, please write up the plan"), an assignment ("Sam schedules Thursday"), a
+settlement ("let's agree", "we decided"), a question nobody could answer. Each cue gives the
+item's owner the way a listener would: the speaker of a commitment, the person a request is
+addressed to (by name, or the one who accepts it in the next turn), the person an assignment
+names. Nobody else: a cue with no such person has no owner.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from sumctl.runtime.minutes.dates import find_date_phrase
+
+
+@dataclass
+class Line:
+    """One cleaned turn, with the index of the turn it came from in the transcript as written."""
+
+    turn: int
+    speaker: str | None
+    text: str
+
+
+@dataclass
+class Candidate:
+    kind: str  # "decision", "action" or "question"
+    text: str  # the decision or question as a statement, or the task as an imperative
+    first: int  # positions in the chapter's lines
+    last: int
+    owner: str | None = None
+    due_text: str | None = None
+    cue: str = ""  # which cue found it: commitment, request, assignment, unassigned, ...
+    sentences: list[str] = field(default_factory=list)  # what it was read from
+
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[\"'(]?[A-Z0-9])")
+_LEAD = re.compile(r"^(?:(?:so|okay|ok|right|well|and|but|yeah|yes|alright|all right|great|good|"
+                   r"then|also|now|fine|sure|sounds good)\b[,:.!]?\s*)+", re.I)
+_AFFIRMATIVE = re.compile(r"^(?:yes|yeah|yep|sure|ok|okay|will do|no problem|on it|absolutely|"
+                          r"definitely|of course|i'll|i will|i can|i'm on it|fine|sounds good|me|"
+                          r"leave it with me|happy to)\b", re.I)
+_NOT_KNOWN = re.compile(r"^(?:i (?:don't|do not) know|not sure|no idea|good question|"
+                        r"i'm not sure|nobody knows|we don't know)\b", re.I)
+
+# Work that is done after the meeting starts with one of these; what runs the meeting itself
+# ("I'll show you", "can you see it", "let me explain") does not.
+_WORK_PHRASES = re.compile(
+    r"^(?:take care of|take (?:a|the) (?:look|lead)|take (?:it|that|this) on|get back to|"
+    r"have a look|get (?:it|that|this|them) (?:done|to)|do (?:a|the|some) \w+|"
+    r"put together|write (?:up|down|a|an|the|it|this|that|some)|"
+    r"make (?:a|an|the|sure|some)|keep (?:an eye|track)|give (?:\w+ )?(?:a|an|the) (?:call|update)|"
+    r"send|check|look|fix|prepare|draft|update|schedule|book|email|call|ping|review|finish|"
+    r"follow up|set up|organi[sz]e|contact|investigate|test|deploy|ship|order|buy|plan|share|"
+    r"find out|figure out|work on|research|design|build|create|draw up|sort out|handle|own|"
+    r"collect|compile|circulate|forward|arrange|confirm|talk to|reach out|document|present "
+    r"(?:it|the|this|that|our|a) \w+|bring|look (?:at|into|up)|think about|come up with|"
+    r"put (?:it|them|this|that|the|our|your|my|a) |make notes|take notes|write|draft|sketch|"
+    r"mock up|analy[sz]e|measure|estimate|cost|price|compare|evaluate|benchmark|recruit|hire|"
+    r"interview|train|migrate|merge|release|publish|upload|install|configure|run|replace|"
+    r"remove|add|move|clean up|refactor|rewrite|split|pay|invoice|sign|approve|submit|file|"
+    r"ask|tell|remind|inform|notify|let \w+ know|get (?:a|an|the|some|back)|find|source|"
+    r"chase|negotiate|renew|cancel|print|deliver|drive|pick up|call|phone|visit|meet|"
+    r"catch up|sync|coordinate|double-check|verify|audit|monitor|track|report)\b", re.I)
+
+_COMMITMENT = re.compile(
+    r"\b(?:i'll|i will|i'm going to|i am going to|i'm gonna|i can|let me|i'll be|i'm taking|"
+    r"i am taking|i'm on|leave (?:it|that|this) with me and i'll)\s+"
+    r"(?:also\s+|just\s+|then\s+|probably\s+|definitely\s+|quickly\s+|try to\s+|happy to\s+)*"
+    r"(?P<task>[a-z].*)", re.I)
+_REQUEST = re.compile(
+    r"\b(?:can you|could you|would you|will you|can we get you to|i need you to|i want you to|"
+    r"(?:can|could|would|will) (?:someone|somebody|anyone|anybody)|who (?:can|could|will|wants to)|"
+    r"you need to|you'll need to|you should|you'll|you will|you're going to|you are going to|"
+    r"(?:^|,\s*)please)\s+(?:please\s+|also\s+|just\s+|then\s+|quickly\s+)*(?P<task>[a-z].*)",
+    re.I)
+_UNASSIGNED = re.compile(
+    r"\b(?:someone|somebody|anyone)\s+(?:needs to|need to|should|has to|must|will need to|"
+    r"ought to|could)\s+(?P<task>[a-z].*)", re.I)
+_DECISION = re.compile(
+    r"\b(?:we(?:'ve| have)? decided|decided (?:to|that|on)|we(?:'ve| have)? agreed|agreed (?:to|that|on)|"
+    r"let's agree|let us agree|let's go with|we'll go with|we will go with|we're going with|"
+    r"we are going with|we go with|go for it|the decision is|decision:|settled on|we'll stick with|"
+    r"let's stick with|it's decided|that's decided|that's settled|we'll use|we will use|"
+    r"we're going to use|we are going to use|let's use|let's keep|we'll keep|is approved|approved|"
+    r"final answer|we're agreed|we are agreed|so that's agreed)\b", re.I)
+_UNDECIDED = re.compile(
+    r"\b(?:open question|still (?:need|have) to (?:decide|figure out|find out|work out|agree)|"
+    r"(?:haven't|have not|didn't|did not|not) (?:yet )?(?:decided|agreed|settled)|still open|"
+    r"undecided|to be decided|tbd|don't know yet|do not know yet|remains to be seen|"
+    r"(?:needs?|has) to be decided|let's come back to|let's revisit|come back to (?:it|this|that) "
+    r"(?:later|next)|park (?:it|this|that)|not sure (?:yet )?(?:whether|if|who|how|what|when))\b",
+    re.I)
+_NEGATED = re.compile(r"\b(?:not|n't|never|no)\b", re.I)
+_QUESTION_WORD = re.compile(r"^(?:what|who|how|when|where|which|why|should|do|does|did|is|are|"
+                            r"can|could|would|will|shall)\b", re.I)
+_ROLE_TAIL = re.compile(r"\s+(?:designer|expert|manager)$", re.I)
+_THIRD_PERSON = re.compile(r"^(?P<verb>[a-z]+)s\b", re.I)
+_NOT_VERBS_S = {"i", "wa", "ha", "say", "think", "mean", "want", "like", "know", "seem", "need",
+                "look", "sound", "feel", "get", "agree"}
+
+
+def sentences(text: str) -> list[str]:
+    return [s.strip() for s in _SENTENCE.split(text) if s.strip()]
+
+
+class People:
+    """Who can own an item: the meeting's speakers (by full name, first name, and for roles such
+    as AMI's "Industrial Designer", the role as said in speech), and people named in the turns."""
+
+    def __init__(self, speakers: list[str], texts: list[str]):
+        self.by_key: dict[str, str] = {}
+        for speaker in speakers:
+            self.by_key.setdefault(speaker.lower(), speaker)
+            first = speaker.split()[0]
+            if len(speaker.split()) > 1 and first[:1].isupper() and not _looks_like_role(speaker):
+                self.by_key.setdefault(first.lower(), speaker)
+            role = _ROLE_TAIL.sub("", speaker)
+            if role != speaker:
+                self.by_key.setdefault(role.lower(), speaker)
+        # People named in speech: a capitalised word used the way names are ("Ana will",
+        # ", Ravi?", "ask Ana"), that is not a speaker's and not an ordinary capitalised word.
+        for text in texts:
+            for m in re.finditer(r"(?:^|[,;:]\s*|\b(?:ask|tell|email|ping|call|with|from|to)\s+)"
+                                 r"([A-Z][a-z]{2,})\b(?=\s*(?:[,?.!]|will\b|'ll\b|is going\b|can\b|"
+                                 r"should\b|needs?\b|on the\b|please\b|$))", text):
+                name = m.group(1)
+                if name.lower() not in _COMMON_CAPITALISED:
+                    self.by_key.setdefault(name.lower(), name)
+        self._pattern = (re.compile(r"\b(?:the\s+)?(" + "|".join(
+            re.escape(k) for k in sorted(self.by_key, key=len, reverse=True)) + r")\b", re.I)
+            if self.by_key else None)
+
+    def find(self, text: str) -> str | None:
+        """The one person the text names, or None (nobody, or several)."""
+        if self._pattern is None:
+            return None
+        found = {self.by_key[m.group(1).lower()] for m in self._pattern.finditer(text)}
+        return found.pop() if len(found) == 1 else None
+
+    def leading(self, text: str) -> tuple[str, str] | None:
+        """(person, rest) where the text starts with a person: "Marco on the export fix"."""
+        if self._pattern is None:
+            return None
+        m = self._pattern.match(text)
+        if not m:
+            return None
+        return self.by_key[m.group(1).lower()], text[m.end():].strip(" ,:")
+
+    def knows(self, name: str) -> bool:
+        return name.lower() in self.by_key
+
+
+def _looks_like_role(name: str) -> bool:
+    return bool(_ROLE_TAIL.search(name)) or name.lower() in {"marketing", "user interface"}
+
+
+_COMMON_CAPITALISED = {
+    "the", "we", "it", "this", "that", "i", "so", "and", "but", "also", "then", "okay", "ok",
+    "yes", "yeah", "no", "well", "right", "great", "good", "thanks", "thank", "sure", "sounds",
+    "let", "let's", "can", "could", "would", "will", "should", "maybe", "perhaps", "what", "who",
+    "how", "when", "where", "why", "which", "there", "here", "they", "you", "he", "she", "our",
+    "my", "your", "their", "its", "if", "or", "for", "on", "in", "at", "to", "of", "a", "an",
+    "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "january",
+    "february", "march", "april", "may", "june", "july", "august", "september", "october",
+    "november", "december", "morning", "afternoon", "everyone", "everybody", "all", "hi", "hello",
+    "now", "just", "actually", "anyway", "alright", "please", "sorry", "fine", "cool", "nice",
+    "first", "second", "next", "last", "finally", "after", "before", "because", "since", "as",
+    "q1", "q2", "q3", "q4", "ci", "qa", "api", "ui", "ux", "pm", "someone", "somebody",
+    "anyone", "anybody", "nobody", "everyone", "none", "whoever", "people", "guys", "folks",
+}
+
+
+def find_candidates(lines: list[Line], people: People) -> list[Candidate]:
+    """Every cue in a chapter's lines, each as a candidate item with its owner and date phrase."""
+    found: list[Candidate] = []
+    for i, line in enumerate(lines):
+        for sentence in sentences(line.text):
+            found.extend(_read_sentence(sentence, i, lines, people))
+    return [_resolve_demonstrative(c, lines) for c in _attach_acceptances(found, lines)]
+
+
+def _read_sentence(sentence: str, i: int, lines: list[Line], people: People) -> list[Candidate]:
+    speaker = lines[i].speaker
+    body = _LEAD.sub("", sentence).strip()
+    is_question = sentence.rstrip().endswith("?")
+    out: list[Candidate] = []
+    if _UNDECIDED.search(body):
+        return [Candidate("question", _statement(body), i, i, cue="undecided", sentences=[sentence])]
+    if is_question and _QUESTION_WORD.match(body) and not _REQUEST.search(body):
+        if i + 1 < len(lines) and lines[i + 1].speaker != speaker and _NOT_KNOWN.match(
+                _LEAD.sub("", lines[i + 1].text)):
+            return [Candidate("question", _statement(body), i, i + 1, cue="unanswered",
+                              sentences=[sentence, lines[i + 1].text])]
+        return []
+    decision = _DECISION.search(body)
+    if decision and not is_question and not _NEGATED.search(body[:decision.start()][-20:]):
+        text = _decision_text(body)
+        if text:
+            out.append(Candidate("decision", text, i, i, cue="settled", sentences=[sentence]))
+    for clause in re.split(r"\s*[;,]\s*(?=[A-Z])|\s*;\s*", body):
+        assigned = _assignment(clause, people, speaker)
+        if assigned:
+            owner, task = assigned
+            # "Lena on the test plan and the interview": two tasks.
+            for part in re.split(r"\s+and\s+(?=(?:the|a|an)\s)", task) if task[:4].lower() in (
+                    "the ", "a ", "an ") else [task]:
+                out.append(Candidate("action", _capital(part), i, i, owner=owner, cue="assignment",
+                                     due_text=find_date_phrase(clause), sentences=[sentence]))
+    if any(c.kind == "action" for c in out):
+        return out
+    request = _REQUEST.search(body)
+    commitment = _COMMITMENT.search(body)
+    unassigned = _UNASSIGNED.search(body)
+    if request and _is_work(request["task"]):
+        owner = people.find(_vocatives(body))
+        if owner == speaker:
+            owner = None
+        out.append(Candidate("action", _task(request["task"]), i, i, owner=owner, cue="request",
+                             due_text=find_date_phrase(body), sentences=[sentence]))
+    elif commitment and not is_question and _is_work(commitment["task"]):
+        out.append(Candidate("action", _task(commitment["task"]), i, i, owner=speaker,
+                             cue="commitment", due_text=find_date_phrase(body), sentences=[sentence]))
+    elif unassigned and not is_question and _is_work(unassigned["task"]):
+        out.append(Candidate("action", _task(unassigned["task"]), i, i, owner=None,
+                             cue="unassigned", due_text=find_date_phrase(body), sentences=[sentence]))
+    return out
+
+
+def _assignment(clause: str, people: People, speaker: str | None) -> tuple[str, str] | None:
+    """(owner, task) for "Marco on the export fix", "Sam schedules Thursday", "the industrial
+    designer will work on the components", "Ana will send the invoice"."""
+    clause = _LEAD.sub("", clause.strip(" .!:")).strip()
+    lead = people.leading(clause)
+    if lead is None:
+        return None
+    owner, rest = lead
+    if owner == speaker:
+        return None  # "Marco will..." said by Marco is a commitment: the next rule reads it
+    m = re.match(r"(?:will|'ll|is going to|is gonna|should|needs to|has to|can|is responsible for|"
+                 r"takes care of|is taking|is on|to)\s+(?:also\s+|then\s+|just\s+|now\s+)*"
+                 r"(?P<task>[a-z].*)", rest, re.I)
+    if m and _is_work(m["task"]):
+        return owner, _task(m["task"])
+    m = re.match(r"on\s+(?P<task>(?:the|a|an|our|his|her|their)\s+.*)", rest, re.I)
+    if m:
+        return owner, _capital(m["task"])
+    m = _THIRD_PERSON.match(rest)
+    if m and m["verb"].lower() not in _NOT_VERBS_S and len(rest.split()) >= 2:
+        verb = m["verb"]
+        base = verb[:-2] + "y" if verb.endswith("ie") else (
+            verb[:-1] if re.search(r"(?:ch|sh|x|ss)e$", verb) else verb)
+        task = base + rest[m.end():]
+        if _is_work(task):
+            return owner, _task(task)
+    return None
+
+
+def _is_work(task: str) -> bool:
+    """Whether a task names work to do after the meeting: it starts with a work verb or phrase
+    (a list, not "any verb": "I'm from Leicester" and "I'll show you" are no tasks)."""
+    task = task.strip()
+    if re.match(r"be\s+\w+ing\b", task, re.I):  # "I'll be working on the design"
+        task = re.sub(r"^be\s+(\w+?)ing\b", lambda m: _ing_base(m.group(1)), task, flags=re.I)
+    return len(task.split()) >= 2 and _WORK_PHRASES.match(task) is not None
+
+
+def _ing_base(stem: str) -> str:
+    for base in (stem, stem + "e"):
+        if _WORK_PHRASES.match(base + " x") or base in ("work", "look", "check", "prepare"):
+            return base
+    return stem
+
+
+def _task(text: str) -> str:
+    """The task as an imperative: the cue words gone, and the vocative and please too."""
+    text = re.sub(r"^be\s+(\w+?)ing\b", lambda m: _ing_base(m.group(1)), text.strip(), flags=re.I)
+    text = re.sub(r",?\s*(?:please|for me)\b", "", text, flags=re.I)
+    text = re.sub(r",\s*[A-Z][a-z]+\s*[?.!]?$", "", text)  # "..., Marco?"
+    return _capital(text.strip(" ,.!?;:"))
+
+
+def _vocatives(text: str) -> str:
+    """The parts of a request where a name is a vocative: its start and its end."""
+    parts = [p.strip() for p in re.split(r",", text)]
+    return " , ".join(p for p in (parts[0], parts[-1]) if len(p.split()) <= 3) if parts else ""
+
+
+def _decision_text(text: str) -> str:
+    text = text.strip(" .!")
+    text = re.sub(r"^(?:let's|let us) agree(?: that| on)?\s+", "Agreed: ", text, flags=re.I)
+    text = re.sub(r"^(?:let's|we'll|we will|we're going to|we are going to) (go with|stick with|use|keep)\b",
+                  r"The team will \1", text, flags=re.I)
+    text = re.sub(r"^we\b", "The team", text, flags=re.I)
+    return _capital(text) + "." if len(text.split()) >= 3 else ""
+
+
+def _statement(text: str) -> str:
+    return _capital(text.strip())
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:] if text else text
+
+
+def _attach_acceptances(found: list[Candidate], lines: list[Line]) -> list[Candidate]:
+    """A request answered by "Yes, I'll take it" is one item: its owner is the person who
+    accepted it (where the request named nobody), and its evidence runs to the answer. A
+    commitment made in that answer ("Sure, I'll send it Friday") is the same item."""
+    kept: list[Candidate] = []
+    for c in found:
+        request = next((k for k in reversed(kept) if k.cue.startswith("request") and k.first < c.first
+                        <= (k.last if k.cue == "request+accepted" else k.last + 1)), None)
+        if (c.kind == "action" and c.cue == "commitment" and request is not None
+                and request.owner in (None, lines[c.first].speaker)):
+            _accept(request, c.first, lines, c.due_text)
+            continue
+        kept.append(c)
+        if c.cue == "request" and c.last + 1 < len(lines):
+            answer = lines[c.last + 1]
+            if (answer.speaker and answer.speaker != lines[c.first].speaker
+                    and c.owner in (None, answer.speaker)
+                    and _AFFIRMATIVE.match(_LEAD.sub("", answer.text) or answer.text)):
+                _accept(c, c.last + 1, lines, find_date_phrase(answer.text))
+    return kept
+
+
+def _accept(request: Candidate, at: int, lines: list[Line], due_text: str | None) -> None:
+    request.owner = lines[at].speaker
+    request.last = max(request.last, at)
+    request.due_text = request.due_text or due_text
+    request.cue = "request+accepted"
+    if lines[at].text not in request.sentences:
+        request.sentences.append(lines[at].text)
+
+
+_DEMONSTRATIVE = re.compile(r"\b(?:that|this|the same)\s+(?P<head>[a-z]+)\b", re.I)
+
+
+def _resolve_demonstrative(c: Candidate, lines: list[Line]) -> Candidate:
+    """"Can you own that fix?" names its task by pointing back: to "the export fix" said a turn
+    or two before. That mention becomes the task's words, and its turn (with any date said
+    there) part of the evidence."""
+    m = _DEMONSTRATIVE.search(c.text)
+    if c.kind != "action" or not m:
+        return c
+    head = m["head"].lower()
+    phrase = re.compile(rf"\b(?:the|an?|our|your)\s+(?:[a-z]+\s+){{0,2}}{re.escape(head)}\b", re.I)
+    for back in range(c.first - 1, max(-1, c.first - 4), -1):
+        for sentence in sentences(lines[back].text):
+            found = phrase.search(sentence)
+            if found and found.group(0).lower().split()[1:] != [head]:
+                c.text = c.text[:m.start()] + found.group(0).lower() + c.text[m.end():]
+                c.first = back
+                # The date said with the mention ("the export fix lands by Friday"), not
+                # another one earlier in the sentence ("ship on October 14th if ...").
+                c.due_text = c.due_text or find_date_phrase(sentence[found.start():])
+                c.sentences.insert(0, sentence)
+                return c
+    return c
+
+
+def _vague(task: str) -> bool:
+    words = re.findall(r"[a-z']+", task.lower())
+    content = [w for w in words if w not in {"it", "that", "this", "them", "one", "the", "a", "on",
+                                             "care", "of", "so", "too", "as", "well", "now"}]
+    return len(content) <= 1

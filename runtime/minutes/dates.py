@@ -1,0 +1,75 @@
+"""Due dates: found as phrases in the evidence, resolved to ISO days with dateparser.
+
+A phrase is looked for with a narrow pattern first: dateparser's own search finds dates in
+ordinary words ("may", "second", "now"), and a date the speaker did not say is exactly what
+must never reach a task. A relative phrase ("Friday", "tomorrow") resolves only against the
+meeting's date; without one it is kept as said and the ISO date stays null.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from datetime import date, datetime, timedelta
+
+_WEEKDAY = r"(?:mon|tues|wednes|thurs|fri|satur|sun)day"
+_MONTH = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
+          r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)")
+_DAY = r"\d{1,2}(?:st|nd|rd|th)?"
+DATE_PHRASE = re.compile(
+    r"\b(?:"
+    rf"\d{{4}}-\d{{2}}-\d{{2}}"
+    rf"|{_MONTH}\.?\s+{_DAY}(?:,?\s+\d{{4}})?"
+    rf"|{_DAY}\s+(?:of\s+)?{_MONTH}(?:,?\s+\d{{4}})?"
+    rf"|(?:(?:this|next|coming)\s+)?{_WEEKDAY}(?:\s+(?:morning|afternoon|evening|night))?"
+    r"|tomorrow|today|tonight|end\s+of\s+(?:the\s+)?(?:day|week|month)"
+    r"|(?:this|next)\s+week|next\s+month"
+    r"|(?:in|within)\s+(?:a|one|two|three|four|\d+)\s+(?:days?|weeks?)"
+    r")\b",
+    re.I)
+# "May" is a month only beside a day; "may" alone is a verb.
+_BARE_MAY = re.compile(r"^may$", re.I)
+_YEAR = re.compile(r"\b\d{4}\b")
+_PART_OF_DAY = re.compile(r"\s+(?:morning|afternoon|evening|night)$", re.I)
+
+
+def find_date_phrase(text: str) -> str | None:
+    """The first date phrase in `text`, as said, or None."""
+    for m in DATE_PHRASE.finditer(text):
+        if not _BARE_MAY.match(m.group(0)):
+            return m.group(0)
+    return None
+
+
+def resolve(phrase: str, meeting_date: str | None) -> str | None:
+    """The ISO day a phrase names, relative to the meeting's date; None when it cannot be
+    known (a relative phrase or a date without a year, and no meeting date)."""
+    text = _PART_OF_DAY.sub("", " ".join(phrase.lower().split()))
+    absolute = bool(_YEAR.search(text))
+    if meeting_date is None and not absolute:
+        return None
+    base = date.fromisoformat(meeting_date) if meeting_date else None
+    if base is not None:
+        if text in ("today", "tonight", "end of day", "end of the day"):
+            return base.isoformat()
+        if text in ("end of week", "end of the week"):
+            return (base + timedelta(days=(4 - base.weekday()) % 7)).isoformat()
+        if text in ("end of month", "end of the month"):
+            last = calendar.monthrange(base.year, base.month)[1]
+            return base.replace(day=last).isoformat()
+    if text in ("this week", "next week", "next month"):
+        return None  # a span, not a day: kept as said
+    import dateparser  # slow to import: only when a date is actually said
+
+    settings = {"PREFER_DATES_FROM": "future", "RETURN_AS_TIMEZONE_AWARE": False,
+                "PREFER_DAY_OF_MONTH": "first", "REQUIRE_PARTS": []}
+    if base is not None:
+        settings["RELATIVE_BASE"] = datetime(base.year, base.month, base.day)
+    parsed = dateparser.parse(re.sub(r"^(?:this|coming)\s+", "", text), languages=["en"],
+                              settings=settings)
+    if parsed is None:
+        return None
+    day = parsed.date()
+    if base is not None and day < base and not absolute:
+        return None  # "Friday" said on a Friday resolves to today, never to the past
+    return day.isoformat()
