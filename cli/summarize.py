@@ -12,7 +12,7 @@ from sumctl.runtime.outputs import (OUTPUT_FORMATS, OutputFolder, claim_stem, ou
                                     write_summary)
 from sumctl.runtime.transcript import DEFAULT_MAX_BYTES, parse_bytes, read_transcript
 
-from sumctl.cli.options import length_option, model_option, threads_option
+from sumctl.cli.options import length_option, minutes_options, model_option, threads_option
 
 
 @click.command()
@@ -42,9 +42,15 @@ from sumctl.cli.options import length_option, model_option, threads_option
                    "backchannels (\"Yeah.\", \"Mm-hmm.\"), fillers (um, uh) and stutters "
                    "(\"the the\", \"w- we\") are removed first; chapters still point at the "
                    "original turns.")
+@minutes_options
+@click.option("--date", "meeting_date", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              metavar="YYYY-MM-DD",
+              help="The meeting's date, which relative due dates (\"by Friday\") resolve against. "
+                   "Default: a JSON transcript's `date`, or a date in the file's name.")
 @click.option("--quiet", "-q", is_flag=True, help="Do not print the summaries.")
 def summarize(files, model, length, out_dir, formats, threads, beams, max_summary_tokens,
-              input_format, max_bytes, query, keep_fillers, quiet):
+              input_format, max_bytes, query, keep_fillers, minutes, minutes_method, tasks,
+              meeting_date, quiet):
     """Summarize transcript files (plain text, WebVTT, SRT, JSON or DialogSum `#Person1#:`).
 
     Each FILE gets `<stem>.summary.md` and `<stem>.summary.json` (the summary, its chapters,
@@ -52,9 +58,14 @@ def summarize(files, model, length, out_dir, formats, threads, beams, max_summar
     Transcripts longer than the model's input are split into chapters on speaker turns and
     summarized recursively; nothing is truncated. Inputs are never modified or overwritten.
 
+    With --minutes, the Markdown is meeting minutes (front matter for Obsidian or a wiki,
+    summary, decisions, action items as task lines, open questions) and the JSON carries
+    the same items with the turns that state them (schema: runtime/schemas/summary.schema.json).
+
     \b
     Examples:
       sumctl summarize meeting.vtt
+      sumctl summarize meeting.vtt --minutes --date 2026-10-07
       sumctl summarize *.json --model bundles/flan-t5-int8 --length short --out summaries/
       cat notes.txt | sumctl summarize - --format txt
     """
@@ -78,11 +89,13 @@ def summarize(files, model, length, out_dir, formats, threads, beams, max_summar
     protected = {p.resolve() for p, _ in transcripts if p is not None}
     taken: set[Path] = set()
     for path, transcript in transcripts:
-        summary = summarizer.summarize(transcript, query=query)
+        summary = summarizer.summarize(
+            transcript, query=query, minutes=minutes, minutes_method=minutes_method,
+            meeting_date=meeting_date.date().isoformat() if meeting_date else None)
         if not quiet:
             if len(transcripts) > 1:
                 click.secho(f"== {transcript.source}", bold=True)
-            click.echo(summary.text.strip())
+            click.echo(summary.to_markdown(tasks=tasks).strip() if minutes else summary.text.strip())
         if path is None and out_dir is None:  # stdin with nowhere to write: print only
             if quiet:
                 click.echo(json.dumps(summary.to_dict(), ensure_ascii=False))
@@ -90,7 +103,8 @@ def summarize(files, model, length, out_dir, formats, threads, beams, max_summar
         place = output_place(path, out=out_dir)
         with OutputFolder(place.folder) as folder:
             stem = claim_stem(folder, place.base_stem, place.source_key, formats, taken, protected)
-            written = write_summary(summary, folder, stem, formats, source_key=place.source_key)
+            written = write_summary(summary, folder, stem, formats, source_key=place.source_key,
+                                    tasks=tasks)
         taken.update(p.resolve() for p in written)
         for p in written:
             click.echo(f"wrote {p}", err=True)

@@ -14,7 +14,7 @@ import click
 from sumctl.runtime.outputs import OUTPUT_FORMATS
 from sumctl.runtime.transcript import DEFAULT_MAX_BYTES
 
-from sumctl.cli.options import length_option, model_option
+from sumctl.cli.options import length_option, minutes_options, model_option
 
 _JSON_FIELDS = ("event", "path", "sha256", "reason", "seconds", "model_seconds", "outputs",
                 "attempts", "next_retry", "count", "signal", "model", "workers", "threads", "batch")
@@ -117,11 +117,13 @@ def configure_logging(*, json_lines: bool, verbose: bool, console=None) -> loggi
 @click.option("--keep-fillers", is_flag=True,
               help="Summarize transcripts as written, backchannel turns, fillers and stutters "
                    "included (by default they are removed first).")
+@minutes_options
 @click.option("--log-json", is_flag=True, help="Log JSON lines to stderr (for journald, Loki, jq).")
 @click.option("--verbose", "-v", is_flag=True, help="Also log skipped files and tracebacks.")
 def watch(folder, model, out, length, formats, workers, threads, batch, once, recursive, include,
           exclude, state_path, settle_seconds, max_attempts, backoff_seconds, retry_failed,
-          max_bytes, poll, rescan_seconds, grace_seconds, keep_fillers, log_json, verbose):
+          max_bytes, poll, rescan_seconds, grace_seconds, keep_fillers, minutes, minutes_method,
+          tasks, log_json, verbose):
     """Summarize every transcript in DIR, exactly once, and keep watching it.
 
     Transcripts already in DIR are summarized first; then new and changed files are
@@ -131,7 +133,8 @@ def watch(folder, model, out, length, formats, workers, threads, batch, once, re
 
     \b
     What makes it safe to leave running:
-      - Jobs are keyed by content hash + model + length in DIR/.sumctl/state.db (SQLite):
+      - Jobs are keyed by content hash + model + length (+ --minutes, --keep-fillers)
+        in DIR/.sumctl/state.db (SQLite):
         a renamed file is not summarized again, an edited one is, and a kill -9 or a
         power cut loses nothing (an interrupted job is redone at the next start).
       - A file is read only once it stopped changing (--settle); temporary names
@@ -159,6 +162,7 @@ def watch(folder, model, out, length, formats, workers, threads, batch, once, re
       sumctl watch ~/Meetings
       sumctl watch /srv/transcripts --model bundles/flan-t5-int8 --workers 2 -r
       sumctl watch inbox/ --out summaries/ --length short --include '*.vtt'
+      sumctl watch ~/Meetings --minutes --tasks obsidian  # minutes into an Obsidian vault
       sumctl watch /srv/transcripts --batch 4         # a busy folder, on CPU
       sumctl watch inbox/ --once --log-json          # cron / CI: the backlog, then exit
       sumctl status inbox/                            # done / failed / pending, last errors
@@ -177,7 +181,7 @@ def watch(folder, model, out, length, formats, workers, threads, batch, once, re
         settle_seconds=settle_seconds, max_attempts=max_attempts, backoff_seconds=backoff_seconds,
         once=once, formats=tuple(formats) or DEFAULT_FORMATS, max_bytes=max_bytes, poll=poll,
         rescan_seconds=rescan_seconds, grace_seconds=grace_seconds, retry_failed=retry_failed,
-        clean=not keep_fillers)
+        clean=not keep_fillers, minutes=minutes, minutes_method=minutes_method, tasks=tasks)
     watcher = Watcher(config, on_outcome=progress.update if progress else None)
     if progress:
         progress.start()

@@ -10,6 +10,7 @@ from sumctl.runtime.bundle import Bundle
 from sumctl.runtime.errors import SumctlError
 from sumctl.runtime.outputs import OUTPUT_FORMATS
 from sumctl.runtime.prompts import DEFAULT_LENGTH
+from sumctl.runtime.minutes import METHODS as MINUTES_METHODS, TASK_STYLES
 from sumctl.runtime.summarizer import check_length
 from sumctl.runtime.transcript import max_bytes_default
 from sumctl.runtime.watch.state import STATE_DIR, default_state_path
@@ -66,6 +67,9 @@ class WatchConfig:
         grace_seconds: how long a stop waits for the jobs in flight.
         retry_failed: give failed jobs a fresh set of attempts at start.
         clean: remove fillers and backchannels before summarizing (see cleaning.py).
+        minutes: write the minutes form: decisions, action items, open questions (runtime/minutes/).
+        minutes_method: how minutes are found ("cues", "hybrid", "model"); None: the backend's default.
+        tasks: how action items are written in Markdown, "gfm" or "obsidian".
     """
 
     folder: Path
@@ -90,9 +94,23 @@ class WatchConfig:
     grace_seconds: float = 30.0
     retry_failed: bool = False
     clean: bool = True
+    minutes: bool = False
+    minutes_method: str | None = None
+    tasks: str = "gfm"
     # Filled in on construction.
     root: Path = field(init=False)  # the folder's real path: every path is compared in it
     threads_warning: str | None = field(init=False, default=None)
+
+    @property
+    def job_variant(self) -> str:
+        """What a job is keyed by besides its content and model: the length, and whatever else
+        changes what is written (the minutes form, its method and task style; kept fillers)."""
+        parts = [self.length]
+        if self.minutes:
+            parts.append(f"minutes:{self.minutes_method or 'default'}:{self.tasks}")
+        if not self.clean:
+            parts.append("keep-fillers")
+        return "+".join(parts)
 
     def __post_init__(self):
         def put(name, value):
@@ -108,6 +126,11 @@ class WatchConfig:
             raise SumctlError(f"--batch {self.batch}: need at least one file per batch")
         if self.max_attempts < 1:
             raise SumctlError(f"--max-attempts {self.max_attempts}: need at least one attempt")
+        if self.minutes_method is not None and self.minutes_method not in MINUTES_METHODS:
+            raise SumctlError(f"unknown minutes method {self.minutes_method!r} "
+                              f"(use one of {', '.join(MINUTES_METHODS)})")
+        if self.tasks not in TASK_STYLES:
+            raise SumctlError(f"unknown task style {self.tasks!r} (use one of {', '.join(TASK_STYLES)})")
         bad = [f for f in self.formats if f not in OUTPUT_FORMATS]
         if bad:
             raise SumctlError(f"unknown output format {bad[0]!r} (use {', '.join(OUTPUT_FORMATS)})")

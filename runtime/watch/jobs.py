@@ -212,7 +212,7 @@ class JobPipeline:
             return self._unreadable(path, queued_at, picked_at, e)
         if sha in batch_shas:
             return None
-        claim = self.state.claim(sha, self.model_hash, self.config.length, path,
+        claim = self.state.claim(sha, self.model_hash, self.config.job_variant, path,
                                  max_attempts=self.config.max_attempts, st=st)
         job = claim.job
         if claim.decision == ClaimDecision.DONE:
@@ -273,7 +273,7 @@ class JobPipeline:
         real = os.path.realpath(path)
         key = "unreadable:" + hashlib.sha256(
             f"{real}\0{st.st_dev}\0{st.st_ino}\0{st.st_ctime_ns}".encode()).hexdigest()
-        claim = self.state.claim(key, self.model_hash, self.config.length, path,
+        claim = self.state.claim(key, self.model_hash, self.config.job_variant, path,
                                  max_attempts=self.config.max_attempts)
         if claim.decision != ClaimDecision.RUN:
             return not_run(path, claim)
@@ -288,12 +288,17 @@ class JobPipeline:
         return parse_bytes(c.data, name=c.path, fmt=format_from_extension(Path(c.path)),
                            max_bytes=max_bytes)
 
+    @property
+    def summary_options(self) -> dict:
+        return {"minutes": self.config.minutes, "minutes_method": self.config.minutes_method}
+
     def _summarize(self, summarizer: Summarizer, claims: list[Claimed]) -> tuple[list, int]:
         """A Summary or the exception per claim, and how many files shared each model call."""
         if len(claims) > 1:
             t0 = time.perf_counter()
             try:
-                summaries = summarizer.summarize_batch([c.transcript for c in claims])
+                summaries = summarizer.summarize_batch([c.transcript for c in claims],
+                                                       **self.summary_options)
             except Exception as e:
                 # One file's failure must be that file's alone: find it by going one by one.
                 log.info("a batch of %d files failed (%s); summarizing them one at a time",
@@ -311,7 +316,7 @@ class JobPipeline:
                 break
             t0 = time.perf_counter()
             try:
-                results.append(summarizer.summarize(c.transcript))
+                results.append(summarizer.summarize(c.transcript, **self.summary_options))
             except Exception as e:
                 c.own_seconds += time.perf_counter() - t0  # no summary carries it: count it here
                 results.append(e)
@@ -338,7 +343,7 @@ class JobPipeline:
                 stem = claim_stem(folder, place.base_stem, place.source_key, config.formats)
                 extra["watch"]["write_s"] = round(time.perf_counter() - t1, 4)
                 written = write_summary(summary, folder, stem, config.formats,
-                                        source_key=place.source_key, extra=extra)
+                                        source_key=place.source_key, extra=extra, tasks=config.tasks)
                 remove_own_error_files(folder, place.base_stem, place.source_key)
         except Exception as e:
             c.own_seconds += time.perf_counter() - t1
