@@ -5,6 +5,12 @@ transcript being text or a path in any reader format), plus an optional `length`
 short) saying which instruction the reference answers. A record without one answers
 `--default-length`.
 
+A record may also carry labelled minutes (`decisions`, `action_items` with task, owner and due,
+`open_questions`): it then adds one example that teaches the minutes prompt, with the items in
+the target the runtime reads back (runtime/minutes/textformat.py: JSON for causal LMs, which
+run under a grammar; the plain-text format for T5). Only whole transcripts: a meeting's items
+cannot be pinned on one of its chapters.
+
 Every example is a prompt exactly as the exported bundle will see it:
   - a transcript that fits the model's input budget (computed like the runtime: the prompt
     template, the chat template for causal LMs, and the summary's share of a causal LM's
@@ -30,14 +36,18 @@ from pathlib import Path
 from typing import Callable
 
 from sumctl.runtime.cleaning import clean_turns
-from sumctl.runtime.chunking import chapterize
+from sumctl.runtime.chunking import MIN_INPUT_BUDGET, chapterize
 from sumctl.exporters.errors import TrainError
 from sumctl.benchmarks.eval.records import Dataset, EvalRecord, load_dataset
-from sumctl.runtime.prompts import LENGTHS, fill, template_for
+from sumctl.runtime.minutes.textformat import (ITEMS_MAX_NEW_TOKENS, ProposedAction, format_items,
+                                               format_items_json)
+from sumctl.runtime.prompts import LENGTHS, fill, minutes_template, template_for
 
 from sumctl.exporters.train.hf_backend import CAUSAL, ModelShape, causal_reply_ids
 
 IGNORE_INDEX = -100  # the label transformers' losses skip
+SUMMARY, MINUTES = "summary", "minutes"
+MINUTES_FIELDS = ("decisions", "action_items", "open_questions")
 MIN_EXAMPLES = 4
 LONG_INPUT_POLICIES = ("reduce", "skip")
 
@@ -52,6 +62,7 @@ class Example:
     reference: str
     chapters: int  # chapters the runtime splits the transcript into
     query: str | None = None  # asked through the query prompt, as the runtime asks it
+    task: str = SUMMARY  # or MINUTES: the reference is the record's items in the minutes target
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)
@@ -81,11 +92,45 @@ def load_records(path: str | Path) -> Dataset:
         if length is not None and length not in LENGTHS:
             raise TrainError(f"{dataset.path}:{r.line}: 'length' is {length!r}; use one of "
                              f"{', '.join(LENGTHS)} (or leave it out for --default-length)")
+        minutes_fields(r, dataset.path)  # checked now, not halfway through building examples
         given = r.extra.get("reduce_input")
         if given is not None and (not isinstance(given, str) or not given.strip()):
             raise TrainError(f"{dataset.path}:{r.line}: 'reduce_input' must be non-empty text (the "
                              "summaries of the transcript's parts, one a line), or left out")
     return dataset
+
+
+def minutes_fields(record: EvalRecord, path) -> tuple[list, list, list] | None:
+    """A record's labelled minutes, if it has any: `decisions` and `open_questions` as lists of
+    text (or of {"text": ...}), `action_items` as lists of {"task", "owner"?, "due"?} (or text).
+    None when the record has none of the three fields."""
+    if not any(key in record.extra for key in MINUTES_FIELDS):
+        return None
+
+    def texts(key: str) -> list[str]:
+        items = record.extra.get(key) or []
+        out = [i.get("text") if isinstance(i, dict) else i for i in items] if isinstance(items, list) else None
+        if out is None or not all(isinstance(t, str) and t.strip() for t in out):
+            raise TrainError(f"{path}:{record.line}: {key!r} must be a list of texts (or of "
+                             "objects with a 'text'); see sumctl train --help")
+        return [t.strip() for t in out]
+
+    actions = []
+    for item in record.extra.get("action_items") or []:
+        item = {"task": item} if isinstance(item, str) else item
+        if not isinstance(item, dict) or not isinstance(item.get("task"), str) or not item["task"].strip() \
+                or any(item.get(k) is not None and not isinstance(item.get(k), str) for k in ("owner", "due")):
+            raise TrainError(f"{path}:{record.line}: each of 'action_items' needs a 'task' text, and "
+                             "'owner' and 'due' must be text or null")
+        actions.append(ProposedAction(item["task"].strip(), item.get("owner") or None,
+                                      item.get("due_text") or item.get("due") or None))
+    return texts("decisions"), actions, texts("open_questions")
+
+
+def minutes_reference(items: tuple[list, list, list], causal: bool) -> str:
+    """The minutes target a model learns: the JSON its GGUF grammar holds it to (causal LMs,
+    which sumctl runs through llama.cpp), or the plain-text format (seq2seq, e.g. T5)."""
+    return format_items_json(*items) if causal else format_items(*items)
 
 
 def select(dataset: Dataset, lengths: tuple[str, ...], default_length: str) -> tuple[list, dict]:
@@ -142,6 +187,22 @@ def build_examples(dataset: Dataset, pairs: list[tuple[EvalRecord, str]], shape:
             counts["skipped_long"] += 1
         else:
             long_pairs.append((record, length, len(chapters)))
+    for record in {id(r): r for r, _ in pairs}.values():  # once per record, whatever its lengths
+        items = minutes_fields(record, dataset.path)
+        if items is None:
+            continue
+        template = minutes_template(templates, json_mode=shape.kind == CAUSAL)
+        budget = shape.input_budget(template, ITEMS_MAX_NEW_TOKENS)
+        if budget < MIN_INPUT_BUDGET:  # the reply alone fills a causal model's context
+            counts["minutes_skipped_context"] += 1
+            continue
+        chapters = chapterize(clean_turns(record.transcript.turns).turns, budget, shape.count_tokens)
+        if len(chapters) != 1:  # a whole meeting's items cannot be pinned on one chapter of it
+            counts["minutes_skipped_long"] += 1
+            continue
+        examples.append(Example(record.id, record.line, "medium", "transcript", chapters[0].text(),
+                                minutes_reference(items, shape.kind == CAUSAL), 1, None, MINUTES))
+        counts["minutes"] += 1
     iterator = progress(long_pairs) if (progress and long_pairs) else long_pairs
     for record, length, n in iterator:
         if reducer is None:
@@ -154,14 +215,20 @@ def build_examples(dataset: Dataset, pairs: list[tuple[EvalRecord, str]], shape:
         examples.append(Example(record.id, record.line, length, "reduce", text, record.reference, n,
                                 record.query))
         counts["reduce_input"] += 1
-    counts.update(f"length_{e.length}" for e in examples)
+    counts.update(f"length_{e.length}" for e in examples if e.task == SUMMARY)
     return Prepared(examples, dict(counts))
+
+
+def example_template(example: Example, templates: dict[str, str], causal: bool) -> str:
+    if example.task == MINUTES:
+        return minutes_template(templates, json_mode=causal)
+    return template_for(templates, example.length, example.query)
 
 
 def encode(example: Example, shape: ModelShape, templates: dict[str, str]) -> dict:
     """Token ids and labels for one example (no padding; the collator pads)."""
     tokenizer = shape.tokenizer
-    prompt_text = fill(template_for(templates, example.length, example.query), example.text)
+    prompt_text = fill(example_template(example, templates, shape.kind == CAUSAL), example.text)
     prompt = shape.prompt_ids(prompt_text)
     if shape.kind == CAUSAL:
         target = causal_reply_ids(tokenizer, prompt_text, example.reference, prompt)
@@ -189,7 +256,8 @@ def encode_all(examples: list[Example], shape: ModelShape, templates: dict[str, 
                              f"over --max-input-tokens {shape.max_input_tokens}")
         # A causal reply ends with the end-of-turn token, which llama.cpp stops at without
         # counting it against the summary budget.
-        limit = max_new_tokens[e.length] + (1 if shape.kind == CAUSAL else 0)
+        limit = (ITEMS_MAX_NEW_TOKENS if e.task == MINUTES else max_new_tokens[e.length]) \
+            + (1 if shape.kind == CAUSAL else 0)
         if target_length(f) > limit:
             overlong.append((e, target_length(f)))
             continue

@@ -297,3 +297,30 @@ def test_no_cuda_is_a_clear_error(train_t5_base, train_jsonl, tmp_path):
     with pytest.raises(TrainError, match="--device cuda"):
         train(_config(train_t5_base, train_jsonl, tmp_path / "out", device="cuda"))
     assert not os.path.exists(tmp_path / "out")
+
+
+def test_records_with_labelled_minutes_teach_the_minutes_target(train_t5_base, train_llama_base, tmp_path):
+    """Decisions, action items and open questions in a record become one more example: the
+    minutes prompt, with the items in the target the runtime reads back (text for T5, the
+    grammar's JSON for a causal LM)."""
+    from sumctl.runtime.minutes.textformat import parse_items, parse_items_json
+
+    records = train_records(5)
+    records[0] |= {"decisions": ["Ship on Friday"],
+                   "action_items": [{"task": "send the plan", "owner": "Bob", "due": "Friday"},
+                                    "update the docs"],
+                   "open_questions": [{"text": "Who pays?"}]}
+    for base, name in ((train_t5_base, "t5"), (train_llama_base, "llama")):
+        out = tmp_path / name
+        result = train(_config(base, write_jsonl(tmp_path / f"{name}.jsonl", records), out,
+                               max_steps=1, max_input_tokens=1024))
+        assert result.report["data"]["minutes"] == 1
+        examples = [json.loads(line) for line in (out / "training" / "examples.jsonl").read_text().splitlines()]
+        (minutes,) = [e for e in examples if e["task"] == "minutes"]
+        read = parse_items(minutes["reference"]) if name == "t5" else parse_items_json(minutes["reference"])
+        assert read.decisions == ["Ship on Friday"] and read.open_questions == ["Who pays?"]
+        assert [(a.task, a.owner, a.due) for a in read.action_items] == [
+            ("send the plan", "Bob", "Friday"), ("update the docs", None, None)]
+    records[1]["action_items"] = [{"owner": "Bob"}]
+    with pytest.raises(TrainError, match=r"bad\.jsonl:2: each of 'action_items' needs a 'task'"):
+        train(_config(train_t5_base, write_jsonl(tmp_path / "bad.jsonl", records), tmp_path / "bad"))
