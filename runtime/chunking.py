@@ -118,3 +118,17 @@ def _split_words(text: str, room: int, count_tokens: CountTokens) -> list[str]:
         out.append(" ".join(words[start:end]))
         start = end
     return out
+
+
+def source_spans(ranges: list[tuple[int, int]], source_index: list[int], turns: int) -> list[tuple[int, int]]:
+    """Chapters of cleaned turns, given as (first, last) cleaned indexes, as ranges of the
+    transcript's turns as written. A turn cleaning dropped belongs to the chapter after it (the
+    last chapter takes the trailing ones), so the chapters still cover every turn, in order; a
+    turn too long for one chapter belongs to both chapters it was split across."""
+    spans, previous_last = [], -1
+    for k, (first, last) in enumerate(ranges):
+        written_first = (source_index[first] if first == previous_last
+                         else source_index[first - 1] + 1 if first > 0 else 0)
+        previous_last = last
+        spans.append((written_first, turns - 1 if k == len(ranges) - 1 else source_index[last]))
+    return spans

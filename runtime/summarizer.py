@@ -26,7 +26,7 @@ from typing import Iterable, Iterator
 
 from sumctl.runtime.backends.base import Backend, GenerationOptions, backend_class
 from sumctl.runtime.bundle import Bundle, package_versions
-from sumctl.runtime.chunking import MIN_INPUT_BUDGET, Chapter, chapterize
+from sumctl.runtime.chunking import MIN_INPUT_BUDGET, Chapter, chapterize, source_spans
 from sumctl.runtime.cleaning import clean_turns
 from sumctl.runtime.errors import InputError, SumctlError
 from sumctl.runtime.guards import LOOP, cut_loop, quality_flags
@@ -398,18 +398,10 @@ class _Job:
 
 
 def _map_to_source(records: list[ChapterSummary], source_index: list[int], turns: int) -> None:
-    """Chapters of cleaned turns point at the transcript as written. A turn cleaning dropped
-    belongs to the chapter after it (the last chapter takes the trailing ones), so the
-    chapters still cover every turn, in order."""
-    previous_last = -1
-    for k, record in enumerate(records):
-        first, last = record.first_turn, record.last_turn
-        if first == previous_last:  # a turn too long for one chapter, split across two
-            record.first_turn = source_index[first]
-        else:
-            record.first_turn = source_index[first - 1] + 1 if first > 0 else 0
-        previous_last = last
-        record.last_turn = turns - 1 if k == len(records) - 1 else source_index[last]
+    """Chapters of cleaned turns point at the transcript as written (chunking.source_spans)."""
+    spans = source_spans([(r.first_turn, r.last_turn) for r in records], source_index, turns)
+    for record, (first, last) in zip(records, spans):
+        record.first_turn, record.last_turn = first, last
 
 
 def _add_times(records: list[ChapterSummary], turns: list[Turn]) -> None:
