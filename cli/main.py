@@ -43,9 +43,9 @@ def cli():
 
 
 def _register() -> None:
-    from sumctl.cli import export, models, summarize
+    from sumctl.cli import ask, export, models, summarize
 
-    for module in (summarize, export, models):
+    for module in (summarize, ask, export, models):
         module.register(cli)
     for optional in ("watch", "bench", "train"):
         try:
