@@ -207,8 +207,9 @@ def _model_verdicts(items: list[_Item], chapter: list[Line], backend: Backend,
     prompts = []
     for item in items:
         context = _render(chapter[max(0, item.first - 2):item.last + 2])
-        prompts.append(fill(template, context).replace("{item}", item.text)
-                       .replace("{kind}", _KINDS[item.kind]))
+        # The item and its kind go in before the transcript, whose text may hold any braces.
+        prompts.append(fill(template.replace("{item}", item.text).replace("{kind}", _KINDS[item.kind]),
+                            context))
     replies = backend.generate(prompts, options)
     kept = [item for item, reply in zip(items, replies) if "yes" in reply.text.lower()[:6]]
     counts["rejected_by_model"] += len(items) - len(kept)
