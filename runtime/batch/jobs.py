@@ -161,9 +161,13 @@ def plan_jobs(sources: list[SourceFile], dest: Destination, options: BatchOption
             key = options.job_key(sha)
             book = records_for(folder)
             record = book.read_record(record_name(key, place.source_key)) if book else None
-            if record is not None and _still_done(record, key, folder_for(folder), retry_failed):
-                plan.finished.append(Result.from_record(record, Status.SKIPPED))
-                continue
+            if record is not None:
+                if _still_done(record, key, folder_for(folder), retry_failed):
+                    plan.finished.append(Result.from_record(record, Status.SKIPPED))
+                    continue
+                # Its outputs are gone, or it is retried: the record no longer vouches for it,
+                # and a worker must not take it for the work of a worker that died.
+                book.remove(record_name(key, place.source_key))
             out = folder_for(folder)
             stem = claim_stem(out, place.base_stem, place.source_key, options.formats, taken,
                               protected)
