@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Iterator
 
@@ -58,12 +59,15 @@ def _run(job: Job) -> dict:
 
 
 def run_local(jobs: list[Job], options: BatchOptions, dest: Destination, *,
-              workers: int) -> Iterator[Result]:
+              workers: int, meta: dict | None = None) -> Iterator[Result]:
     """Each job's result, as workers finish them. A worker that cannot load the model stops
-    the batch with that error (it is nobody's transcript's fault)."""
+    the batch with that error (it is nobody's transcript's fault). `meta` gets `ready_at`, the
+    moment jobs are dispatched (workers start and load the model from then on)."""
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init,
                                initargs=(os.getpid(), options, dest))
+    if meta is not None:
+        meta["ready_at"] = time.perf_counter()
     try:
         pending = {pool.submit(_run, job) for job in jobs}
         while pending:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import time
 import warnings
 from typing import Iterator
 
@@ -134,12 +135,15 @@ def run_ray(jobs: list[Job], options: BatchOptions, dest: Destination, *,
             address: str | None = None, workers: int | None = None,
             threads: int | None = None, meta: dict | None = None) -> Iterator[Result]:
     """Each job's result, as Ray Data returns them (Ray draws its own progress bars). `meta`
-    receives the actors and threads chosen, and the cluster's CPUs and nodes."""
+    receives the actors and threads chosen, the cluster's CPUs and nodes, and `ready_at`, the
+    moment the cluster was reached."""
     host = driver_host(address)
     # A local cluster, or one whose nodes run on loopback (this driver must then be on loopback
     # too, or Ray looks for a raylet on this machine's network address).
     ray = import_ray(loopback=address is None or (host is not None and is_loopback(host)))
     started = connect(ray, address)
+    if meta is not None:
+        meta["ready_at"] = time.perf_counter()
     try:
         from ray.data import ActorPoolStrategy
 

@@ -129,6 +129,7 @@ def run_batch(sources: list[str], out: str | os.PathLike, *, model: str | None =
     dest = Destination.open(out)
     dest.sweep()
     plan = plan_jobs(listed, dest, options, retry_failed=retry_failed)
+    planned = time.perf_counter()
     if on_plan is not None:
         on_plan(plan)
     results = [*plan.finished, *plan.unreadable]
@@ -142,7 +143,7 @@ def run_batch(sources: list[str], out: str | os.PathLike, *, model: str | None =
             threads = threads or max(1, cores() // n)
             options = BatchOptions.from_dict({**options.to_dict(), "threads": threads})
             meta.update(workers=n, threads=threads)
-            stream = run_local(plan.jobs, options, dest, workers=n)
+            stream = run_local(plan.jobs, options, dest, workers=n, meta=meta)
         else:
             from sumctl.runtime.batch.ray_engine import run_ray
 
@@ -159,5 +160,11 @@ def run_batch(sources: list[str], out: str | os.PathLike, *, model: str | None =
         finally:
             stream.close()
     dest.sweep()  # whatever an earlier, killed run's writers left while they were dying
-    return BatchReport(results, time.perf_counter() - started, engine,
+    finished = time.perf_counter()
+    # Where the time went: listing, hashing and naming (plan_s); starting the pool or reaching
+    # the cluster (start_s); and the jobs, from the first dispatched to the last result (run_s).
+    ready = meta.pop("ready_at", planned)
+    meta.update(plan_s=round(planned - started, 3), start_s=round(ready - planned, 3),
+                run_s=round(finished - ready, 3))
+    return BatchReport(results, finished - started, engine,
                        meta.pop("workers", 0), meta.pop("threads", 0), meta)
