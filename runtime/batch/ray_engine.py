@@ -27,6 +27,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import re
 import time
 import warnings
 from typing import Iterator
@@ -120,6 +121,29 @@ def driver_host(address: str | None) -> str | None:
     return address.split("://")[-1].rsplit(":", 1)[0]
 
 
+def _reason(error: BaseException) -> str:
+    """One line for a failed Ray job: a SumctlError raised in a worker (a bundle that does not
+    load there) as it is, anything else with Ray's first line."""
+    seen = set()
+    stack = [error]
+    while stack:
+        e = stack.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, SumctlError):
+            return str(e)
+        stack += [c for c in (getattr(e, "cause", None), e.__cause__, e.__context__)
+                  if isinstance(c, BaseException)]
+    # An actor that died in its constructor carries the worker's traceback only as text.
+    text = str(error)
+    found = re.findall(r"^sumctl\.\S*Error: (.+)$", text, re.M)
+    if found:
+        return found[-1].strip()
+    first = next((line for line in text.splitlines() if line.strip()), type(error).__name__)
+    return f"the Ray job failed: {first.strip()[:300]}"
+
+
 def plan_actors(cpus: float, workers: int | None, threads: int | None, jobs: int) -> tuple[int, int]:
     """(actors, threads per actor) so that actors x threads fits the CPUs Ray reports."""
     cpus = max(1, int(cpus))
@@ -166,8 +190,13 @@ def run_ray(jobs: list[Job], options: BatchOptions, dest: Destination, *,
                                                   "dest": {"fs_uri": dest.fs_uri, "path": dest.path}},
                 batch_size=1, compute=ActorPoolStrategy(size=actors), num_cpus=threads,
                 **restarts)
-        for row in dataset.iter_rows():
-            yield Result.from_dict(json.loads(row["result"]))
+        try:
+            for row in dataset.iter_rows():
+                yield Result.from_dict(json.loads(row["result"]))
+        except SumctlError:
+            raise
+        except Exception as e:  # Ray's wrappers around a worker's error
+            raise SumctlError(_reason(e)) from None
     finally:
         if started:
             ray.shutdown()

@@ -197,3 +197,16 @@ def test_engine_ray_without_ray_says_how_to_install_it(tmp_path, extractive_bund
     assert result.stderr.strip().splitlines() == [
         "Error: --engine ray needs Ray Data: pip install 'sumctl[ray]'"]
     assert not (tmp_path / "o").exists()
+
+
+def test_a_bundle_that_does_not_load_on_the_workers_stops_the_batch_in_one_line(
+        tmp_path, dialogsum_file, extractive_bundle_dir):
+    from sumctl.runtime.errors import SumctlError
+
+    write_dialogues(dialogsum_file, tmp_path / "in", 3)
+    broken = tmp_path / "broken"
+    shutil.copytree(extractive_bundle_dir, broken)
+    (broken / "extractive.json").write_text("{}")
+    with pytest.raises(SumctlError, match="extractive.json: sha256 .* does not match"):
+        run_batch([tmp_path / "in"], tmp_path / "out", model=str(broken), workers=1)
+    assert output_files(tmp_path / "out") == {} and not done_records(tmp_path / "out")

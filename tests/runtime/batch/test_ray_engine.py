@@ -255,3 +255,17 @@ def test_a_two_node_cluster_on_loopback_runs_tasks_on_both_nodes(ray_cluster, di
         assert sockets and not exposed, exposed
     finally:
         cluster.shutdown()
+
+
+def test_a_bundle_that_does_not_load_on_the_actors_stops_the_batch_in_one_line(
+        ray_cluster, dialogsum_file, extractive_bundle_dir, tmp_path):
+    from sumctl.runtime.errors import SumctlError
+
+    write_dialogues(dialogsum_file, tmp_path / "in", 3)
+    broken = tmp_path / "broken"
+    shutil.copytree(extractive_bundle_dir, broken)
+    (broken / "extractive.json").write_text("{}")
+    with pytest.raises(SumctlError, match=r"extractive.json: sha256 .* does not match") as caught:
+        run_batch([tmp_path / "in"], tmp_path / "out", model=str(broken), engine="ray")
+    assert "\n" not in str(caught.value)
+    assert output_files(tmp_path / "out") == {} and not done_records(tmp_path / "out")
