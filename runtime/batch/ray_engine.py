@@ -145,14 +145,12 @@ def _reason(error: BaseException) -> str:
 
 
 def plan_actors(cpus: float, workers: int | None, threads: int | None, jobs: int) -> tuple[int, int]:
-    """(actors, threads per actor) so that actors x threads fits the CPUs Ray reports."""
+    """(actors, threads per actor) so that actors x threads fits the CPUs Ray reports (a fixed
+    pool of actors that cannot all be placed would wait for them)."""
     cpus = max(1, int(cpus))
-    if workers is None:
-        threads = threads or 1
-        workers = max(1, cpus // threads)
-    else:
-        threads = threads or max(1, cpus // workers)
-    return max(1, min(workers, jobs)), threads
+    threads = min(threads or (1 if workers is None else max(1, cpus // workers)), cpus)
+    actors = min(workers or cpus, max(1, cpus // threads))
+    return max(1, min(actors, jobs)), threads
 
 
 def run_ray(jobs: list[Job], options: BatchOptions, dest: Destination, *,

@@ -140,7 +140,8 @@ def run_batch(sources: list[str], out: str | os.PathLike, *, model: str | None =
 
             n = workers or max(1, cores() // (threads or 1))
             n = max(1, min(n, len(plan.jobs)))
-            threads = threads or max(1, cores() // n)
+            # workers x threads within the cores, as `sumctl watch` keeps them.
+            threads = max(1, min(threads or cores() // n, cores() // n))
             options = BatchOptions.from_dict({**options.to_dict(), "threads": threads})
             meta.update(workers=n, threads=threads)
             stream = run_local(plan.jobs, options, dest, workers=n, meta=meta)

@@ -210,3 +210,16 @@ def test_a_bundle_that_does_not_load_on_the_workers_stops_the_batch_in_one_line(
     with pytest.raises(SumctlError, match="extractive.json: sha256 .* does not match"):
         run_batch([tmp_path / "in"], tmp_path / "out", model=str(broken), workers=1)
     assert output_files(tmp_path / "out") == {} and not done_records(tmp_path / "out")
+
+
+@pytest.mark.parametrize("cpus, workers, threads, jobs, expected", [
+    (2, None, None, 43, (2, 1)),   # one single-threaded actor per CPU
+    (2, None, 2, 43, (1, 2)),
+    (2, 4, 1, 43, (2, 1)),         # a fixed pool that cannot all be placed would wait forever
+    (8, None, None, 3, (3, 1)),    # no more actors than jobs
+    (16, 4, None, 100, (4, 4)),
+])
+def test_ray_actors_times_threads_fit_the_cpus_ray_reports(cpus, workers, threads, jobs, expected):
+    from sumctl.runtime.batch.ray_engine import plan_actors
+
+    assert plan_actors(cpus, workers, threads, jobs) == expected
