@@ -247,7 +247,7 @@ class Worker:
             model_seconds = float(summary.timings.get("summarize_s", 0.0))
             with self.dest.folder(job.folder) as folder:
                 written = write_summary(summary, folder, job.stem, self.options.formats,
-                                        source_key=job.source_key)
+                                        source_key=job.source_key, **self.options.write_kwargs())
                 remove_own_error_files(folder, job.base_stem, job.source_key)
             status, reason, outputs = "done", "", [p.name for p in written]
         except Exception as e:

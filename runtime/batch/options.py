@@ -1,9 +1,10 @@
 """What every worker of a batch needs to summarize a transcript the way `sumctl summarize` does.
 
 One frozen dataclass travels to every worker (a pool process or a Ray actor): the bundle by
-path, and each option that shapes a summary. A new summarize option is one field here, one
-line in `key_fields` (when it changes the output) and one in `summarizer_kwargs` or
-`summarize_kwargs`: nothing else in the batch has to know about it.
+path, and each option that shapes a summary. A new summarize option (say `minutes: bool`) is
+one field here, one entry in `key_fields` (when it changes the output) and one in whichever of
+`summarizer_kwargs`, `summarize_kwargs` or `write_kwargs` takes it, plus its click option in
+cli/batch.py: run_batch() and both engines pass the dataclass through without naming fields.
 """
 
 from __future__ import annotations
@@ -78,6 +79,12 @@ class BatchOptions:
     def summarize_kwargs(self) -> dict:
         """Keyword arguments of Summarizer.summarize(transcript, ...): what each call asks."""
         return {"query": self.query}
+
+    def write_kwargs(self) -> dict:
+        """Keyword arguments of outputs.write_summary(...) beyond the summary, its folder, stem,
+        formats and source key (none yet: the place for an option that changes how a summary is
+        written)."""
+        return {}
 
     def to_dict(self) -> dict:
         return asdict(self) | {"formats": list(self.formats)}

@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from sumctl.runtime.errors import SumctlError
-from sumctl.runtime.prompts import DEFAULT_LENGTH
 from sumctl.runtime.batch.jobs import Plan, Result, Status, plan_jobs
-from sumctl.runtime.batch.options import DEFAULT_FORMATS, BatchOptions
+from sumctl.runtime.batch.options import BatchOptions
 from sumctl.runtime.batch.storage import Destination, list_sources
 
 ENGINES = ("local", "ray")
@@ -112,19 +111,20 @@ def batch_options(model: str | None, **kwargs) -> BatchOptions:
 def run_batch(sources: list[str], out: str | os.PathLike, *, model: str | None = None,
               engine: str = "local", address: str | None = None, workers: int | None = None,
               threads: int | None = None, recursive: bool = False, retry_failed: bool = False,
-              length: str = DEFAULT_LENGTH, query: str | None = None,
-              formats: tuple[str, ...] = DEFAULT_FORMATS, clean: bool = True,
-              num_beams: int | None = None, max_summary_tokens: int | None = None,
-              max_bytes: int | None = None,
               on_plan: Callable[[Plan], None] | None = None,
-              on_result: Callable[[Result], None] | None = None) -> BatchReport:
+              on_result: Callable[[Result], None] | None = None,
+              **summary_options) -> BatchReport:
     """Summarize every transcript under `sources` into `out`, mirroring their folders, each
-    exactly once: see jobs.py for how, and options.py for what decides a job's key."""
+    exactly once: see jobs.py for how, and options.py for what decides a job's key.
+
+    summary_options are BatchOptions' fields (length, query, formats, clean, num_beams,
+    max_summary_tokens, max_bytes...): how each summary is made, as `sumctl summarize` takes
+    them. They travel to every worker as they are."""
     check_engine(engine)
     started = time.perf_counter()
-    options = batch_options(model, length=length, query=query, formats=tuple(formats),
-                            clean=clean, num_beams=num_beams, max_summary_tokens=max_summary_tokens,
-                            max_bytes=max_bytes, threads=threads)
+    if "formats" in summary_options:
+        summary_options["formats"] = tuple(summary_options["formats"])
+    options = batch_options(model, threads=threads, **summary_options)
     listed = list_sources([str(s) for s in sources], recursive=recursive)
     dest = Destination.open(out)
     dest.sweep()
