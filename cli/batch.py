@@ -43,7 +43,8 @@ from sumctl.cli.options import length_option, model_option
 @click.option("--max-summary-tokens", type=click.IntRange(min=1), default=None,
               help="Cap on generated tokens. Default: the bundle's value for --length.")
 @click.option("--max-bytes", type=click.IntRange(min=1), default=None,
-              help=f"Refuse transcripts larger than this. Default: $SUMCTL_MAX_BYTES or {DEFAULT_MAX_BYTES:,}.")
+              help=f"Refuse transcripts larger than this. Default: $SUMCTL_MAX_BYTES or "
+                   f"{DEFAULT_MAX_BYTES:,}.")
 @click.option("--keep-fillers", is_flag=True,
               help="Summarize transcripts as written, backchannels, fillers and stutters included.")
 @click.option("--retry-failed", is_flag=True,

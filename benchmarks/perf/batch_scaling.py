@@ -48,7 +48,8 @@ from pathlib import Path
 
 from sumctl.runtime.machine import cpu_flags, machine_line
 
-DIALOGSUM = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "dialogsum" / "dialogsum.dev.jsonl"
+DIALOGSUM = (Path(__file__).resolve().parents[2].parent / "shared" / "data" / "dialogsum"
+             / "dialogsum.dev.jsonl")
 
 
 def write_dialogues(source: Path, folder: Path, count: int) -> list[Path]:

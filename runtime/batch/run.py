@@ -127,40 +127,41 @@ def run_batch(sources: list[str], out: str | os.PathLike, *, model: str | None =
     options = batch_options(model, threads=threads, **summary_options)
     listed = list_sources([str(s) for s in sources], recursive=recursive)
     dest = Destination.open(out)
-    dest.sweep()
-    plan = plan_jobs(listed, dest, options, retry_failed=retry_failed)
-    planned = time.perf_counter()
-    if on_plan is not None:
-        on_plan(plan)
-    results = [*plan.finished, *plan.unreadable]
-    meta: dict = {}
-    if plan.jobs:
-        if engine == "local":
-            from sumctl.runtime.batch.local import run_local
+    with dest.lock():
+        dest.sweep()
+        plan = plan_jobs(listed, dest, options, retry_failed=retry_failed)
+        planned = time.perf_counter()
+        if on_plan is not None:
+            on_plan(plan)
+        results = [*plan.finished, *plan.unreadable]
+        meta: dict = {}
+        if plan.jobs:
+            if engine == "local":
+                from sumctl.runtime.batch.local import run_local
 
-            n = workers or max(1, cores() // (threads or 1))
-            n = max(1, min(n, len(plan.jobs)))
-            # workers x threads within the cores, as `sumctl watch` keeps them.
-            threads = max(1, min(threads or cores() // n, cores() // n))
-            options = BatchOptions.from_dict({**options.to_dict(), "threads": threads})
-            meta.update(workers=n, threads=threads)
-            stream = run_local(plan.jobs, options, dest, workers=n, meta=meta)
-        else:
-            from sumctl.runtime.batch.ray_engine import run_ray
+                n = workers or max(1, cores() // (threads or 1))
+                n = max(1, min(n, len(plan.jobs)))
+                # workers x threads within the cores, as `sumctl watch` keeps them.
+                threads = max(1, min(threads or cores() // n, cores() // n))
+                options = BatchOptions.from_dict({**options.to_dict(), "threads": threads})
+                meta.update(workers=n, threads=threads)
+                stream = run_local(plan.jobs, options, dest, workers=n, meta=meta)
+            else:
+                from sumctl.runtime.batch.ray_engine import run_ray
 
-            stream = run_ray(plan.jobs, options, dest, address=address, workers=workers,
-                             threads=threads, meta=meta)
-        try:
-            for result in stream:
-                results.append(result)
-                if on_result is not None:
-                    on_result(result)
-        except BrokenProcessPool:
-            raise SumctlError("a worker process died; run the batch again (finished transcripts "
-                              "are kept and skipped)") from None
-        finally:
-            stream.close()
-    dest.sweep()  # whatever an earlier, killed run's writers left while they were dying
+                stream = run_ray(plan.jobs, options, dest, address=address, workers=workers,
+                                 threads=threads, meta=meta)
+            try:
+                for result in stream:
+                    results.append(result)
+                    if on_result is not None:
+                        on_result(result)
+            except BrokenProcessPool:
+                raise SumctlError("a worker process died; run the batch again (finished "
+                                  "transcripts are kept and skipped)") from None
+            finally:
+                stream.close()
+        dest.sweep()  # whatever an earlier, killed run's writers left while they were dying
     finished = time.perf_counter()
     # Where the time went: listing, hashing and naming (plan_s); starting the pool or reaching
     # the cluster (start_s); and the jobs, from the first dispatched to the last result (run_s).

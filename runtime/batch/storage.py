@@ -16,6 +16,7 @@ import glob
 import json
 import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -90,7 +91,8 @@ def list_sources(specs: list[str], *, recursive: bool = False,
     found: list[SourceFile] = []
     seen: set[str] = set()
     for spec in specs:
-        listed = _list_uri(spec, recursive, include) if is_uri(spec) else _list_local(spec, recursive, include)
+        lister = _list_uri if is_uri(spec) else _list_local
+        listed = lister(spec, recursive, include)
         if not listed:
             raise InputError(f"{spec}: no transcripts found there"
                              + ("" if recursive else " (add --recursive for subfolders)"))
@@ -228,6 +230,31 @@ class Destination:
         except OSError as e:
             raise OutputError.from_os_error(Path(spec), e, "cannot create the output folder") from None
         return cls(None, os.path.realpath(Path(spec).expanduser()))
+
+    @contextmanager
+    def lock(self):
+        """One batch at a time writes a local DEST: a second is refused while the first runs
+        (an flock, released by the kernel when its holder dies). A URI's DEST has no lock."""
+        if self.fs_uri is not None:
+            yield
+            return
+        import fcntl
+
+        folder = Path(self.path, RECORD_DIR[0])
+        folder.mkdir(exist_ok=True)
+        fd = os.open(folder / "batch.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                raise OutputError(f"{self.path}: another sumctl batch (pid {holder}) is writing "
+                                  "there; wait for it, or choose another --out") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            yield
+        finally:
+            os.close(fd)
 
     def place(self, source: SourceFile) -> OutputPlace:
         """Where a source's outputs go: its folder's place under its SOURCE's root, mirrored

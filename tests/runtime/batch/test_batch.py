@@ -4,6 +4,7 @@ engine, exactly once across reruns and a killed driver. The Ray engine is in tes
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -223,3 +224,15 @@ def test_ray_actors_times_threads_fit_the_cpus_ray_reports(cpus, workers, thread
     from sumctl.runtime.batch.ray_engine import plan_actors
 
     assert plan_actors(cpus, workers, threads, jobs) == expected
+
+
+def test_one_batch_at_a_time_writes_a_dest(tmp_path, dialogsum_file, extractive_bundle_dir):
+    from sumctl.runtime.batch.storage import Destination
+    from sumctl.runtime.errors import OutputError
+
+    write_dialogues(dialogsum_file, tmp_path / "in", 2)
+    dest = Destination.open(tmp_path / "out")
+    with dest.lock():
+        with pytest.raises(OutputError, match=rf"another sumctl batch \(pid {os.getpid()}\)"):
+            run_batch([tmp_path / "in"], tmp_path / "out", model=str(extractive_bundle_dir))
+    assert run_batch([tmp_path / "in"], tmp_path / "out", model=str(extractive_bundle_dir)).failed == 0
