@@ -118,27 +118,28 @@ def _list_local(spec: str, recursive: bool, include: tuple[str, ...]) -> list[So
         files = []
         for dirpath, dirnames, filenames in os.walk(os.path.abspath(path)):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if recursive else []
-            ours = None
             for name in sorted(filenames):
                 full = os.path.join(dirpath, name)
                 rel = PurePosixPath(Path(os.path.relpath(full, path)).as_posix())
-                if not _wanted(rel, include) or not os.path.isfile(full):
-                    continue
-                if may_be_ours(name):  # judged by content, as `sumctl watch` does
-                    ours = ours or OutputFolder(dirpath, create=False)
-                    if sumctl_output_kind(ours, name):
-                        continue
-                files.append(SourceFile(None, full, full, root))
-            if ours is not None:
-                ours.close()
+                if _wanted(rel, include) and os.path.isfile(full) and not _ours(full):
+                    files.append(SourceFile(None, full, full, root))
         return files
     if _GLOB.search(spec):
         base = _glob_base(spec)
         root = os.path.realpath(base)
         matches = sorted(glob.glob(os.path.expanduser(spec), recursive=recursive))
         return [SourceFile(None, os.path.abspath(m), os.path.abspath(m), root)
-                for m in matches if os.path.isfile(m)]
+                for m in matches if os.path.isfile(m) and not _ours(m)]
     raise InputError(f"{spec}: no such file or folder")
+
+
+def _ours(path: str) -> bool:
+    """A summary or error file that sumctl wrote (by its content, as `sumctl watch` judges)."""
+    folder, name = os.path.split(os.path.abspath(path))
+    if not may_be_ours(name):
+        return False
+    with OutputFolder(folder, create=False) as handle:
+        return sumctl_output_kind(handle, name) is not None
 
 
 def _glob_base(pattern: str) -> str:

@@ -236,3 +236,13 @@ def test_one_batch_at_a_time_writes_a_dest(tmp_path, dialogsum_file, extractive_
         with pytest.raises(OutputError, match=rf"another sumctl batch \(pid {os.getpid()}\)"):
             run_batch([tmp_path / "in"], tmp_path / "out", model=str(extractive_bundle_dir))
     assert run_batch([tmp_path / "in"], tmp_path / "out", model=str(extractive_bundle_dir)).failed == 0
+
+
+def test_a_glob_over_a_folder_of_summaries_takes_only_the_transcripts(tmp_path, dialogsum_file,
+                                                                       extractive_bundle_dir):
+    write_dialogues(dialogsum_file, tmp_path / "in", 2)
+    (tmp_path / "in" / "q3.summary.txt").write_text("#Person1#: a transcript named like a summary.\n")
+    for _ in range(2):
+        report = run_batch([str(tmp_path / "in" / "*.txt")], tmp_path / "in",
+                           model=str(extractive_bundle_dir), formats=("txt",))
+        assert report.summary()["documents"] == 3 and report.failed == 0
