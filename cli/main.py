@@ -33,6 +33,7 @@ def cli():
       sumctl export t5 --model ./my-flan-t5 --out bundles/flan-t5-int8
       sumctl summarize meeting.vtt --model bundles/flan-t5-int8 --length short
       sumctl watch ./transcripts --model bundles/flan-t5-int8
+      sumctl batch ./transcripts -r --out summaries/ --engine ray
       sumctl bench --data eval.jsonl --model bundles/flan-t5-int8
 
     With no --model, the embedded default is used: SmolLM2-135M-Instruct with the meeting
@@ -43,9 +44,9 @@ def cli():
 
 
 def _register() -> None:
-    from sumctl.cli import ask, export, models, summarize
+    from sumctl.cli import ask, batch, export, models, summarize
 
-    for module in (summarize, ask, export, models):
+    for module in (summarize, ask, batch, export, models):
         module.register(cli)
     for optional in ("watch", "bench", "train"):
         try:

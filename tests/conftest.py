@@ -9,6 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "support"))
 
+from batch_fixtures import *  # noqa: E402,F401,F403
 from bench_fixtures import *  # noqa: E402,F401,F403
 from gguf_fixtures import *  # noqa: E402,F401,F403
 from t5_fixtures import *  # noqa: E402,F401,F403

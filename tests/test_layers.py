@@ -232,11 +232,13 @@ def test_every_runtime_module_imports_without_torch(modules):
          + "import sumctl.cli.main\n", TORCH)
 
 
-@pytest.mark.parametrize("args", [["--help"], ["summarize", "--help"], ["watch", "--help"]])
+@pytest.mark.parametrize("args", [["--help"], ["summarize", "--help"], ["watch", "--help"],
+                                  ["batch", "--help"]])
 def test_starting_the_cli_imports_no_numpy_and_nothing_that_measures(args):
     _run(f"import sys\nsys.argv = ['sumctl', *{args!r}]\nfrom sumctl.cli.main import cli\n"
          "try:\n    cli()\nexcept SystemExit:\n    pass\n",
-         ("numpy", "sumctl.benchmarks", "rouge_score", "psutil", "matplotlib", *TORCH))
+         ("numpy", "sumctl.benchmarks", "rouge_score", "psutil", "matplotlib", "ray", "pyarrow",
+          "pandas", *TORCH))
 
 
 def test_a_summarize_run_pulls_in_no_torch(tmp_path):

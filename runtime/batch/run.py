@@ -1,0 +1,172 @@
+"""`sumctl batch` as a function: list, plan, run on an engine, report.
+
+    from sumctl.runtime.batch import run_batch
+    report = run_batch(["transcripts/"], "summaries/", model="bundles/flan-t5-int8",
+                       recursive=True, engine="ray")
+    print(report.summary())
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import statistics
+import time
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from typing import Callable
+
+from sumctl.runtime.errors import SumctlError
+from sumctl.runtime.batch.jobs import Plan, Result, Status, plan_jobs
+from sumctl.runtime.batch.options import BatchOptions
+from sumctl.runtime.batch.storage import Destination, list_sources
+
+ENGINES = ("local", "ray")
+
+
+@dataclass
+class BatchReport:
+    results: list[Result]
+    elapsed: float
+    engine: str
+    workers: int = 0
+    threads: int = 0
+    extra: dict = field(default_factory=dict)  # the engine's own facts (Ray: cpus, nodes)
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.results if r.status == status)
+
+    @property
+    def failed(self) -> int:
+        return self.count(Status.FAILED)
+
+    def summary(self) -> dict:
+        """The report's JSON line. Per-document times are the workers' wall time for each
+        transcript this run summarized or failed (reading, parsing, the model, writing);
+        docs_per_s counts those documents over the whole run, start-up included."""
+        ran = [r for r in self.results if r.status != Status.SKIPPED]
+        seconds = sorted(r.seconds for r in ran)
+        return {
+            "documents": len(self.results),
+            "summarized": self.count(Status.SUMMARIZED),
+            "failed": self.failed,
+            "skipped_done": self.count(Status.SKIPPED),
+            "docs_per_s": round(len(ran) / self.elapsed, 3) if ran and self.elapsed else 0.0,
+            "s_per_doc_p50": round(percentile(seconds, 50), 4),
+            "s_per_doc_p95": round(percentile(seconds, 95), 4),
+            "model_s": round(sum(r.model_seconds for r in ran), 4),
+            "elapsed_s": round(self.elapsed, 3),
+            "engine": self.engine,
+            "workers": self.workers,
+            "threads": self.threads,
+            **self.extra,
+        }
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile of sorted values, linearly interpolated (0.0 for none)."""
+    if not values:
+        return 0.0
+    if len(values) == 1:
+        return float(values[0])
+    return float(statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]) if 0 < q < 100 \
+        else float(values[0] if q <= 0 else values[-1])
+
+
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def check_engine(engine: str) -> None:
+    """Fail before any work when the engine cannot run here."""
+    if engine not in ENGINES:
+        raise SumctlError(f"unknown engine {engine!r} (use one of {', '.join(ENGINES)})")
+    # Ray Data is in every Ray wheel; its extra brings pandas and pyarrow. (A submodule's spec
+    # would import Ray itself, before the engine could keep a local cluster on loopback.)
+    if engine == "ray" and not all(_installed(m) for m in ("ray", "pandas", "pyarrow")):
+        raise SumctlError("--engine ray needs Ray Data: pip install 'sumctl[ray]'")
+
+
+def _installed(module: str) -> bool:
+    """Whether a module can be imported, without importing it (Ray takes a second)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent missing, or blocked in sys.modules
+        return False
+
+
+def batch_options(model: str | None, **kwargs) -> BatchOptions:
+    """The options every worker gets. The bundle is found and its manifest hashed here, but its
+    model files are neither read nor verified: a rerun with nothing left to do must not cost a
+    model load (each worker verifies the files when it loads them)."""
+    from sumctl.runtime.models import resolve_model
+
+    bundle = resolve_model(model, verify=False)
+    return BatchOptions(model=os.path.abspath(bundle.path), model_sha256=bundle.sha256, **kwargs)
+
+
+def run_batch(sources: list[str], out: str | os.PathLike, *, model: str | None = None,
+              engine: str = "local", address: str | None = None, workers: int | None = None,
+              threads: int | None = None, recursive: bool = False, retry_failed: bool = False,
+              on_plan: Callable[[Plan], None] | None = None,
+              on_result: Callable[[Result], None] | None = None,
+              **summary_options) -> BatchReport:
+    """Summarize every transcript under `sources` into `out`, mirroring their folders, each
+    exactly once: see jobs.py for how, and options.py for what decides a job's key.
+
+    summary_options are BatchOptions' fields (length, query, formats, clean, num_beams,
+    max_summary_tokens, max_bytes...): how each summary is made, as `sumctl summarize` takes
+    them. They travel to every worker as they are."""
+    check_engine(engine)
+    started = time.perf_counter()
+    if "formats" in summary_options:
+        summary_options["formats"] = tuple(summary_options["formats"])
+    options = batch_options(model, threads=threads, **summary_options)
+    listed = list_sources([str(s) for s in sources], recursive=recursive)
+    dest = Destination.open(out)
+    with dest.lock():
+        dest.sweep()
+        plan = plan_jobs(listed, dest, options, retry_failed=retry_failed)
+        planned = time.perf_counter()
+        if on_plan is not None:
+            on_plan(plan)
+        results = [*plan.finished, *plan.unreadable]
+        meta: dict = {}
+        if plan.jobs:
+            if engine == "local":
+                from sumctl.runtime.batch.local import run_local
+
+                n = workers or max(1, cores() // (threads or 1))
+                n = max(1, min(n, len(plan.jobs)))
+                # workers x threads within the cores, as `sumctl watch` keeps them.
+                threads = max(1, min(threads or cores() // n, cores() // n))
+                options = BatchOptions.from_dict({**options.to_dict(), "threads": threads})
+                meta.update(workers=n, threads=threads)
+                stream = run_local(plan.jobs, options, dest, workers=n, meta=meta)
+            else:
+                from sumctl.runtime.batch.ray_engine import run_ray
+
+                stream = run_ray(plan.jobs, options, dest, address=address, workers=workers,
+                                 threads=threads, meta=meta)
+            try:
+                for result in stream:
+                    results.append(result)
+                    if on_result is not None:
+                        on_result(result)
+            except BrokenProcessPool:
+                raise SumctlError("a worker process died; run the batch again (finished "
+                                  "transcripts are kept and skipped)") from None
+            finally:
+                stream.close()
+        dest.sweep()  # whatever an earlier, killed run's writers left while they were dying
+    finished = time.perf_counter()
+    # Where the time went: listing, hashing and naming (plan_s); starting the pool or reaching
+    # the cluster (start_s); and the jobs, from the first dispatched to the last result (run_s).
+    ready = meta.pop("ready_at", planned)
+    meta.update(plan_s=round(planned - started, 3), start_s=round(ready - planned, 3),
+                run_s=round(finished - ready, 3))
+    return BatchReport(results, finished - started, engine,
+                       meta.pop("workers", 0), meta.pop("threads", 0), meta)
