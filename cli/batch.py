@@ -11,7 +11,7 @@ import click
 from sumctl.runtime.outputs import OUTPUT_FORMATS
 from sumctl.runtime.transcript import DEFAULT_MAX_BYTES
 
-from sumctl.cli.options import length_option, model_option
+from sumctl.cli.options import length_option, minutes_options, model_option
 
 
 @click.command()
@@ -50,9 +50,11 @@ from sumctl.cli.options import length_option, model_option
 @click.option("--retry-failed", is_flag=True,
               help="Try again the transcripts that failed in an earlier run (by default a failure "
                    "is done, with its .error.txt, until its content changes).")
+@minutes_options
 @click.option("--quiet", "-q", is_flag=True, help="Print only the final JSON line.")
 def batch(sources, out, model, length, query, engine, address, workers, threads, recursive,
-          formats, beams, max_summary_tokens, max_bytes, keep_fillers, retry_failed, quiet):
+          formats, beams, max_summary_tokens, max_bytes, keep_fillers, retry_failed, minutes,
+          minutes_method, tasks, quiet):
     """Summarize every transcript under SOURCE... into DEST, exactly once, on many cores or
     many machines.
 
@@ -75,6 +77,7 @@ def batch(sources, out, model, length, query, engine, address, workers, threads,
     Examples:
       sumctl batch transcripts/ -r --out summaries/
       sumctl batch 'calls/2026-*.vtt' --out summaries/ --length short --workers 2
+      sumctl batch meetings/ -r --out minutes/ --minutes --tasks obsidian
       ray start --head --num-cpus 8        # on each machine: ray start --address HEAD:6379
       sumctl batch /shared/transcripts -r --out /shared/summaries --engine ray --address auto
     """
@@ -89,6 +92,7 @@ def batch(sources, out, model, length, query, engine, address, workers, threads,
             threads=threads, recursive=recursive, retry_failed=retry_failed, length=length,
             query=query, formats=tuple(formats) or ("md", "json"), clean=not keep_fillers,
             num_beams=beams, max_summary_tokens=max_summary_tokens, max_bytes=max_bytes,
+            minutes=minutes, minutes_method=minutes_method, tasks=tasks,
             on_plan=progress.plan if progress else None,
             on_result=progress.update if progress else None)
     finally:

@@ -97,9 +97,7 @@ def read_transcript(path: str | Path, *, fmt: str | None = None, max_bytes: int 
         raise InputError(f"{path}: permission denied (check the file's permissions)") from None
     except OSError as e:
         raise InputError(f"{path}: cannot read ({e.strerror})") from None
-    transcript = parse_bytes(data, name=str(path), fmt=fmt or format_from_extension(path), max_bytes=cap)
-    transcript.date = transcript.date or date_in_name(path.name)
-    return transcript
+    return parse_bytes(data, name=str(path), fmt=fmt or format_from_extension(path), max_bytes=cap)
 
 
 _NAME_DATE = re.compile(r"(?<!\d)(\d{4})-(\d{2})-(\d{2})(?!\d)")
@@ -129,6 +127,8 @@ def parse_bytes(data: bytes, *, name: str = "<stdin>", fmt: str | None = None,
                          f"(raise it with --max-bytes or {MAX_BYTES_ENV})")
     transcript = parse_text(decode(data, name), name=name, fmt=fmt)
     transcript.sha256 = hashlib.sha256(data).hexdigest()
+    # Whoever read the bytes (summarize, the watcher, a batch worker), the name says the same.
+    transcript.date = transcript.date or date_in_name(Path(name).name)
     return transcript
 
 

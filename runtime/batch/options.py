@@ -31,6 +31,7 @@ class BatchOptions:
             bundle at that path fails loudly instead of writing other summaries.
         length, query, formats, clean, num_beams, max_summary_tokens, max_bytes: as
             `sumctl summarize` takes them (`clean=False` is --keep-fillers).
+        minutes, minutes_method, tasks: the minutes form, as `sumctl summarize --minutes`.
         threads: CPU threads per worker; not part of the output, so not part of the key.
     """
 
@@ -43,6 +44,9 @@ class BatchOptions:
     num_beams: int | None = None
     max_summary_tokens: int | None = None
     max_bytes: int | None = None
+    minutes: bool = False
+    minutes_method: str | None = None
+    tasks: str = "gfm"
     threads: int | None = None
 
     def __post_init__(self):
@@ -59,9 +63,11 @@ class BatchOptions:
         fields = {"model": self.model_sha256, "length": self.length, "query": self.query}
         extras = {"clean": self.clean, "num_beams": self.num_beams,
                   "max_summary_tokens": self.max_summary_tokens,
-                  "formats": sorted(self.formats)}
+                  "formats": sorted(self.formats), "minutes": self.minutes,
+                  "minutes_method": self.minutes_method, "tasks": self.tasks}
         defaults = {"clean": True, "num_beams": None, "max_summary_tokens": None,
-                    "formats": sorted(DEFAULT_FORMATS)}
+                    "formats": sorted(DEFAULT_FORMATS), "minutes": False, "minutes_method": None,
+                    "tasks": "gfm"}
         fields.update({k: v for k, v in extras.items() if v != defaults[k]})
         return fields
 
@@ -78,13 +84,12 @@ class BatchOptions:
 
     def summarize_kwargs(self) -> dict:
         """Keyword arguments of Summarizer.summarize(transcript, ...): what each call asks."""
-        return {"query": self.query}
+        return {"query": self.query, "minutes": self.minutes, "minutes_method": self.minutes_method}
 
     def write_kwargs(self) -> dict:
         """Keyword arguments of outputs.write_summary(...) beyond the summary, its folder, stem,
-        formats and source key (none yet: the place for an option that changes how a summary is
-        written)."""
-        return {}
+        formats and source key."""
+        return {"tasks": self.tasks}
 
     def to_dict(self) -> dict:
         return asdict(self) | {"formats": list(self.formats)}

@@ -120,12 +120,13 @@ _FOOTER_SECONDS = re.compile(r"(chapter\(s\), )\d[\d,]*\.\d( s\._)$", re.M)
 
 def content(path: Path) -> str | dict:
     """A summary file's content, without the wall-clock times two runs cannot share: the JSON
-    record less `timings` (load_s, summarize_s) and each chapter's `seconds`; the Markdown with
+    record less `timings` (load_s, summarize_s, also in `provenance`) and each chapter's `seconds`; the Markdown with
     the footer's seconds blanked. Everything else, the text included, must be byte-identical."""
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".json":
         record = json.loads(text)
         record.pop("timings", None)
+        record.get("provenance", {}).pop("timings", None)
         for chapter in record.get("chapters", []):
             chapter.pop("seconds", None)
         return record

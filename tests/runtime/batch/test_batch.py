@@ -246,3 +246,26 @@ def test_a_glob_over_a_folder_of_summaries_takes_only_the_transcripts(tmp_path, 
         report = run_batch([str(tmp_path / "in" / "*.txt")], tmp_path / "in",
                            model=str(extractive_bundle_dir), formats=("txt",))
         assert report.summary()["documents"] == 3 and report.failed == 0
+
+
+def test_minutes_in_a_batch_are_what_summarize_minutes_writes_and_another_job(tmp_path, extractive_bundle_dir):
+    labels = Path(__file__).resolve().parents[2] / "data" / "minutes"
+    (tmp_path / "in").mkdir()
+    shutil.copy(labels / "budget-sync.txt", tmp_path / "in" / "2026-11-16 budget-sync.txt")
+    shutil.copy(labels / "standup-release.vtt", tmp_path / "in" / "standup-release.vtt")
+    out = tmp_path / "out"
+    plain = run_batch([tmp_path / "in"], out, model=str(extractive_bundle_dir), workers=1)
+    minutes = run_batch([tmp_path / "in"], out, model=str(extractive_bundle_dir), workers=1,
+                        minutes=True, tasks="obsidian")
+    # The minutes form is another output: not skipped as done by the plain run's records.
+    assert (plain.summary()["summarized"], minutes.summary()["summarized"]) == (2, 2)
+    summarize = subprocess.run(
+        [sys.executable, "-m", "sumctl.cli", "summarize", *sorted((tmp_path / "in").iterdir()),
+         "--model", str(extractive_bundle_dir), "--minutes", "--tasks", "obsidian",
+         "--out", str(tmp_path / "s"), "-q"], capture_output=True, text=True, timeout=300)
+    assert summarize.returncode == 0, summarize.stderr
+    got = output_files(out)
+    for name, path in output_files(tmp_path / "s").items():
+        assert content(got[name]) == content(path), name
+    record = json.loads(got["2026-11-16_budget-sync.summary.json"].read_text())
+    assert record["action_items"] and "📅 2026-11-" in got["2026-11-16_budget-sync.summary.md"].read_text()
