@@ -56,10 +56,13 @@ from sumctl.runtime.prompts import DEFAULT_LENGTH, LENGTHS
 @click.option("--bertscore/--no-bertscore", default=True, show_default=True,
               help="Add BERTScore when bert-score and its model are already on this machine "
                    "(never downloads; the report says when it was skipped).")
+@click.option("--memory-runs", type=click.IntRange(min=1), default=5, show_default=True, metavar="N",
+              help="Measure each local model's peak RSS in N fresh processes: the full run, then "
+                   "N-1 more on the first 3 documents. The report gives the worst, with min and median.")
 @click.pass_context
 def bench(ctx, data, models, clouds, cloud_endpoint, cloud_model, cloud_name, cloud_concurrency,
           cloud_api_key_env, cloud_cache, cloud_context_tokens, cloud_retries, price_per_1k,
-          price_per_1k_output, length, limit, out, force, seed, threads, bertscore):
+          price_per_1k_output, length, limit, out, force, seed, threads, bertscore, memory_runs):
     """Compare local bundles with cloud LLMs: ROUGE, latency, memory and cost.
 
     Every system summarizes (or has summarized) the same transcripts and is scored against the
@@ -102,7 +105,8 @@ def bench(ctx, data, models, clouds, cloud_endpoint, cloud_model, cloud_name, cl
         cloud_api_key_env=cloud_api_key_env, cloud_cache=cloud_cache,
         cloud_context_tokens=cloud_context_tokens, cloud_retries=cloud_retries,
         price_per_1k=price_per_1k, price_per_1k_output=price_per_1k_output, length=length,
-        limit=limit, out=out, seed=seed, threads=threads, force=force, bertscore=bertscore)
+        limit=limit, out=out, seed=seed, threads=threads, force=force, bertscore=bertscore,
+        memory_runs=memory_runs)
     with RichProgress() as progress:
         result = run_bench(config, progress)
     print_table(result)

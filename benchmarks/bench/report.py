@@ -35,10 +35,19 @@ def table_rows(systems) -> list[dict[str, str]]:
             "p50": _secs(m.get("latency_p50_s")), "p95": _secs(m.get("latency_p95_s")),
             "Mean": _secs(m.get("latency_mean_s")), "Tok/s": _rate(m.get("tokens_per_s")),
             "Load": _secs(m.get("load_s")),
-            "Peak RSS": _mib(m.get("peak_rss_bytes")), "Size": _mib(m.get("size_bytes")),
+            "Peak RSS": _peak(m), "Size": _mib(m.get("size_bytes")),
             "Cost": _money(m.get("cost_total")),
         })
     return rows
+
+
+def _peak(m: dict) -> str:
+    """The worst peak, then (min-median, runs) when several fresh processes were measured."""
+    worst = _mib(m.get("peak_rss_bytes"))
+    if (m.get("peak_rss_runs") or 0) < 2:
+        return worst
+    return (f"{worst} (min {m['peak_rss_min_bytes'] / MIB:,.0f}, median {m['peak_rss_median_bytes'] / MIB:,.0f}, "
+            f"{m['peak_rss_runs']} runs)")
 
 
 def _ci(q: dict | None) -> str:
@@ -165,8 +174,11 @@ READING_GUIDE = """\
 - **p50 / p95 / Mean**: seconds per document, chapterization and every model call included.
   Cloud latencies are per call over the network, so they depend on the provider's load.
 - **Tok/s**: generated tokens per second of summarizing. **Load**: seconds to load the bundle.
-- **Peak RSS**: the most memory the process running that bundle held (one process per bundle, so
-  models do not inflate each other). **Size**: the bundle's files on disk.
+- **Peak RSS**: the most memory a process running that bundle held (its own processes, so models
+  do not inflate each other): the worst of `--memory-runs` fresh processes (the full run, then
+  more on the first documents), with the best and the median of those runs under it. One
+  process's peak is one draw: allocator and page cache state move it. **Size**: the bundle's
+  files on disk.
 - **Cost**: from the price per 1k tokens you gave; local bundles cost your own hardware."""
 
 

@@ -99,7 +99,7 @@ def test_bench_two_bundles_and_a_cloud_file(tmp_path, bench_dialogsum5, bench_le
     """A tiny T5 (ONNX int8) and the real SmolLM2 GGUF, beside a cloud outputs file."""
     bundles = [Path(getattr(b, "path", b)) for b in (tiny_t5_int8_bundle, smollm2_default_bundle)]
     args = ["bench", "--data", bench_dialogsum5, "--cloud", f"lead2={bench_lead2_cloud}",
-            "--price-per-1k", "0.01", "--seed", "7", "--threads", "1", "--length", "short"]
+            "--price-per-1k", "0.01", "--seed", "7", "--threads", "1", "--length", "short", "--memory-runs", "2"]
     result = sumctl(*args, "--model", bundles[0], "--model", bundles[1], "--out", "report", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     out = tmp_path / "report"
@@ -131,6 +131,10 @@ def test_bench_two_bundles_and_a_cloud_file(tmp_path, bench_dialogsum5, bench_le
         m, info = s["metrics"], s["info"]
         assert info["path"] == str(b)
         assert m["peak_rss_bytes"] > 20 * 2**20 and m["load_s"] >= 0 and m["size_bytes"] > 0
+        # Peak memory is the worst of two fresh processes, the full run and one on the first documents.
+        assert m["peak_rss_runs"] == 2 and len(info["peak_rss_runs_bytes"]) == 2
+        assert m["peak_rss_bytes"] == max(info["peak_rss_runs_bytes"])
+        assert m["peak_rss_min_bytes"] == min(info["peak_rss_runs_bytes"]) > 20 * 2**20
         assert 0 < m["latency_p50_s"] <= m["latency_p95_s"]
         assert m["tokens_per_s"] > 0 and m["output_tokens_mean"] > 0
         assert report["environment"]["bundles"][s["name"]]["sha256"] == info["sha256"]
@@ -220,7 +224,8 @@ def test_a_bench_run_pulls_in_no_torch(tmp_path, bench_extractive_bundle, bench_
 import sys
 from sumctl.benchmarks.bench.runner import BenchConfig, run_bench
 run_bench(BenchConfig(data={str(bench_dialogsum5)!r}, models=[{str(bench_extractive_bundle)!r}],
-                      clouds=["lead2={bench_lead2_cloud}"], out={str(tmp_path / 'out')!r}, limit=2))
+                      clouds=["lead2={bench_lead2_cloud}"], out={str(tmp_path / 'out')!r}, limit=2,
+                      memory_runs=2))
 heavy = [m for m in ("torch", "transformers", "optimum") if m in sys.modules]
 assert not heavy, heavy
 """

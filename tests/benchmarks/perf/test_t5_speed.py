@@ -13,7 +13,8 @@ import pytest
 @pytest.mark.slow
 def test_small_run_prints_tables_and_json():
     cmd = [sys.executable, "-m", "sumctl.benchmarks.perf.t5_speed", "--small", "--repeat", "1", "--threads", "1",
-           "--engines", "onnx-fp32,onnx-int8,ct2-int8", "--beams", "2", "--batches", "1,2"]
+           "--engines", "onnx-fp32,onnx-int8,ct2-int8", "--beams", "2", "--batches", "1,2",
+           "--memory-runs", "2"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
@@ -24,6 +25,11 @@ def test_small_run_prints_tables_and_json():
     assert not any(key.endswith("_vs_pytorch") for key in headline)
     assert 0 <= headline["onnx_int8_token_agreement_vs_onnx_fp32"] <= 1
     assert headline["onnx_int8_batch2_docs_per_min"] > 0 and headline["onnx_int8_beam2_s_per_doc"] > 0
+    # Peak memory is a distribution over fresh processes; the headline figure is its worst.
+    assert headline["memory_runs"] == 2
+    for engine in ("onnx_fp32", "onnx_int8"):
+        low, mid, worst = (headline[f"{engine}_peak_rss_mb{s}"] for s in ("_min", "_median", ""))
+        assert 0 < low <= mid <= worst and f"{low:.0f}/{mid:.0f}/{worst:.0f}" in out
     if importlib.util.find_spec("ctranslate2") is None:
         assert "ct2-int8: row skipped, ctranslate2 is not installed" in out
         assert "ct2_int8_skipped" in headline and "onnx_int8_latency_ratio_vs_ct2" not in headline
