@@ -1,7 +1,7 @@
 """Keep glibc's heap from making a process's peak memory a matter of luck.
 
-Measured with benchmarks/perf/t5_memory.py (FLAN-T5-Large int8 on ONNX Runtime, 2 threads, five
-fresh processes in a row): with glibc's defaults the peak RSS read 704 to 1360 MB on identical
+Measured with benchmarks/perf/t5_memory.py (FLAN-T5-Large int8 on ONNX Runtime, 2 threads, fresh
+processes one after another): with glibc's defaults the peak RSS read 704 to 1374 MB on identical
 runs. The mapped weight pages, and the page cache folios behind them, were the same every time;
 what moved was anonymous memory, all of it in the main malloc heap ([heap]: 210 MB in a good
 run, 482 MB in a bad one). glibc serves a block from mmap (handed back to the OS on free) only
@@ -12,9 +12,10 @@ happens depends on the order in which ONNX Runtime's threads allocate and free.
 
 `steady_heap()` fixes the threshold (mallopt M_MMAP_THRESHOLD, which also turns the raising off)
 for the whole process, so buffers of 1 MiB and more always come from mmap and always go back.
-Measured side by side: peak 689-691 MB instead of 710-1323 MB, and no slower (1 MiB rather than
-glibc's starting 128 KiB: at 128 KiB the decoder's per-step buffers are mapped and unmapped at
-every token, which cost up to 20%). glibc only: elsewhere (musl, macOS, Windows) it does nothing.
+Measured side by side: peak 689-691 MB instead of 710-1323 MB, and no slower. 1 MiB rather than
+glibc's starting 128 KiB: at 128 KiB a document took 4.1-4.7 s against 3.6-3.8 s, smaller
+buffers being mapped and unmapped at every step. glibc only: elsewhere (musl, macOS, Windows)
+it does nothing.
 """
 
 from __future__ import annotations
