@@ -1,7 +1,7 @@
 """Where the int8 T5 runtime's peak memory goes, phase by phase, over fresh processes.
 
     python -m sumctl.benchmarks.perf.t5_memory --workdir t5bench [--runs 5] [--threads 2]
-        [--page-cache as-is|evict|read] [--engines onnx-int8,ct2-int8]
+        [--page-cache as-is|evict|read] [--engines onnx-int8,onnx-int8-glibc,ct2-int8] [--small]
 
 The bundle is the one `python -m sumctl.benchmarks.perf.t5_speed --keep --workdir t5bench` left
 (FLAN-T5-Large architecture, random weights), or it is built here when missing. Each run is a
@@ -249,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--page-cache", choices=("as-is", "evict", "read"), default="as-is")
     parser.add_argument("--engines", default=",".join(ENGINES), help=f"comma list of {', '.join(ENGINES)}")
+    parser.add_argument("--small", action="store_true", help="a tiny T5 instead (checks the script)")
     parser.add_argument("--child", choices=ENGINES, help=argparse.SUPPRESS)
     parser.add_argument("--model", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -264,9 +265,10 @@ def main(argv: list[str] | None = None) -> int:
     built = ["ct2-int8" if e == "ct2-int8" else "onnx-int8" for e in engines]
     reuse = (args.workdir / "onnx-int8" / "sumctl.json").is_file()
     args.workdir.mkdir(parents=True, exist_ok=True)
-    paths, _ = prepare(args.workdir, False, built, reuse)
+    paths, _ = prepare(args.workdir, args.small, built, reuse)
     paths["onnx-int8-glibc"] = paths["onnx-int8"]
-    print(f"t5_memory: FLAN-T5-Large architecture, int8; {args.runs} fresh processes per engine, "
+    model = "tiny T5 (--small)" if args.small else "FLAN-T5-Large architecture"
+    print(f"t5_memory: {model}, int8; {args.runs} fresh processes per engine, "
           f"2 documents each; {args.threads} threads; page cache {args.page_cache}; "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
     results = {e: [] for e in engines}
@@ -277,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
             r = results[engine][-1]
             print(f"run {run + 1} {engine:<16} peak {r['peak_mb']:>6.0f} MB  "
                   + "  ".join(f"{phase}: {json.dumps(p)}" for phase, p in r["phases"].items()), flush=True)
-    headline = {"runs": args.runs, "page_cache": args.page_cache}
+    headline = {"model": "tiny-t5" if args.small else "flan-t5-large-random", "runs": args.runs,
+                "page_cache": args.page_cache}
     print()
     for engine in engines:
         d = distribution([r["peak_mb"] for r in results[engine]])
