@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from sumctl.benchmarks.eval.cloud import CloudOutput, estimate_cost, load_cloud_
 from sumctl.runtime.backends.openai_compat import ChatClient, api_key_from_env, estimate_tokens, public_url
 from sumctl.runtime.bundle.configs import DEFAULT_CONTEXT_TOKENS, DEFAULT_KEY_ENV
 from sumctl.benchmarks.errors import BenchError
+from sumctl.benchmarks.eval.memory import peak_distribution
 from sumctl.runtime.errors import InputError
 from sumctl.runtime.guards import copy_coverage, quality_flags
 from sumctl.benchmarks.eval.metrics import BOOTSTRAP_RESAMPLES, CONFIDENCE, RougeScorer, bertscore_f1, bertscore_status, bootstrap_ci, compression_ratio, percentile, sentence_splitter_name, word_count
@@ -387,9 +387,9 @@ def _aggregate(system: SystemResult, config: BenchConfig) -> dict:
     )
     if system.kind == "local":
         peaks = system.info.get("peak_rss_runs_bytes") or []
+        spread = peak_distribution(peaks) if peaks else {}
         metrics.update(load_s=system.info.get("load_s"), peak_rss_bytes=system.info.get("peak_rss_bytes"),
-                       peak_rss_min_bytes=min(peaks, default=None),
-                       peak_rss_median_bytes=statistics.median(peaks) if peaks else None,
+                       peak_rss_min_bytes=spread.get("min"), peak_rss_median_bytes=spread.get("median"),
                        peak_rss_runs=len(peaks), size_bytes=system.info.get("size_bytes"))
     else:
         costs = [d.cost for d in docs if d.cost is not None]

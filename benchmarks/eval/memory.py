@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import resource
+import statistics
 import sys
 from pathlib import Path
 
@@ -23,3 +24,11 @@ def peak_rss_bytes() -> int:
 def peak_rss_mb() -> float:
     """peak_rss_bytes in MiB, as the speed benchmarks print it."""
     return peak_rss_bytes() / 2**20
+
+
+def peak_distribution(peaks: list[float]) -> dict:
+    """Peaks of fresh processes as benchmarks report them: min, median, max (the worst case a
+    user must plan for) and spread, max over min less one."""
+    low, worst = min(peaks), max(peaks)
+    return {"min": low, "median": statistics.median(peaks), "max": worst,
+            "spread": round(worst / low - 1, 3) if low else None}

@@ -28,15 +28,14 @@ import argparse
 import json
 import mmap
 import os
-import statistics
 import struct
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from sumctl.benchmarks.eval.memory import peak_rss_mb
-from sumctl.runtime.machine import machine_line
+from sumctl.benchmarks.eval.memory import peak_distribution, peak_rss_mb
+from sumctl.runtime.machine import cpu_flags, machine_line
 
 PHASES = ("load", "document 1", "document 2")
 ENGINES = ("onnx-int8", "onnx-int8-glibc", "ct2-int8")
@@ -238,10 +237,6 @@ def measure(engine: str, model: Path, threads: int) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def distribution(values: list[float]) -> dict:
-    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", type=Path, required=False, default=Path("t5bench"))
@@ -283,21 +278,19 @@ def main(argv: list[str] | None = None) -> int:
                 "page_cache": args.page_cache}
     print()
     for engine in engines:
-        d = distribution([r["peak_mb"] for r in results[engine]])
-        spread = (d["max"] - d["min"]) / d["min"]
+        d = peak_distribution([r["peak_mb"] for r in results[engine]])
+        spread = d["spread"]
         print(f"{engine:<16} peak RSS MB min {d['min']:.0f}  median {d['median']:.0f}  max {d['max']:.0f}  "
               f"(max over min {spread:+.0%}; stable means within {STABLE:.0%}: {'yes' if spread <= STABLE else 'no'})")
         key = engine.replace("-", "_")
         headline.update({f"{key}_peak_rss_mb_min": d["min"], f"{key}_peak_rss_mb_median": d["median"],
-                         f"{key}_peak_rss_mb_max": d["max"], f"{key}_peak_rss_spread": round(spread, 3),
+                         f"{key}_peak_rss_mb_max": d["max"], f"{key}_peak_rss_spread": spread,
                          f"{key}_peak_rss_stable": spread <= STABLE})
     if {"onnx-int8", "ct2-int8"} <= set(engines):
         worst = headline["onnx_int8_peak_rss_mb_max"] / headline["ct2_int8_peak_rss_mb_max"]
         print(f"worst peak, ours / CTranslate2: {worst:.2f}x (target <= 1.0)")
         headline["onnx_int8_worst_peak_ratio_vs_ct2"] = round(worst, 3)
     print(machine_line())
-    from sumctl.runtime.machine import cpu_flags
-
     headline["cpu_flags"] = cpu_flags()
     print(json.dumps(headline))
     return 0

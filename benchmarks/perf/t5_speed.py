@@ -49,7 +49,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sumctl.benchmarks.eval.memory import peak_rss_mb
+from sumctl.benchmarks.eval.memory import peak_distribution, peak_rss_mb
 from sumctl.runtime.machine import cpu_flags, machine_line
 
 INPUT_TOKENS = 512
@@ -331,8 +331,9 @@ def main(argv: list[str] | None = None) -> int:
             peaks = [rows[engine]["peak_rss_mb"]]
             for _ in range(args.memory_runs - 1):
                 peaks.append(measure(engine, paths[engine], args.threads, 1)["peak_rss_mb"])
-            rows[engine].update(peak_rss_runs_mb=peaks, peak_rss_mb=max(peaks),
-                                peak_rss_min_mb=min(peaks), peak_rss_median_mb=statistics.median(peaks))
+            spread = peak_distribution(peaks)
+            rows[engine].update(peak_rss_runs_mb=peaks, peak_rss_mb=spread["max"], peak_rss_min_mb=spread["min"],
+                                peak_rss_median_mb=spread["median"], peak_rss_spread=spread["spread"])
             size = (sum(p.stat().st_size for p in paths[engine].glob("*.safetensors")) / 2**20
                     if engine == "pytorch-fp32" else folder_mb(paths[engine]))
             rows[engine]["size_mb"] = round(size, 1)
@@ -380,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         headline.update({f"{key}_s_per_doc": r["s_per_doc"], f"{key}_encoder_s": r["encoder_s"],
                          f"{key}_peak_rss_mb": r["peak_rss_mb"], f"{key}_peak_rss_mb_min": r["peak_rss_min_mb"],
                          f"{key}_peak_rss_mb_median": r["peak_rss_median_mb"],
-                         f"{key}_peak_rss_spread": round(r["peak_rss_mb"] / r["peak_rss_min_mb"] - 1, 3),
+                         f"{key}_peak_rss_spread": r["peak_rss_spread"],
                          f"{key}_size_mb": r["size_mb"]})
         if base and engine != "pytorch-fp32":
             headline.update({f"{key}_speedup_vs_pytorch": r["speedup"], f"{key}_rss_ratio_vs_pytorch": r["rss_ratio"],
