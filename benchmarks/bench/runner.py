@@ -227,8 +227,8 @@ def _run_local(name: str, bundle: Bundle, dataset: Dataset, config: BenchConfig,
     docs, events = _run_worker(bundle, dataset.records, config, lambda: progress.advance(name))
     info["wall_s"] = round(time.perf_counter() - started, 3)
     info.update(events)
-    # One process's peak is one draw: the same run has read 0.7 GB and 1.3 GB (allocator and page
-    # cache state). Fresh processes on the first documents give the spread; the worst is reported.
+    # One process's peak is one draw: the same T5 run has read 0.7 GB and 1.4 GB (glibc's heap;
+    # see native_heap). Fresh processes on the first documents give the spread; the worst is reported.
     peaks = [info["peak_rss_bytes"]]
     for _ in range(max(0, config.memory_runs - 1)):
         progress.note(f"{name}: memory run {len(peaks) + 1} of {config.memory_runs}")
