@@ -176,7 +176,7 @@ READING_GUIDE = """\
 - **Tok/s**: generated tokens per second of summarizing. **Load**: seconds to load the bundle.
 - **Peak RSS**: the most memory a process running that bundle held (its own processes, so models
   do not inflate each other): the worst of `--memory-runs` fresh processes (the full run, then
-  more on the first documents), with the best and the median of those runs under it. One
+  more on the first documents), with the best and the median of those runs beside it. One
   process's peak is one draw: the allocator's state moves it. **Size**: the bundle's
   files on disk.
 - **Cost**: from the price per 1k tokens you gave; local bundles cost your own hardware."""
