@@ -67,40 +67,28 @@ def _reset_peak() -> None:
         pass
 
 
-def weight_mappings(file: Path) -> list[dict]:
-    """This process's mappings of `file`, with their smaps residency figures (KiB)."""
-    target = str(Path(file).resolve())
+def mappings() -> list[dict]:
+    """This process's mappings, each with its path (None when anonymous) and smaps figures (KiB)."""
     maps, current = [], None
     with open("/proc/self/smaps", encoding="utf-8", errors="replace") as smaps:
         for line in smaps:
             head = line.split(maxsplit=5)
-            if head and "-" in head[0] and not head[0].endswith(":"):
-                current = None
-                if len(head) == 6 and head[5].rstrip("\n") == target:
-                    start, end = (int(x, 16) for x in head[0].split("-"))
-                    current = {"start": start, "end": end, "offset": int(head[2], 16)}
-                    maps.append(current)
+            if head and "-" in head[0] and not head[0].endswith(":"):  # a mapping's first line
+                start, end = (int(x, 16) for x in head[0].split("-"))
+                current = {"start": start, "end": end, "offset": int(head[2], 16),
+                           "path": head[5].rstrip("\n") if len(head) == 6 else None}
+                maps.append(current)
             elif current is not None and head and head[0].endswith(":") and len(head) >= 2 and head[1].isdigit():
                 current[head[0][:-1]] = int(head[1])
     return maps
 
 
-def largest_anonymous(count: int = 4) -> list[str]:
-    """The mappings holding the most anonymous memory: `name:MB` (the heap, a malloc arena's
-    anonymous mapping, a thread stack...), to tell who holds a peak."""
-    found, current = [], None
-    with open("/proc/self/smaps", encoding="utf-8", errors="replace") as smaps:
-        for line in smaps:
-            head = line.split(maxsplit=5)
-            if head and "-" in head[0] and not head[0].endswith(":"):
-                start, end = (int(x, 16) for x in head[0].split("-"))
-                name = head[5].strip() if len(head) == 6 else "anon"
-                current = [f"{Path(name).name or name}@{(end - start) >> 20}MB", 0]
-                found.append(current)
-            elif current is not None and head and head[0] == "Anonymous:":
-                current[1] = int(head[1])
-    found.sort(key=lambda item: -item[1])
-    return [f"{name}:{kib >> 10}" for name, kib in found[:count]]
+def largest_anonymous(maps: list[dict], count: int = 4) -> list[str]:
+    """The mappings holding the most anonymous memory, as `name@size:MB` (the heap, a malloc
+    arena's anonymous mapping, a thread stack...), to tell who holds a peak."""
+    ranked = sorted(maps, key=lambda m: -m.get("Anonymous", 0))[:count]
+    return [f"{Path(m['path']).name if m['path'] else 'anon'}@{(m['end'] - m['start']) >> 20}MB:"
+            f"{m.get('Anonymous', 0) >> 10}" for m in ranked]
 
 
 def folio_kinds(maps: list[dict]) -> dict[str, int] | None:
@@ -134,23 +122,30 @@ def folio_kinds(maps: list[dict]) -> dict[str, int] | None:
     return counts
 
 
-def snapshot(weights: Path, encoder_regions: set, decoder_regions: set) -> dict:
+def process_figures() -> dict:
+    """This phase's peak RSS and the RSS now, split into anonymous and file pages (MB)."""
     status = _status_kib("VmHWM", "VmRSS", "RssAnon", "RssFile")
-    maps = weight_mappings(weights)
+    return {"peak_mb": status["VmHWM"] // 1024, "rss_mb": status["VmRSS"] // 1024,
+            "anon_mb": status["RssAnon"] // 1024, "file_mb": status["RssFile"] // 1024}
+
+
+def snapshot(weights: Path, encoder_regions: set, decoder_regions: set) -> dict:
+    everything = mappings()
+    target = str(Path(weights).resolve())
+    maps = [m for m in everything if m["path"] == target]
 
     def resident(regions):
         chosen = [m for m in maps if (m["start"], m["end"]) in regions]
         return sum(m.get("Rss", 0) for m in chosen) // 1024
 
-    return {"peak_mb": status["VmHWM"] // 1024, "rss_mb": status["VmRSS"] // 1024,
-            "anon_mb": status["RssAnon"] // 1024, "file_mb": status["RssFile"] // 1024,
-            "weight_maps": len(maps), "encoder_resident_mb": resident(encoder_regions),
-            "decoder_resident_mb": resident(decoder_regions),
-            "unknown_maps": sum((m["start"], m["end"]) not in encoder_regions | decoder_regions for m in maps),
-            "pmd_mapped_mb": sum(m.get("FilePmdMapped", 0) for m in maps) // 1024,
-            "weights_written_mb": sum(m.get("Anonymous", 0) for m in maps) // 1024,
-            "largest_anon": largest_anonymous(),
-            "folios": folio_kinds(maps), "file_huge_pages_mb": (_meminfo_kib("FileHugePages") or 0) // 1024}
+    return process_figures() | {
+        "weight_maps": len(maps), "encoder_resident_mb": resident(encoder_regions),
+        "decoder_resident_mb": resident(decoder_regions),
+        "unknown_maps": sum((m["start"], m["end"]) not in encoder_regions | decoder_regions for m in maps),
+        "pmd_mapped_mb": sum(m.get("FilePmdMapped", 0) for m in maps) // 1024,
+        "weights_written_mb": sum(m.get("Anonymous", 0) for m in maps) // 1024,
+        "largest_anon": largest_anonymous(everything),
+        "folios": folio_kinds(maps), "file_huge_pages_mb": (_meminfo_kib("FileHugePages") or 0) // 1024}
 
 
 def run_child(engine: str, model: Path, threads: int) -> dict:
@@ -173,10 +168,7 @@ def run_child(engine: str, model: Path, threads: int) -> dict:
             translator.translate_batch(source, beam_size=1, max_decoding_length=NEW_TOKENS,
                                        min_decoding_length=NEW_TOKENS)
 
-        def state():
-            status = _status_kib("VmHWM", "VmRSS", "RssAnon", "RssFile")
-            return {"peak_mb": status["VmHWM"] // 1024, "rss_mb": status["VmRSS"] // 1024,
-                    "anon_mb": status["RssAnon"] // 1024, "file_mb": status["RssFile"] // 1024}
+        state = process_figures
     else:
         from sumctl.runtime.backends import onnx_t5
         from sumctl.runtime.backends.onnx_t5 import OnnxT5Backend

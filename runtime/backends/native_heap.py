@@ -30,15 +30,22 @@ MMAP_THRESHOLD = 1 << 20
 
 
 @functools.cache
-def _glibc():
+def libc():
+    """The C library, loaded once; None where ctypes finds none."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
-        libc.gnu_get_libc_version  # absent from musl and macOS's libc
-    except (OSError, AttributeError):
+        return ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+    except OSError:
         return None
-    libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    libc.mallopt.restype = ctypes.c_int
-    return libc
+
+
+@functools.cache
+def _glibc():
+    lib = libc()
+    if lib is None or not hasattr(lib, "gnu_get_libc_version"):  # musl and macOS lack it
+        return None
+    lib.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    lib.mallopt.restype = ctypes.c_int
+    return lib
 
 
 def steady_heap(threshold: int = MMAP_THRESHOLD) -> bool:

@@ -20,10 +20,11 @@ Linux only (it reads /proc/self/smaps); elsewhere it finds no mappings and does 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 from pathlib import Path
 from typing import NamedTuple
+
+from sumctl.runtime.backends.native_heap import libc
 
 _MADV_DONTNEED = 4  # the same value on every Linux architecture
 
@@ -59,10 +60,9 @@ def mapped_regions(file: Path) -> dict[tuple[int, int], Residency]:
 
 @functools.cache  # looked up once: release() runs before and after every encoder call
 def _madvise():
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        madvise = libc.madvise
-    except (OSError, AttributeError):
+    lib = libc()
+    madvise = getattr(lib, "madvise", None) if lib is not None else None
+    if madvise is None:
         return None
     madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     madvise.restype = ctypes.c_int
