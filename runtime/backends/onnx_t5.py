@@ -33,7 +33,7 @@ from sumctl.runtime.bundle.configs import DECODER, ENCODER, TOKENIZER, WEIGHTS, 
 from sumctl.runtime.errors import BundleError
 from sumctl.runtime.prompts import fill
 from sumctl.runtime.backends.native_heap import steady_heap
-from sumctl.runtime.backends.weight_pages import MappedWeights
+from sumctl.runtime.backends.weight_pages import MappedWeights, shedding
 
 DEFAULT_BATCH_SIZE = 4
 _NEG = np.float32(-1.0e9)  # transformers' "impossible" score in beam search
@@ -63,31 +63,34 @@ class OnnxT5Backend(Backend):
         # Chapterization already fits every input to the budget; the tokenizer must never cut one.
         self.tokenizer.no_truncation()
         self.tokenizer.no_padding()
-        # Weights stay in the mapped weights.bin (no prepacked copy), and each phase hands its
-        # pages back while the other runs (see weight_pages). FLAN-T5-Large int8, one document,
-        # 2 threads, measured side by side (median of 3): peak RSS 702 MB instead of 1132 MB with
-        # a prepacked decoder and ORT's arena, for 11.3 s instead of 8.6 s per document; beam 4:
-        # 1250 MB instead of 1564 MB, 13.8 s instead of 12.4 s.
-        # Prepacking holds an anonymous copy of the decoder's weights (506 MB) and, while it
-        # packs, the mapped originals too (a 945 MB peak at load); it also keeps processes from
-        # sharing the weights through the page cache.
+        # The two phases keep their weights differently (see weight_pages):
+        # - the encoder runs once per document on 512 rows at a time, where ORT's kernels pack
+        #   each weight as they go for little cost; it reads them from the mapped weights.bin,
+        #   and hands its pages back while it runs.
+        # - the decoder runs once per token on one row: there, packing each weight on every call
+        #   doubled the time of its matmuls, so ORT prepacks its weights once at load (an
+        #   anonymous copy, about the size of the decoder's int8 weights) while the mapped
+        #   originals are paged out as they are packed.
+        # FLAN-T5-Large int8, 2 threads, one 512-token document, side by side: 28 instead of
+        # 44-48 ms per token, for the same 690 MB peak RSS (t5_speed; the README has the runs).
         weights = bundle.file(WEIGHTS) if WEIGHTS in config.files else None
         # Without it the peak swung between 0.7 and 1.4 GB on identical runs (see native_heap).
         steady_heap()
-        self.encoder, self._encoder_pages = self._load(bundle.file(ENCODER), weights)
-        self.decoder, self._decoder_pages = self._load(bundle.file(DECODER), weights)
+        self.encoder, self._encoder_pages = self._load(bundle.file(ENCODER), weights, prepack=False)
+        self.decoder, self._decoder_pages = self._load(bundle.file(DECODER), weights, prepack=True)
         self._check_decoder(where)
 
     # -- loading ------------------------------------------------------------------------------
 
-    def _load(self, path, weights) -> tuple[ort.InferenceSession, MappedWeights]:
+    def _load(self, path, weights, *, prepack: bool) -> tuple[ort.InferenceSession, MappedWeights]:
         if weights is None:  # a bundle from before weights.bin: weights inside the graph files
-            return self._session(path), MappedWeights(path, set())
-        return MappedWeights.made_by(weights, lambda: self._session(path))
+            return self._session(path, prepack), MappedWeights(path, set())
+        return MappedWeights.made_by(weights, lambda: self._session(path, prepack), shed_while_loading=prepack)
 
-    def _session(self, path) -> ort.InferenceSession:
+    def _session(self, path, prepack: bool) -> ort.InferenceSession:
         options = ort.SessionOptions()
-        options.add_session_config_entry("session.disable_prepacking", "1")
+        if not prepack:
+            options.add_session_config_entry("session.disable_prepacking", "1")
         # ORT's arena keeps the largest activations of every step (the first decoder step alone
         # returns a 100 MB cross-attention cache) for the life of the session: 140-380 MB more
         # peak RSS, with no measurable speed difference on these models.
@@ -184,7 +187,8 @@ class OnnxT5Backend(Backend):
             ids[row, :len(seq)] = seq
             mask[row, :len(seq)] = 1
         self._decoder_pages.release()  # the previous batch's, before the encoder's pages come in
-        (hidden,) = self.encoder.run(["last_hidden_state"], {"input_ids": ids, "attention_mask": mask})
+        with shedding(self._encoder_pages.clean().shed):
+            (hidden,) = self.encoder.run(["last_hidden_state"], {"input_ids": ids, "attention_mask": mask})
         self._encoder_pages.release()
         return hidden, mask
 

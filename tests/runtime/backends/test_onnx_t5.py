@@ -154,6 +154,10 @@ def test_each_phase_hands_its_weight_pages_back_and_tokens_stay_the_same(tiny_t5
         # ONNX Runtime maps weights.bin; both graphs' mappings were seen while they loaded.
         assert b._encoder_pages.regions and b._decoder_pages.regions
         assert b.encoder.get_session_options().enable_cpu_mem_arena is False
+        # The encoder packs as it goes; the decoder, one row per call, is prepacked at load.
+        assert b.encoder.get_session_options().get_session_config_entry("session.disable_prepacking") == "1"
+        with pytest.raises(Exception, match="does not have configuration"):
+            b.decoder.get_session_options().get_session_config_entry("session.disable_prepacking")
         ids = [b.encode(t) for t in TEXTS]
         first = b.generate_ids(ids, max_new_tokens=24)
         # Decoding done: the encoder's pages are gone from RSS, the decoder's are still there.
