@@ -24,7 +24,10 @@ then `--repeat` timed calls (the median is reported). Measured in one run:
   processes (load, warm-up, one document). The table gives min, median and max; the ratios and
   the JSON's `<engine>_peak_rss_mb` use the max, the worst case a user must plan for.
 - onnx-int8 against ct2-int8: latency, peak RSS and size ratios (ours / CTranslate2; the targets
-  are <= 0.8, <= 1.0 and <= 1.0), and the latency ratio with beam search.
+  are <= 0.6, <= 1.0 and <= 1.0), and the latency ratio with beam search.
+- decoding per token, (s/doc - encoder s) / 64, against the memory-bandwidth floor: the bytes a
+  greedy step must read, at the rate `--threads` threads stream a 1 GiB buffer on this machine
+  (measured in the same run); the target is <= 1.5x issue 17's floor.
 - beam search (`--beams`, default 4; `--no-beam` skips it) for onnx-int8 and ct2-int8, with the
   tokens' agreement against the fp32 reference's own beam search (one untimed reference run).
 - batching (`--batches`, default 1,4,8; `--batches 1` skips it): documents per minute for
@@ -57,7 +60,46 @@ NEW_TOKENS = 64
 ENGINES = ("pytorch-fp32", "onnx-fp32", "onnx-int8", "ct2-int8")
 PEERS = ("onnx-int8", "ct2-int8")  # the engines measured with beam search and batching
 LABELS = {"pytorch-fp32": "PyTorch", "onnx-fp32": "ONNX fp32"}
-TARGETS = {"latency": 0.8, "beam_latency": 1.0, "rss": 1.0, "size": 1.0}  # issue 6, ours / CTranslate2
+# ours / CTranslate2 (issue 17 tightened latency from issue 6's 0.8), and decode against its floor
+TARGETS = {"latency": 0.6, "beam_latency": 1.0, "rss": 1.0, "size": 1.0, "decode_floor": 1.5}
+BANDWIDTH_BYTES = 2**30  # well past any L3 cache: what a decode step streams comes from DRAM
+
+
+def read_bandwidth_gbs(threads: int, repeat: int = 5) -> float:
+    """The best rate, over `repeat` passes, at which `threads` threads stream one buffer from memory
+    (numpy reductions, which drop the GIL; GB/s, 10^9 bytes)."""
+    import threading
+
+    import numpy as np
+
+    data = np.ones(BANDWIDTH_BYTES // 8, dtype=np.uint64)  # written, so every page is resident
+    parts = np.array_split(data, threads)
+    best = float("inf")
+    for _ in range(repeat):
+        workers = [threading.Thread(target=np.bitwise_xor.reduce, args=(part,)) for part in parts]
+        started = time.perf_counter()
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        best = min(best, time.perf_counter() - started)
+    return data.nbytes / best / 1e9
+
+
+def decode_bytes_per_token(config: dict) -> dict:
+    """What one greedy decoding step of a T5 must read, from its config.json: the int8 weights of
+    every decoder product it runs (self-attention, the cross-attention query and output, the
+    feed-forward, the LM head) and the fp32 cross-attention cache of a full input. The keys and
+    values of the cross-attention are projected once per document, so their weights are not
+    read per token; issue 17's 442 MB counted them, and not the cache."""
+    d, inner, ff = config["d_model"], config["num_heads"] * config["d_kv"], config["d_ff"]
+    layers = config.get("num_decoder_layers") or config["num_layers"]
+    gated = str(config.get("feed_forward_proj", "")).startswith("gated")
+    ffn = (3 if gated else 2) * d * ff
+    step_weights = layers * (4 * d * inner + 2 * d * inner + ffn) + config["vocab_size"] * d
+    all_weights = step_weights + layers * 2 * d * inner
+    cross_cache = layers * 2 * INPUT_TOKENS * inner * 4
+    return {"step_weights": step_weights, "all_decoder_weights": all_weights, "cross_cache": cross_cache}
 
 
 def document_ids(vocab_size: int, seed: int = 0) -> list[int]:
@@ -343,6 +385,8 @@ def main(argv: list[str] | None = None) -> int:
                 beam_rows[ref] = measure(ref, paths[ref], args.threads, 0, beams=beams)
             for engine in peers:
                 beam_rows[engine] = measure(engine, paths[engine], args.threads, args.repeat, beams=beams)
+        bandwidth = read_bandwidth_gbs(args.threads) if "onnx-int8" in engines else None
+        model_config = json.loads((paths["onnx-int8"] / "config.json").read_text()) if bandwidth else None
         batch_rows = {engine: {1: rows[engine]} for engine in peers}
         for size in batches:
             for engine in peers:
@@ -429,6 +473,32 @@ def main(argv: list[str] | None = None) -> int:
                          f"{('< ' if strict else '<= ') + str(limit):>9}{'yes' if met else 'no':>6}")
             headline[f"onnx_int8_{key}_ratio_vs_ct2"] = r
         print_table(header, lines)
+
+    # Decoding against the memory-bandwidth floor: a greedy step streams the decoder's weights.
+    if bandwidth:
+        need = decode_bytes_per_token(model_config)
+        floors = {"issue": need["all_decoder_weights"], "step": need["step_weights"] + need["cross_cache"]}
+        header = f"{'decode, ms per token':<34}{'ours':>8}{'ct2':>8}{'floor':>8}{'ours/floor':>12}{'target':>9}{'met':>6}"
+        per_token = {e: (rows[e]["s_per_doc"] - rows[e]["encoder_s"]) / NEW_TOKENS * 1000 for e in peers}
+        lines = []
+        for key, label in (("issue", "floor: all decoder weights"), ("step", "floor: what a step reads")):
+            floor_ms = floors[key] / (bandwidth * 1e9) * 1000
+            r = per_token["onnx-int8"] / floor_ms
+            target = f"<= {TARGETS['decode_floor']}" if key == "issue" else ""
+            met = ("yes" if r <= TARGETS["decode_floor"] else "no") if key == "issue" else ""
+            theirs = fmt(per_token.get("ct2-int8"), ">8.1f")
+            lines.append(f"{label:<34}{per_token['onnx-int8']:>8.1f}{theirs}{floor_ms:>8.1f}{r:>11.2f}x{target:>9}{met:>6}")
+            headline[f"decode_floor_{key}_ms"] = float(f"{floor_ms:.4g}")  # tiny for --small
+            headline[f"onnx_int8_decode_{key}_floor_ratio"] = round(r, 2)
+        print_table(header, lines)
+        print(f"decode = (s/doc - encoder s) / {NEW_TOKENS}; floors at the {bandwidth:.1f} GB/s that "
+              f"{args.threads} threads read here: all decoder weights (issue 17's, "
+              f"{floors['issue'] / 1e6:.0f} MB: int8, cross-attention keys and values included), or what "
+              f"a step reads ({need['step_weights'] / 1e6:.0f} MB of int8 weights and the "
+              f"{need['cross_cache'] / 1e6:.0f} MB fp32 cross-attention cache).")
+        headline["read_bandwidth_gbs"] = round(bandwidth, 1)
+        for engine, ms in per_token.items():
+            headline[f"{engine.replace('-', '_')}_decode_ms_per_token"] = float(f"{ms:.4g}")
 
     # Batching: documents per minute, B distinct documents in one call.
     if batches and peers:

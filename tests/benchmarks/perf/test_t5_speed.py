@@ -25,6 +25,11 @@ def test_small_run_prints_tables_and_json():
     assert not any(key.endswith("_vs_pytorch") for key in headline)
     assert 0 <= headline["onnx_int8_token_agreement_vs_onnx_fp32"] <= 1
     assert headline["onnx_int8_batch2_docs_per_min"] > 0 and headline["onnx_int8_beam2_s_per_doc"] > 0
+    # Decoding against the bandwidth floor, measured in the same run.
+    assert "decode, ms per token" in out and headline["read_bandwidth_gbs"] > 0
+    assert headline["decode_floor_step_ms"] > 0 and headline["onnx_int8_decode_ms_per_token"] > 0
+    assert headline["onnx_int8_decode_issue_floor_ratio"] == pytest.approx(
+        headline["onnx_int8_decode_ms_per_token"] / headline["decode_floor_issue_ms"], rel=0.02)
     # Peak memory is a distribution over fresh processes; the headline figure is its worst.
     assert headline["memory_runs"] == 2
     for engine in ("onnx_fp32", "onnx_int8"):
