@@ -1,7 +1,8 @@
 """Where the int8 T5 runtime's peak memory goes, phase by phase, over fresh processes.
 
     python -m sumctl.benchmarks.perf.t5_memory --workdir t5bench [--runs 5] [--threads 2]
-        [--page-cache as-is|evict|read] [--engines onnx-int8,onnx-int8-glibc,ct2-int8] [--small]
+        [--page-cache as-is|evict|read] [--engines onnx-int8,onnx-int8-unshed,onnx-int8-glibc,ct2-int8]
+        [--small]
 
 The bundle is the one `python -m sumctl.benchmarks.perf.t5_speed --keep --workdir t5bench` left
 (FLAN-T5-Large architecture, random weights), or it is built here when missing. Each run is a
@@ -18,7 +19,9 @@ export left), `evict` (posix_fadvise DONTNEED on the bundle's files, so the proc
 weights in itself) or `read` (evicted, then read once with read(2), as `cat` would).
 CTranslate2 (the `bench` extra) is measured the same number of times for the comparison, and
 `onnx-int8-glibc` is sumctl's runtime left with glibc's own rising mmap threshold (the child
-skips native_heap.steady_heap): the runtime before the fix.
+skips native_heap.steady_heap): the runtime before that fix. `onnx-int8-unshed` is sumctl's
+runtime without shedding (weight_pages.shedding): the pages a phase reads stay resident until it
+ends, and the decoder's mapped originals stay resident while ORT prepacks them.
 The last line is one JSON object: min, median and max peak RSS per engine.
 """
 
@@ -38,7 +41,7 @@ from sumctl.benchmarks.eval.memory import peak_distribution, peak_rss_mb
 from sumctl.runtime.machine import cpu_flags, machine_line
 
 PHASES = ("load", "document 1", "document 2")
-ENGINES = ("onnx-int8", "onnx-int8-glibc", "ct2-int8")
+ENGINES = ("onnx-int8", "onnx-int8-unshed", "onnx-int8-glibc", "ct2-int8")
 STABLE = 0.10  # issue 17: fresh processes in a row stay within 10% of each other
 _KPF_COMPOUND_HEAD, _KPF_COMPOUND_TAIL, _KPF_THP = 15, 16, 22
 
@@ -176,6 +179,14 @@ def run_child(engine: str, model: Path, threads: int) -> dict:
 
         if engine == "onnx-int8-glibc":
             onnx_t5.steady_heap = lambda: False  # what the runtime did before native_heap
+        if engine == "onnx-int8-unshed":  # every weight page read stays resident until released
+            import contextlib
+
+            from sumctl.runtime.backends.weight_pages import MappedWeights
+
+            made_by = MappedWeights.made_by.__func__
+            onnx_t5.shedding = lambda shed, interval=None: contextlib.nullcontext()
+            MappedWeights.made_by = classmethod(lambda cls, file, load, **_: made_by(cls, file, load))
         from sumctl.runtime.bundle.configs import WEIGHTS
 
         backend = OnnxT5Backend(load_bundle(model, verify=False), threads=threads)
@@ -253,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     reuse = (args.workdir / "onnx-int8" / "sumctl.json").is_file()
     args.workdir.mkdir(parents=True, exist_ok=True)
     paths, _ = prepare(args.workdir, args.small, built, reuse)
-    paths["onnx-int8-glibc"] = paths["onnx-int8"]
+    paths["onnx-int8-glibc"] = paths["onnx-int8-unshed"] = paths["onnx-int8"]
     model = "tiny T5 (--small)" if args.small else "FLAN-T5-Large architecture"
     print(f"t5_memory: {model}, int8; {args.runs} fresh processes per engine, "
           f"2 documents each; {args.threads} threads; page cache {args.page_cache}; "
