@@ -71,8 +71,9 @@ class OnnxT5Backend(Backend):
         #   doubled the time of its matmuls, so ORT prepacks its weights once at load (an
         #   anonymous copy, about the size of the decoder's int8 weights) while the mapped
         #   originals are paged out as they are packed.
-        # FLAN-T5-Large int8, 2 threads, one 512-token document, side by side: 28 instead of
-        # 44-48 ms per token, for the same 690 MB peak RSS (t5_speed; the README has the runs).
+        # FLAN-T5-Large int8, 2 threads, one 512-token document, t5_speed side by side with the
+        # unpacked decoder: 32.7 instead of 58.4 ms per token in one run, 41.2 instead of 43.4 in
+        # another (this VM drifts), peak RSS 685 instead of 690 MB (the README has the runs).
         weights = bundle.file(WEIGHTS) if WEIGHTS in config.files else None
         # Without it the peak swung between 0.7 and 1.4 GB on identical runs (see native_heap).
         steady_heap()
