@@ -65,21 +65,31 @@ def mapped_regions(file: Path) -> dict[tuple[int, int], Residency]:
     return regions
 
 
+READ_AHEAD_CHUNK = 4 * 2**20  # the kernel reads at most its read-ahead window (often 8 MiB) per call
+
+
 def _read_ahead(file: Path) -> None:
-    """Ask the kernel to bring `file` into the page cache, asynchronously (pages it holds are
-    skipped); where there is no posix_fadvise, the next load reads from disk instead."""
+    """Bring `file` back into the page cache on a helper thread (POSIX_FADV_WILLNEED, a window at
+    a time: one call for the whole file reads only its first few MiB); cached pages are skipped.
+    Where there is no posix_fadvise, the next load reads from disk instead."""
     if not hasattr(os, "posix_fadvise"):
         return
-    try:
-        fd = os.open(file, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+
+    def read():
+        try:
+            fd = os.open(file, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            size = os.fstat(fd).st_size
+            for offset in range(0, size, READ_AHEAD_CHUNK):
+                os.posix_fadvise(fd, offset, READ_AHEAD_CHUNK, os.POSIX_FADV_WILLNEED)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    threading.Thread(target=read, name="sumctl-read-ahead", daemon=True).start()
 
 
 def _advise(start: int, length: int, advice: int) -> bool:
@@ -154,8 +164,8 @@ class MappedWeights:
         prepacking). It advises MADV_PAGEOUT, not MADV_DONTNEED: the loader may unmap a region
         and reuse its addresses for fresh memory between this thread's read of the maps and
         its advice, and MADV_DONTNEED would then zero that memory, while MADV_PAGEOUT never loses
-        data. The cost: those file pages also leave the page cache, so the next process reads
-        them from disk again.
+        data. Paged-out file pages also leave the page cache, so the file is then read back into
+        it in the background (POSIX_FADV_WILLNEED), for the next process to find.
 
         Returns load()'s result and the MappedWeights."""
         before = set(mapped_regions(file))
@@ -190,12 +200,9 @@ class MappedWeights:
         """Drop these mappings' resident pages; returns the bytes of address range released."""
         if not self.regions:
             return 0
-        madvise = _madvise()
-        if madvise is None:
-            return 0
         released = 0
         for (start, end), residency in mapped_regions(self.file).items():
             if (start, end) in self.regions and residency.anonymous_kib == 0:
-                if madvise(start, end - start, _MADV_DONTNEED) == 0:
+                if _advise(start, end - start, _MADV_DONTNEED):
                     released += end - start
         return released

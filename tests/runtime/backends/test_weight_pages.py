@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import mmap
 import os
 from pathlib import Path
@@ -28,6 +29,22 @@ def _weights_file(tmp_path: Path, pages: int = PAGES) -> Path:
 
 def _resident(path: Path) -> int:
     return sum(r.resident_kib for r in mapped_regions(path).values()) * 1024
+
+
+def _cached_pages(path: Path) -> int:
+    """How many of the file's pages the page cache holds (mincore on a fresh mapping)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    with open(path, "rb") as f:
+        mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    try:
+        anchor = ctypes.c_char.from_buffer(mapping)
+        pages = -(-len(mapping) // mmap.PAGESIZE)
+        vector = (ctypes.c_ubyte * pages)()
+        assert libc.mincore(ctypes.c_void_p(ctypes.addressof(anchor)), ctypes.c_size_t(len(mapping)), vector) == 0
+        del anchor
+        return sum(v & 1 for v in vector)
+    finally:
+        mapping.close()
 
 
 def _read_slowly(mapping, path: Path, chunk_pages: int = 64) -> tuple[bytes, int]:
@@ -150,6 +167,11 @@ def test_shedding_while_loading_pages_the_new_mappings_out_and_loses_no_write(tm
         whole = SHED_PAGES * mmap.PAGESIZE
         assert len(pages.regions) == 1
         assert seen["most"] < whole // 2, "MADV_PAGEOUT (Linux 5.4+) had no effect"
+        # Paged out, the file left the page cache too; it is read back in for the next process.
+        deadline = time.monotonic() + 10
+        while _cached_pages(path) < SHED_PAGES and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _cached_pages(path) == SHED_PAGES
         assert seen["data"][1:] == path.read_bytes()[1:] and mapping[0] == 7
     finally:
         mapping.close()
