@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from sumctl.runtime.machine import cpu_flags, machine_line
+from sumctl.benchmarks.perf import print_headline
 
 # Training (torch) and scoring (llama.cpp) share one process and one OpenMP runtime, which reads
 # its wait policy once, at torch's import. Spinning waits stall llama.cpp on a busy machine (see
@@ -216,10 +216,7 @@ def main(argv: list[str] | None = None) -> dict:
     headline.update({"base_s_per_doc": results["base"]["s_per_doc"],
                      "finetuned_s_per_doc": results["finetuned"]["s_per_doc"],
                      "reduced": bool(reductions), "wall_seconds": round(time.perf_counter() - wall, 1)})
-    # The kernels llama.cpp and ONNX Runtime run depend on these: figures travel with them.
-    print(machine_line())
-    headline["cpu_flags"] = cpu_flags()
-    print(json.dumps(headline))
+    print_headline(headline)
     return headline
 
 

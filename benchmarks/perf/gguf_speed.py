@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 from sumctl.benchmarks.eval.memory import peak_rss_mb
-from sumctl.runtime.machine import cpu_flags, machine_line
+from sumctl.benchmarks.perf import print_headline
 
 PROMPT_TOKENS = 512
 NEW_TOKENS = 64
@@ -381,10 +381,7 @@ def report(args, rows: dict, bandwidth: float) -> None:
                          f"{key}_bound_ratio": round(r["bound_ratio"], 2),
                          f"{key}_speedup_vs_transformers": round(r["speedup"], 2),
                          f"{key}_prompt_speedup_vs_transformers": round(r["prompt_speedup"], 2)})
-    # The kernels llama.cpp and ONNX Runtime run depend on these: figures travel with them.
-    print(machine_line())
-    headline["cpu_flags"] = cpu_flags()
-    print(json.dumps(headline))
+    print_headline(headline)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from sumctl.runtime.machine import cpu_flags, machine_line
+from sumctl.benchmarks.perf import print_headline
 
 QUANTS = ("F16", "Q8_0", "Q4_K_M")
 DIALOGSUM = Path(__file__).resolve().parents[3] / "shared" / "data" / "dialogsum" / "dialogsum.dev.jsonl"
@@ -141,10 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                          f"{key}_rougeL_vs_reference": round(r["rougeL_vs_reference"], 2),
                          f"{key}_rougeL_drop_vs_f16": round(r["rougeL_drop_vs_f16"], 2),
                          f"{key}_seconds_per_dialogue": round(r["seconds_per_dialogue"], 2)})
-    # The kernels llama.cpp and ONNX Runtime run depend on these: figures travel with them.
-    print(machine_line())
-    headline["cpu_flags"] = cpu_flags()
-    print(json.dumps(headline))
+    print_headline(headline)
     return 0
 
 

@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 from sumctl.benchmarks.eval.memory import peak_distribution, peak_rss_mb
-from sumctl.runtime.machine import cpu_flags, machine_line
+from sumctl.benchmarks.perf import print_headline
 
 PHASES = ("load", "document 1", "document 2")
 ENGINES = ("onnx-int8", "onnx-int8-unshed", "onnx-int8-glibc", "ct2-int8")
@@ -293,9 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         worst = headline["onnx_int8_peak_rss_mb_max"] / headline["ct2_int8_peak_rss_mb_max"]
         print(f"worst peak, ours / CTranslate2: {worst:.2f}x (target <= 1.0)")
         headline["onnx_int8_worst_peak_ratio_vs_ct2"] = round(worst, 3)
-    print(machine_line())
-    headline["cpu_flags"] = cpu_flags()
-    print(json.dumps(headline))
+    print_headline(headline)
     return 0
 
 

@@ -56,7 +56,7 @@ import time
 from pathlib import Path
 
 from sumctl.benchmarks.eval.memory import peak_distribution, peak_rss_mb
-from sumctl.runtime.machine import cpu_flags, machine_line
+from sumctl.benchmarks.perf import print_headline
 
 INPUT_TOKENS = 512
 NEW_TOKENS = 64
@@ -559,10 +559,7 @@ def main(argv: list[str] | None = None) -> int:
               "mixes search and int8 differences.")
     headline["load_avg_before"] = round(load_before[0], 2)
     headline["load_avg_after"] = round(load_after[0], 2)
-    # The kernels llama.cpp and ONNX Runtime run depend on these: figures travel with them.
-    print(machine_line())
-    headline["cpu_flags"] = cpu_flags()
-    print(json.dumps(headline))
+    print_headline(headline)
     return 0
 
 

@@ -22,7 +22,6 @@ The last line printed is one JSON object with the headline figures.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import random
@@ -38,7 +37,7 @@ from sumctl.runtime.prompts import LENGTHS, TRANSCRIPT_SLOT
 from sumctl.runtime.summarizer import Summarizer
 from sumctl.runtime.transcript import read_transcript
 from sumctl.runtime.watch import WatchConfig, Watcher
-from sumctl.runtime.machine import cpu_flags, machine_line
+from sumctl.benchmarks.perf import print_headline
 
 TARGET_OVERHEAD_MS = 20.0
 _WORDS = ("budget release login tests docs design roadmap customer launch pricing hiring server "
@@ -216,10 +215,7 @@ def main(argv: list[str] | None = None) -> dict:
         "target_overhead_ms": TARGET_OVERHEAD_MS,
         "meets_target": overhead < TARGET_OVERHEAD_MS,
     }
-    # The kernels llama.cpp and ONNX Runtime run depend on these: figures travel with them.
-    print(machine_line())
-    headline["cpu_flags"] = cpu_flags()
-    print(json.dumps(headline))
+    print_headline(headline)
     return headline
 
 
