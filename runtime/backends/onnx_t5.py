@@ -188,9 +188,10 @@ class OnnxT5Backend(Backend):
             ids[row, :len(seq)] = seq
             mask[row, :len(seq)] = 1
         self._decoder_pages.release()  # the previous batch's, before the encoder's pages come in
-        with shedding(self._encoder_pages.clean().shed):
+        encoder_pages = self._encoder_pages.clean()  # one smaps read serves the run and after it
+        with shedding(encoder_pages.shed):
             (hidden,) = self.encoder.run(["last_hidden_state"], {"input_ids": ids, "attention_mask": mask})
-        self._encoder_pages.release()
+        encoder_pages.shed()
         return hidden, mask
 
     def _generate_batch(self, inputs, max_new_tokens, num_beams, ngram, length_penalty, min_new_tokens):

@@ -34,6 +34,7 @@ from sumctl.runtime.backends.native_heap import libc
 _MADV_DONTNEED = 4  # the same values on every Linux architecture
 _MADV_PAGEOUT = 21  # Linux 5.4+; older kernels refuse it (EINVAL) and nothing is shed
 SHED_INTERVAL_S = 0.01
+READ_AHEAD_CHUNK = 4 * 2**20  # the kernel reads at most its read-ahead window (often 8 MiB) per call
 
 
 class Residency(NamedTuple):
@@ -63,9 +64,6 @@ def mapped_regions(file: Path) -> dict[tuple[int, int], Residency]:
     except OSError:
         return {}
     return regions
-
-
-READ_AHEAD_CHUNK = 4 * 2**20  # the kernel reads at most its read-ahead window (often 8 MiB) per call
 
 
 def _read_ahead(file: Path) -> None:
@@ -186,11 +184,11 @@ class MappedWeights:
         return MappedWeights(self.file, {region for region, residency in mapped_regions(self.file).items()
                                          if region in self.regions and residency.anonymous_kib == 0})
 
-    def shed(self) -> None:
-        """release() without reading smaps, for a helper thread: only for mappings just found
-        clean (see clean) that stay mapped meanwhile, as during a run of their session."""
-        for start, end in self.regions:
-            _advise(start, end - start, _MADV_DONTNEED)
+    def shed(self) -> int:
+        """release() without reading smaps, cheap enough for a helper thread: only for mappings
+        just found clean (see clean) that stay mapped meanwhile, as during a run of their
+        session. Returns the bytes of address range released."""
+        return sum(end - start for start, end in self.regions if _advise(start, end - start, _MADV_DONTNEED))
 
     def resident_bytes(self) -> int:
         return sum(r.resident_kib for region, r in mapped_regions(self.file).items()
@@ -198,11 +196,4 @@ class MappedWeights:
 
     def release(self) -> int:
         """Drop these mappings' resident pages; returns the bytes of address range released."""
-        if not self.regions:
-            return 0
-        released = 0
-        for (start, end), residency in mapped_regions(self.file).items():
-            if (start, end) in self.regions and residency.anonymous_kib == 0:
-                if _advise(start, end - start, _MADV_DONTNEED):
-                    released += end - start
-        return released
+        return self.clean().shed() if self.regions else 0
