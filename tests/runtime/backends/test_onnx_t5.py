@@ -122,6 +122,33 @@ def test_batching_equals_one_by_one(backend, num_beams):
                                     batch_size=batch_size) == one_by_one
 
 
+def test_one_inputs_beams_share_a_single_cross_attention_cache(backend, monkeypatch):
+    """At beam 4 the cache is copied per beam only when several inputs share the batch; the
+    tokens are checked against transformers and against batching above."""
+    cross_rows = []
+    make_binding = backend.decoder.io_binding
+
+    def recording_binding():
+        binding = make_binding()
+        bind = binding.bind_ortvalue_input
+
+        def bind_and_record(name, value):
+            if ".encoder." in name and value.shape()[2]:  # the first step binds an empty cache
+                cross_rows.append(value.shape()[0])
+            bind(name, value)
+
+        binding.bind_ortvalue_input = bind_and_record
+        return binding
+
+    monkeypatch.setattr(backend.decoder, "io_binding", recording_binding)
+    ids = [backend.encode(t) for t in TEXTS[:2]]
+    backend.generate_ids(ids[:1], max_new_tokens=12, min_new_tokens=12, num_beams=4)
+    assert len(cross_rows) >= 11 * 2 and set(cross_rows) == {1}
+    cross_rows.clear()
+    backend.generate_ids(ids, max_new_tokens=12, min_new_tokens=12, num_beams=4, batch_size=2)
+    assert cross_rows and set(cross_rows) == {8}
+
+
 def test_generate_returns_text_and_token_counts(backend, tiny_t5_bundle):
     bundle = load_bundle(tiny_t5_bundle)
     prompts = [fill(bundle.manifest.prompts["short"], t) for t in TEXTS[:3]]
