@@ -24,7 +24,7 @@ from sumctl.benchmarks.eval.records import EvalRecord, check_unique, parse_recor
 from sumctl.runtime.store import data_dir
 
 from sumctl.exporters.errors import TrainError
-from sumctl.exporters.train.data import parse_lengths
+from sumctl.exporters.train.config import parse_lengths
 
 _NO_REFERENCE = "(no reference)"
 

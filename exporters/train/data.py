@@ -43,13 +43,13 @@ from sumctl.runtime.minutes.textformat import (ITEMS_MAX_NEW_TOKENS, ProposedAct
                                                format_items_json)
 from sumctl.runtime.prompts import LENGTHS, fill, minutes_template, template_for
 
+from sumctl.exporters.train.config import LONG_INPUT_POLICIES
 from sumctl.exporters.train.hf_backend import CAUSAL, ModelShape, causal_reply_ids
 
 IGNORE_INDEX = -100  # the label transformers' losses skip
 SUMMARY, MINUTES = "summary", "minutes"
 MINUTES_FIELDS = ("decisions", "action_items", "open_questions")
 MIN_EXAMPLES = 4
-LONG_INPUT_POLICIES = ("reduce", "skip")
 
 
 @dataclass
@@ -72,16 +72,6 @@ class Example:
 class Prepared:
     examples: list[Example]
     counts: dict  # what happened to the records, for the report
-
-
-def parse_lengths(value: str | list | tuple) -> tuple[str, ...]:
-    items = value.split(",") if isinstance(value, str) else list(value)
-    lengths = tuple(dict.fromkeys(s.strip() for s in items if s.strip()))
-    bad = [s for s in lengths if s not in LENGTHS]
-    if bad or not lengths:
-        raise TrainError(f"--lengths {','.join(items) if not isinstance(value, str) else value!r}: "
-                         f"use a comma-separated list of {', '.join(LENGTHS)}")
-    return lengths
 
 
 def load_records(path: str | Path) -> Dataset:
