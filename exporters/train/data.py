@@ -150,9 +150,19 @@ def build_examples(dataset: Dataset, pairs: list[tuple[EvalRecord, str]], shape:
     """Examples in the runtime's input shape. `reducer(record, length)` returns the reduce input."""
     if long_inputs not in LONG_INPUT_POLICIES:
         raise TrainError(f"--long-inputs {long_inputs!r}: use one of {', '.join(LONG_INPUT_POLICIES)}")
-    examples: list[Example] = []
     counts = Counter()
-    long_pairs = []
+    examples, long_pairs = _summary_examples(pairs, shape, templates, max_new_tokens, long_inputs, counts)
+    examples += _minutes_examples(dataset, pairs, shape, templates, counts)
+    examples += _reduced_examples(dataset, long_pairs, reducer, progress, counts)
+    counts.update(f"length_{e.length}" for e in examples if e.task == SUMMARY)
+    return Prepared(examples, dict(counts))
+
+
+def _summary_examples(pairs: list[tuple[EvalRecord, str]], shape: ModelShape, templates: dict[str, str],
+                      max_new_tokens: dict[str, int], long_inputs: str, counts: Counter
+                      ) -> tuple[list[Example], list[tuple[EvalRecord, str, int]]]:
+    """The pairs whose input is known without a model; the rest, (record, length, chapters), to reduce."""
+    examples, long_pairs = [], []
     for record, length in pairs:
         template = template_for(templates, length, record.query)
         budget = shape.input_budget(template, max_new_tokens[length])
@@ -177,6 +187,12 @@ def build_examples(dataset: Dataset, pairs: list[tuple[EvalRecord, str]], shape:
             counts["skipped_long"] += 1
         else:
             long_pairs.append((record, length, len(chapters)))
+    return examples, long_pairs
+
+
+def _minutes_examples(dataset: Dataset, pairs: list[tuple[EvalRecord, str]], shape: ModelShape,
+                      templates: dict[str, str], counts: Counter) -> list[Example]:
+    examples = []
     for record in {id(r): r for r, _ in pairs}.values():  # once per record, whatever its lengths
         items = minutes_fields(record, dataset.path)
         if items is None:
@@ -193,6 +209,12 @@ def build_examples(dataset: Dataset, pairs: list[tuple[EvalRecord, str]], shape:
         examples.append(Example(record.id, record.line, "medium", "transcript", chapters[0].text(),
                                 minutes_reference(items, shape.kind == CAUSAL), 1, None, MINUTES))
         counts["minutes"] += 1
+    return examples
+
+
+def _reduced_examples(dataset: Dataset, long_pairs: list[tuple[EvalRecord, str, int]],
+                      reducer: Reducer | None, progress: Callable | None, counts: Counter) -> list[Example]:
+    examples = []
     iterator = progress(long_pairs) if (progress and long_pairs) else long_pairs
     for record, length, n in iterator:
         if reducer is None:
@@ -205,8 +227,7 @@ def build_examples(dataset: Dataset, pairs: list[tuple[EvalRecord, str]], shape:
         examples.append(Example(record.id, record.line, length, "reduce", text, record.reference, n,
                                 record.query))
         counts["reduce_input"] += 1
-    counts.update(f"length_{e.length}" for e in examples if e.task == SUMMARY)
-    return Prepared(examples, dict(counts))
+    return examples
 
 
 def example_template(example: Example, templates: dict[str, str], causal: bool) -> str:

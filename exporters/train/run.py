@@ -34,6 +34,7 @@ from sumctl.exporters.train.hf_backend import CAUSAL, SEQ2SEQ, HFSummarizer, Mod
 from sumctl.exporters.errors import TrainError
 from sumctl.exporters.train.data import IGNORE_INDEX, build_examples, check_enough, encode_all, load_examples, load_records, save_examples, select
 from sumctl.exporters.train.report import compare, evaluate, format_scores, loss_points, plot_loss
+from sumctl.benchmarks.eval.records import Dataset
 
 # model_type -> what trains it; the same families `sumctl export` takes.
 FAMILIES = {"t5": SEQ2SEQ, "mt5": SEQ2SEQ, "llama": CAUSAL, "mistral": CAUSAL}
@@ -56,6 +57,57 @@ class TrainResult:
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass
+class _Inputs:
+    """The run's data and base, checked before a model loads."""
+    out: Path
+    work: Path
+    lengths: tuple[str, ...]
+    dataset: Dataset
+    eval_set: Dataset | None
+    pairs: list
+    dropped: dict
+    base_path: Path
+    model_type: str
+    kind: str
+
+
+@dataclass
+class _Base:
+    """The base model in memory, with what the runtime's shape of it needs."""
+    torch: object
+    device: str
+    tokenizer: object
+    model: object
+    max_input: int
+    shape: ModelShape
+    templates: dict
+    generation: object  # the base's generation defaults, read by key
+    source: dict  # source_info of the base
+    run: dict  # run.json's settings, which a resumed run must match
+    base_name: str  # --base as given
+
+    def summarizer_for(self, current_model, name):
+        return lambda length: HFSummarizer(current_model, self.tokenizer, self.shape, name=name,
+                                           source=self.base_name, length=length, generation=self.generation)
+
+
+@dataclass
+class _Fit:
+    """What the Trainer did, for the report."""
+    trainer: object
+    output: object
+    lr: float
+    total_steps: int
+    logging_steps: int
+    bf16: bool
+    resume_from: str | None
+    train_seconds: float
+    trained_tokens: int
+    trainable: int
+    total_params: int
+
+
 def train(config: TrainConfig, *, track: Callable[[str], Callable[[Iterable], Iterable]] | None = None
           ) -> TrainResult:
     """Fine-tune `config.base` with LoRA on `config.data`, score it before and after on
@@ -66,12 +118,39 @@ def train(config: TrainConfig, *, track: Callable[[str], Callable[[Iterable], It
     `config.progress`.
     """
     started = time.perf_counter()
+    inputs = _check_inputs(config)
+    base = _load_base(config, inputs)
+    progress = track or _untracked
+    examples, features, counts = _prepare_examples(config, inputs, base, progress)
+    notes = []
+    before = _score_base(config, inputs, base, examples, notes, progress)
+    fit = _fit(config, inputs, base, features, notes)
+    model, adapter_dir = _save_model(config, inputs, base, fit.trainer)
+    after = None
+    if inputs.eval_set is not None:
+        after = evaluate(base.summarizer_for(model, "fine-tuned"), inputs.eval_set, config.default_length,
+                         seed=config.seed, progress=progress("eval after training"))
+    points = loss_points(fit.trainer.state.log_history)
+    loss_png = plot_loss(points, inputs.work / "loss.png",
+                         f"sumctl train: {Path(config.base).name} ({'LoRA' if config.lora else 'full'}), "
+                         f"{len(features)} examples")
+    export = _export_command(inputs, base.max_input, model, notes)
+    report = _report(config, inputs, base, fit, features, counts, points, before, after, adapter_dir,
+                     export, notes, started)
+    report_path = inputs.work / "report.json"
+    atomic_write_text(report_path, json.dumps(report, indent=2) + "\n")
+    if before and after:
+        atomic_write_text(inputs.work / "eval_summaries.json",
+                          json.dumps({"before": before["records"], "after": after["records"]}, indent=2) + "\n")
+    return TrainResult(inputs.out, report, report_path, loss_png, export, notes)
+
+
+def _check_inputs(config: TrainConfig) -> _Inputs:
+    """Everything that can be wrong with the data fails here, before a model loads."""
     lengths = parse_lengths(config.lengths)
     out = Path(config.out).expanduser()
     work = out / "training"
     _check_out(out, work, config)
-
-    # Everything that can be wrong with the data fails here, before a model loads.
     dataset = load_records(config.data)
     eval_set = load_records(config.eval_data) if config.eval_data else None
     pairs, dropped = select(dataset, lengths, config.default_length)
@@ -81,7 +160,11 @@ def train(config: TrainConfig, *, track: Callable[[str], Callable[[Iterable], It
     if kind is None:
         raise TrainError(f"{base_path}: model_type {model_type!r} cannot be trained here (supported: "
                          "t5 for FLAN-T5/T5, llama for TinyLlama, SmolLM2, LiteLlama)")
+    return _Inputs(out, work, lengths, dataset, eval_set, pairs, dropped, base_path, model_type, kind)
 
+
+def _load_base(config: TrainConfig, inputs: _Inputs) -> _Base:
+    """The base model on its device, seeded; a resumed run's settings are checked against it."""
     # Evaluation runs llama.cpp in this process, and torch starts the one OpenMP runtime both use.
     prepare_llama_cpp()
     import torch
@@ -89,6 +172,7 @@ def train(config: TrainConfig, *, track: Callable[[str], Callable[[Iterable], It
     from transformers import AutoTokenizer, set_seed
 
     transformers.logging.set_verbosity_error()
+    kind, base_path = inputs.kind, inputs.base_path
     device = _device(config.device, torch)
     tokenizer = AutoTokenizer.from_pretrained(base_path, trust_remote_code=False)
     model = _load_model(base_path, kind, torch)
@@ -96,40 +180,43 @@ def train(config: TrainConfig, *, track: Callable[[str], Callable[[Iterable], It
     shape = ModelShape(kind, tokenizer, max_input)
     templates = default_templates()
     generation = generation_defaults(kind, base_path)
-    max_new = dict(generation["max_new_tokens"])
     source = source_info(config.base, base_path, config.revision)
     run = {"base": config.base, "base_path": str(base_path), "base_sha256": source["sha256"],
-           "data": str(Path(config.data).resolve()), "data_sha256": dataset.sha256, "kind": kind,
-           "model_type": model_type, "lora": config.lora, "lengths": list(lengths),
+           "data": str(Path(config.data).resolve()), "data_sha256": inputs.dataset.sha256, "kind": kind,
+           "model_type": inputs.model_type, "lora": config.lora, "lengths": list(inputs.lengths),
            "default_length": config.default_length, "max_input_tokens": max_input,
            "long_inputs": config.long_inputs, "drop_overlong": config.drop_overlong,
            "lora_r": config.lora_r, "lora_alpha": config.lora_alpha, "lora_dropout": config.lora_dropout,
            "seed": config.seed, "batch_size": config.batch_size, "grad_accum": config.grad_accum}
-    _check_resume(work, run, config.resume)
+    _check_resume(inputs.work, run, config.resume)
 
     set_seed(config.seed)
     model.to(device)
-    progress = track or _untracked
+    return _Base(torch, device, tokenizer, model, max_input, shape, templates, generation, source, run,
+                 config.base)
 
-    def summarizer_for(current_model, name):
-        return lambda length: HFSummarizer(current_model, tokenizer, shape, name=name,
-                                           source=config.base, length=length, generation=generation)
 
+def _prepare_examples(config: TrainConfig, inputs: _Inputs, base: _Base, progress) -> tuple[list, list, dict]:
+    """The examples (a resumed run reads back the ones it trained on), encoded, and recorded
+    with run.json in the work folder."""
+    work = inputs.work
+    max_new = dict(base.generation["max_new_tokens"])
     examples_file = work / "examples.jsonl"
     if config.resume and examples_file.is_file():
         examples = load_examples(examples_file)
         counts = json.loads((work / "run.json").read_text())["data_counts"]
     else:
-        base_summarizer = summarizer_for(model, "base")
+        base_summarizer = base.summarizer_for(base.model, "base")
 
         def reducer(record, length):
             return reduce_input(base_summarizer(length).summarize(record.transcript, length=length,
                                                                   query=record.query))
 
-        prepared = build_examples(dataset, pairs, shape, templates, max_new, long_inputs=config.long_inputs,
-                                  reducer=reducer, progress=progress("reduce inputs (base model)"))
-        examples, counts = prepared.examples, {**prepared.counts, **dropped}
-    features, n_overlong = encode_all(examples, shape, templates, max_new, Path(config.data),
+        prepared = build_examples(inputs.dataset, inputs.pairs, base.shape, base.templates, max_new,
+                                  long_inputs=config.long_inputs, reducer=reducer,
+                                  progress=progress("reduce inputs (base model)"))
+        examples, counts = prepared.examples, {**prepared.counts, **inputs.dropped}
+    features, n_overlong = encode_all(examples, base.shape, base.templates, max_new, Path(config.data),
                                       drop_overlong=config.drop_overlong)
     if n_overlong:
         counts["dropped_overlong"] = n_overlong
@@ -137,39 +224,53 @@ def train(config: TrainConfig, *, track: Callable[[str], Callable[[Iterable], It
     work.mkdir(parents=True, exist_ok=True)
     if not examples_file.is_file():
         save_examples(examples, examples_file)
-    atomic_write_text(work / "run.json", json.dumps({**run, "data_counts": counts}, indent=2) + "\n")
+    atomic_write_text(work / "run.json", json.dumps({**base.run, "data_counts": counts}, indent=2) + "\n")
+    return examples, features, counts
 
-    notes = []
+
+def _score_base(config: TrainConfig, inputs: _Inputs, base: _Base, examples: list, notes: list,
+                progress) -> dict | None:
+    """The base model's scores on --eval; a resumed run keeps the ones it has, unless --eval changed."""
+    eval_set = inputs.eval_set
+    if eval_set is None:
+        return None
     before = None
-    before_file = work / "eval_before.json"
-    if eval_set is not None:
-        overlap = set(eval_set.ids()) & {e.id for e in examples}
-        if overlap:
-            notes.append(f"{len(overlap)} --eval id(s) also appear in --data (e.g. {sorted(overlap)[0]!r}); "
-                         "their scores are not held-out")
-        if before_file.is_file():  # a resumed run scored the base already, unless --eval changed
-            before = json.loads(before_file.read_text())
-            if before.get("data_sha256") != eval_set.sha256:
-                before = None
-        if before is None:
-            before = evaluate(summarizer_for(model, "base"), eval_set, config.default_length,
-                              seed=config.seed, progress=progress("eval before training"))
-            before["data_sha256"] = eval_set.sha256
-            atomic_write_text(before_file, json.dumps(before, indent=2) + "\n")
+    before_file = inputs.work / "eval_before.json"
+    overlap = set(eval_set.ids()) & {e.id for e in examples}
+    if overlap:
+        notes.append(f"{len(overlap)} --eval id(s) also appear in --data (e.g. {sorted(overlap)[0]!r}); "
+                     "their scores are not held-out")
+    if before_file.is_file():
+        before = json.loads(before_file.read_text())
+        if before.get("data_sha256") != eval_set.sha256:
+            before = None
+    if before is None:
+        before = evaluate(base.summarizer_for(base.model, "base"), eval_set, config.default_length,
+                          seed=config.seed, progress=progress("eval before training"))
+        before["data_sha256"] = eval_set.sha256
+        atomic_write_text(before_file, json.dumps(before, indent=2) + "\n")
+    return before
+
+
+def _fit(config: TrainConfig, inputs: _Inputs, base: _Base, features: list, notes: list) -> _Fit:
+    """Train, from the last checkpoint with --resume."""
+    from transformers import set_seed
 
     set_seed(config.seed)
+    model = base.model
     if config.lora:
-        model = _wrap_lora(model, kind, config)
+        model = _wrap_lora(model, inputs.kind, config)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total_params = sum(p.numel() for p in model.parameters())
     lr = config.lr or (2e-4 if config.lora else 5e-5)
     steps_per_epoch = max(1, ceil(ceil(len(features) / config.batch_size) / config.grad_accum))
     total_steps = config.max_steps or max(1, ceil(config.epochs * steps_per_epoch))
     logging_steps = config.logging_steps or max(1, total_steps // 50)
-    bf16 = _use_bf16(config.precision, device, torch)
-    trainer = _trainer(model, tokenizer, features, kind, config, work / "checkpoints", lr=lr,
-                       logging_steps=logging_steps, bf16=bf16, device=device)
-    resume_from = _last_checkpoint(work / "checkpoints") if config.resume else None
+    bf16 = _use_bf16(config.precision, base.device, base.torch)
+    checkpoints = inputs.work / "checkpoints"
+    trainer = _trainer(model, base.tokenizer, features, inputs.kind, config, checkpoints, lr=lr,
+                       logging_steps=logging_steps, bf16=bf16, device=base.device)
+    resume_from = _last_checkpoint(checkpoints) if config.resume else None
     if config.resume and resume_from is None:
         notes.append("--resume: no checkpoint was saved yet, so training started from the base")
     train_started = time.perf_counter()
@@ -178,49 +279,56 @@ def train(config: TrainConfig, *, track: Callable[[str], Callable[[Iterable], It
     # Real (unpadded) tokens through the model; a resumed run counts only the steps it ran.
     epochs_run = (trainer.state.epoch or 0.0) - _resumed_epoch(resume_from)
     trained_tokens = round(sum(len(f["input_ids"]) for f in features) * max(0.0, epochs_run))
-    history = trainer.state.log_history
+    return _Fit(trainer, output, lr, total_steps, logging_steps, bf16, resume_from, train_seconds,
+                trained_tokens, trainable, total_params)
 
+
+def _save_model(config: TrainConfig, inputs: _Inputs, base: _Base, trainer):
+    """The adapter alone (LoRA), then the merged fp32 checkpoint: (the merged model, the adapter's folder)."""
     model = trainer.model
     adapter_dir = None
     if config.lora:
-        adapter_dir = _save_adapter(model, out)
+        adapter_dir = _save_adapter(model, inputs.out)
         model = model.merge_and_unload()
-    model = model.to(torch.float32)
-    _save_checkpoint(model, base_path, out)
+    model = model.to(base.torch.float32)
+    _save_checkpoint(model, inputs.base_path, inputs.out)
+    return model, adapter_dir
 
-    after = None
-    if eval_set is not None:
-        after = evaluate(summarizer_for(model, "fine-tuned"), eval_set, config.default_length,
-                         seed=config.seed, progress=progress("eval after training"))
-    points = loss_points(history)
-    loss_png = plot_loss(points, work / "loss.png",
-                         f"sumctl train: {Path(config.base).name} ({'LoRA' if config.lora else 'full'}), "
-                         f"{len(features)} examples")
-    export = f"sumctl export {'t5' if kind == SEQ2SEQ else 'llama'} --model {out} --out BUNDLE_DIR"
+
+def _export_command(inputs: _Inputs, max_input: int, model, notes: list) -> str:
+    kind = inputs.kind
+    export = f"sumctl export {'t5' if kind == SEQ2SEQ else 'llama'} --model {inputs.out} --out BUNDLE_DIR"
     if kind == SEQ2SEQ:
         export += f" --max-input-tokens {max_input}"
     elif max_input != _default_max_input(kind, model.config):
         notes.append(f"trained with a {max_input}-token context; run the GGUF bundle with "
                      f"SUMCTL_GGUF_N_CTX={max_input} so that it chapterizes the same way")
-    report = {
-        "base": config.base, "base_path": str(base_path), "base_sha256": source["sha256"],
-        "out": str(out), "kind": kind, "model_type": model_type,
-        "mode": "lora" if config.lora else "full", "device": device, "bf16": bf16,
+    return export
+
+
+def _report(config: TrainConfig, inputs: _Inputs, base: _Base, fit: _Fit, features: list, counts: dict,
+            points: list, before: dict | None, after: dict | None, adapter_dir: Path | None, export: str,
+            notes: list, started: float) -> dict:
+    trainer, dataset = fit.trainer, inputs.dataset
+    return {
+        "base": config.base, "base_path": str(inputs.base_path), "base_sha256": base.source["sha256"],
+        "out": str(inputs.out), "kind": inputs.kind, "model_type": inputs.model_type,
+        "mode": "lora" if config.lora else "full", "device": base.device, "bf16": fit.bf16,
         "adapter": str(adapter_dir) if adapter_dir else None,
         "data": {"path": str(config.data), "sha256": dataset.sha256, "records": len(dataset.records),
                  "examples": len(features), **counts},
         "eval_data": str(config.eval_data) if config.eval_data else None,
         "settings": {**{k: v for k, v in asdict(config).items()
                         if k not in ("base", "data", "out", "eval_data", "progress")},
-                     "lengths": list(lengths), "lr": lr, "max_input_tokens": max_input,
-                     "logging_steps": logging_steps, "total_steps": total_steps},
-        "params": {"total": total_params, "trainable": trainable},
+                     "lengths": list(inputs.lengths), "lr": fit.lr, "max_input_tokens": base.max_input,
+                     "logging_steps": fit.logging_steps, "total_steps": fit.total_steps},
+        "params": {"total": fit.total_params, "trainable": fit.trainable},
         "steps": trainer.state.global_step, "epochs_done": round(trainer.state.epoch or 0.0, 4),
-        "resumed_from": str(resume_from) if resume_from else None,
-        "train_seconds": round(train_seconds, 2), "wall_seconds": round(time.perf_counter() - started, 2),
-        "train_tokens": trained_tokens,
-        "tokens_per_second": round(trained_tokens / train_seconds, 1) if train_seconds > 0 else None,
-        "train_loss": output.training_loss,
+        "resumed_from": str(fit.resume_from) if fit.resume_from else None,
+        "train_seconds": round(fit.train_seconds, 2), "wall_seconds": round(time.perf_counter() - started, 2),
+        "train_tokens": fit.trained_tokens,
+        "tokens_per_second": round(fit.trained_tokens / fit.train_seconds, 1) if fit.train_seconds > 0 else None,
+        "train_loss": fit.output.training_loss,
         "loss_first": points[0][1] if points else None, "loss_last": points[-1][1] if points else None,
         "loss_curve": [{"step": s, "loss": v} for s, v in points],
         "eval_before": _strip(before), "eval_after": _strip(after),
@@ -228,12 +336,6 @@ def train(config: TrainConfig, *, track: Callable[[str], Callable[[Iterable], It
         "export_command": export, "notes": notes,
         "versions": package_versions("torch", "transformers", "peft", "accelerate"),
     }
-    report_path = work / "report.json"
-    atomic_write_text(report_path, json.dumps(report, indent=2) + "\n")
-    if before and after:
-        atomic_write_text(work / "eval_summaries.json",
-                          json.dumps({"before": before["records"], "after": after["records"]}, indent=2) + "\n")
-    return TrainResult(out, report, report_path, loss_png, export, notes)
 
 
 def _strip(result: dict | None) -> dict | None:
