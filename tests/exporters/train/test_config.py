@@ -111,3 +111,14 @@ def test_the_cli_offers_the_choices_the_config_takes():
     assert choices["device"] == DEVICES
     assert choices["long_inputs"] == LONG_INPUT_POLICIES
     assert choices["default_length"] == tuple(LENGTHS)
+
+
+def test_the_choices_import_without_numpy():
+    """The CLI builds its click.Choice options from them when it starts, which must stay light."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom sumctl.exporters.train.config import PRECISIONS, TrainConfig\n"
+            "print(sorted(m for m in ('numpy', 'torch', 'sumctl.exporters.train.run') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
