@@ -3,7 +3,7 @@ transformers or anything that only measures.
 
 The flow, one module a step: transcript.py (files -> turns), cleaning.py, chunking.py
 (chapters), prompts.py, summarizer.py (the one Summarizer over any backend: map, then a
-recursive reduce), guards.py (loops, copies), outputs.py (summary and error files). Models:
+recursive reduce; options.py is what it is asked), guards.py (loops, copies), outputs.py (summary and error files). Models:
 bundle/ (the format), backends/ (what runs a bundle), models.py and store.py (where `--model`
 points), default_model.py (the embedded default). watch/ is `sumctl watch`.
 
@@ -15,7 +15,7 @@ from importlib import import_module
 
 _PUBLIC = {
     "Summarizer": "sumctl.runtime.summarizer", "Summary": "sumctl.runtime.summarizer",
-    "ChapterSummary": "sumctl.runtime.summarizer",
+    "ChapterSummary": "sumctl.runtime.summarizer", "SummaryOptions": "sumctl.runtime.options",
     "Transcript": "sumctl.runtime.transcript", "Turn": "sumctl.runtime.transcript",
     "read_transcript": "sumctl.runtime.transcript",
     "Bundle": "sumctl.runtime.bundle", "load_bundle": "sumctl.runtime.bundle",

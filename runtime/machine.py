@@ -4,6 +4,7 @@ benchmark prints them beside its figures."""
 
 from __future__ import annotations
 
+import os
 import platform
 from pathlib import Path
 
@@ -33,3 +34,27 @@ def cpu_has_bf16() -> bool:
     """Whether bf16 matmuls run natively (AVX-512 BF16 or AMX); elsewhere torch emulates them,
     slower than fp32."""
     return any(f in cpu_flags() for f in ("avx512_bf16", "amx_bf16"))
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask, as taskset or a container sets
+    it), not the machine's count."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def plan_threads(workers: int, threads: int | None, cores: int | None = None) -> tuple[int, str | None]:
+    """Threads per worker such that workers x threads fits the cores, and a warning when a
+    user's --threads had to be lowered for that. Oversubscribed cores make every thread wait
+    on the others (OpenMP and ONNX Runtime spin at their barriers), so fitting them is what
+    keeps several workers faster than one."""
+    cores = cores or usable_cores()
+    fit = max(1, cores // workers)
+    if threads is None:
+        return fit, None
+    if workers * threads > cores and threads > fit:
+        return fit, (f"{workers} workers x {threads} threads is more than the {cores} cores; "
+                     f"using {fit} thread(s) per worker")
+    return threads, None

@@ -32,6 +32,8 @@ if TYPE_CHECKING:  # the summarizer (and its backends) are not needed to name a 
     from sumctl.runtime.summarizer import Summary
 
 OUTPUT_FORMATS = ("md", "json", "txt")
+# What a summary writes unless told otherwise: the Markdown a person reads, the record a script reads.
+DEFAULT_FORMATS = ("md", "json")
 SUMMARY_INFIX = ".summary."
 ERROR_SUFFIX = ".error.txt"
 ERROR_HEADER = "sumctl could not summarize this file."
@@ -202,7 +204,7 @@ def claim_stem(folder: OutputFolder, stem: str, source_key: str, formats: tuple[
 
 
 def write_summary(summary: Summary, folder: OutputFolder, stem: str, formats: tuple[str, ...],
-                  *, source_key: str, extra: dict | None = None, tasks: str = "gfm") -> list[Path]:
+                  *, source_key: str, extra: dict | None = None) -> list[Path]:
     """Write the chosen formats, JSON record first in the returned list. The record is checked
     against its published schema first, so no file that breaks it is ever written."""
     record = summary.to_dict() | {"source_key": source_key} | (extra or {})
@@ -212,7 +214,7 @@ def write_summary(summary: Summary, folder: OutputFolder, stem: str, formats: tu
         if fmt == "json":
             texts[name] = json.dumps(record, indent=2, ensure_ascii=False) + "\n"
         elif fmt == "md":
-            texts[name] = summary.to_markdown(tasks=tasks)
+            texts[name] = summary.to_markdown()
         else:
             texts[name] = summary.text.strip() + "\n"
     written = folder.write_set(texts)

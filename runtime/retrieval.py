@@ -38,7 +38,7 @@ logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 # bm25s's own list; the question's "what", "we" and "did" stay, and cost little: they are in
 # every chapter, so their inverse document frequency is near zero.
-STOPWORDS = "en"
+BM25_STOPWORDS = "en"
 
 
 @dataclass
@@ -86,7 +86,7 @@ class Answer:
 def rank_chapters(chapters: list[Chapter], question: str) -> list[tuple[int, float]]:
     """(position in `chapters`, BM25 score) for every chapter, best first; ties keep
     transcript order. A question that shares no word with the meeting scores 0 everywhere."""
-    tokenizer = bm25s.tokenization.Tokenizer(stopwords=STOPWORDS)
+    tokenizer = bm25s.tokenization.Tokenizer(stopwords=BM25_STOPWORDS)
     corpus = tokenizer.tokenize([c.text() for c in chapters], show_progress=False)
     index = bm25s.BM25()
     index.index(corpus, show_progress=False)
@@ -196,7 +196,7 @@ class _Chapters:
 def _input_budget(summarizer: Summarizer, transcript: Transcript, question: str, length: str) -> int:
     """The transcript tokens one query prompt holds: the budget the Summarizer uses, so that
     what is chosen here is answered in one generation."""
-    options = summarizer.options(length)
+    options = summarizer.generation_options(summarizer.options_for(length=length))
     template = template_for(summarizer.bundle.manifest.prompts, length, question)
     budget = summarizer.backend.input_budget(template, options.max_new_tokens)
     if budget < MIN_INPUT_BUDGET:

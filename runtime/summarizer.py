@@ -1,7 +1,7 @@
 """The Summarizer: one loaded model bundle, and transcripts of any length in, summaries out.
 
     from sumctl.runtime import Summarizer
-    summarizer = Summarizer("bundles/flan-t5-int8", threads=2, length="short")
+    summarizer = Summarizer("bundles/flan-t5-int8", threads=2, length="short")  # SummaryOptions' fields
     summary = summarizer.summarize("meeting.vtt")
     for summary in summarizer.summarize_many(paths):  # lazy, one at a time
         ...
@@ -35,7 +35,8 @@ from sumctl.runtime.minutes.document import MeetingInfo, Minutes
 from sumctl.runtime.minutes.extract import default_method, extract_minutes, lines_from
 from sumctl.runtime.minutes.render import render_minutes
 from sumctl.runtime.models import resolve_model
-from sumctl.runtime.prompts import DEFAULT_LENGTH, LENGTHS, MAX_NEW_TOKENS, fill, template_for
+from sumctl.runtime.options import SummaryOptions, check_choice
+from sumctl.runtime.prompts import LENGTHS, MAX_NEW_TOKENS, fill, template_for
 from sumctl.runtime.transcript import Transcript, Turn, read_transcript
 
 MAX_LEVELS = 8
@@ -78,6 +79,9 @@ class Summary:
     query: str | None = None  # the question a query-focused summary answers
     meeting: MeetingInfo = field(default_factory=MeetingInfo)
     minutes: Minutes | None = None  # decisions, action items, open questions (minutes=True)
+    # What made it, as faster-whisper returns its options with a transcription. Not part of
+    # the record: the record's provenance already says what changed the text.
+    options: SummaryOptions = field(default_factory=SummaryOptions, repr=False, compare=False)
 
     def to_dict(self) -> dict:
         """The JSON record (runtime/schemas/summary.schema.json describes it). The fields of
@@ -86,6 +90,7 @@ class Summary:
         `open_questions` and `extraction`."""
         record = asdict(self)
         minutes = record.pop("minutes")
+        record.pop("options")
         record["summary"] = self.text
         record["provenance"] = {
             "model": self.model.get("name"), "bundle_sha256": self.model.get("sha256"),
@@ -96,11 +101,12 @@ class Summary:
             record.update(minutes)
         return record
 
-    def to_markdown(self, *, tasks: str = "gfm") -> str:
+    def to_markdown(self, *, tasks: str | None = None) -> str:
         """The Markdown: the summary; with minutes, the minutes form (front matter, decisions,
-        action items as task lines, open questions) in `tasks` style ("gfm" or "obsidian")."""
+        action items as task lines, open questions) in `tasks` style ("gfm" or "obsidian";
+        default: the summary's options')."""
         if self.minutes is not None:
-            return render_minutes(self, tasks=tasks)
+            return render_minutes(self, tasks=tasks or self.options.tasks)
         parts = [f"# Summary of {Path(self.source).name}", ""]
         if self.query:
             parts += [f"**Question:** {self.query}", ""]
@@ -141,37 +147,43 @@ class Summarizer:
     Args:
         model: a bundle folder, an installed model's name, a loaded Bundle, or None for
             $SUMCTL_MODEL and then the embedded default.
+        options: how every summary is made (SummaryOptions: length, query, cleaning, minutes,
+            beams, the summary budget...); the keyword arguments named like its fields change
+            single fields of it, so `Summarizer(m, length="short")` reads as it says.
         threads: the backend's CPU threads (None: the backend's choice, usually every core).
-        num_beams, max_summary_tokens, no_repeat_ngram_size, length_penalty: override the
-            bundle's generation defaults for every summary.
-        length: the default summary length, "long", "medium" or "short".
+        no_repeat_ngram_size, length_penalty: override the bundle's generation defaults, for
+            measurement; not options a person asks of a summary.
         verify: check every file of the bundle against its sha256 before loading.
         backend: an already-built model for `model` (a Bundle), e.g. one behind an API or in
             memory; the Summarizer then loads nothing itself.
-        clean: drop backchannel turns, fillers and stutters first (cleaning.py).
         guard: "retry" degenerate generations once with stronger settings, flag what stays
             degenerate and cut loops before the reduce step; "measure": only flag (the output
             is the model's own, for measuring failure rates); "off".
     """
 
-    def __init__(self, model: str | os.PathLike | Bundle | None = None, *, threads: int | None = None,
-                 num_beams: int | None = None, max_summary_tokens: int | None = None,
-                 length: str = DEFAULT_LENGTH, no_repeat_ngram_size: int | None = None,
-                 length_penalty: float | None = None, verify: bool = True,
-                 backend: Backend | None = None, clean: bool = True, guard: str = "retry"):
+    def __init__(self, model: str | os.PathLike | Bundle | None = None,
+                 options: SummaryOptions | None = None, *, threads: int | None = None,
+                 no_repeat_ngram_size: int | None = None, length_penalty: float | None = None,
+                 verify: bool = True, backend: Backend | None = None, guard: str = "retry",
+                 **option_fields):
         if guard not in GUARD_MODES:
             raise SumctlError(f"unknown guard mode {guard!r} (use one of {', '.join(GUARD_MODES)})")
-        check_length(length)
+        self.options = (options or SummaryOptions()).but(**option_fields)
         started = time.perf_counter()
         self.bundle = model if isinstance(model, Bundle) else resolve_model(model, verify=verify)
         self.backend: Backend = backend or backend_class(self.bundle.manifest.backend)(self.bundle, threads=threads)
         self.load_seconds = time.perf_counter() - started
-        self.length = length
         self.threads = threads
-        self.clean = clean
         self.guard = guard
-        self._overrides = {"num_beams": num_beams, "max_new_tokens": max_summary_tokens,
-                           "no_repeat_ngram_size": no_repeat_ngram_size, "length_penalty": length_penalty}
+        self._overrides = {"no_repeat_ngram_size": no_repeat_ngram_size, "length_penalty": length_penalty}
+
+    @property
+    def length(self) -> str:
+        return self.options.length
+
+    @property
+    def clean(self) -> bool:
+        return self.options.clean
 
     @property
     def model_info(self) -> dict:
@@ -180,54 +192,83 @@ class Summarizer:
                 "backend": m.backend, "quantization": m.quantization, "sha256": self.bundle.sha256,
                 "source": m.source.get("model")}
 
-    def options(self, length: str) -> GenerationOptions:
+    def generation_options(self, options: SummaryOptions) -> GenerationOptions:
+        """The bundle's generation defaults for the summary's length, with what it overrides."""
         defaults = self.bundle.manifest.generation
         budget = defaults.get("max_new_tokens", MAX_NEW_TOKENS)
         values = {
-            "max_new_tokens": budget.get(length, MAX_NEW_TOKENS[length]) if isinstance(budget, dict) else budget,
+            "max_new_tokens": budget.get(options.length, MAX_NEW_TOKENS[options.length])
+            if isinstance(budget, dict) else budget,
             "num_beams": defaults.get("num_beams", 1),
             "no_repeat_ngram_size": defaults.get("no_repeat_ngram_size", 0),
             "length_penalty": defaults.get("length_penalty", 1.0),
         }
-        values.update({k: v for k, v in self._overrides.items() if v is not None})
+        overrides = {"num_beams": options.num_beams, "max_new_tokens": options.max_summary_tokens,
+                     **self._overrides}
+        values.update({k: v for k, v in overrides.items() if v is not None})
         return GenerationOptions(**values)
 
-    def summarize(self, source: Transcript | str | os.PathLike, *, length: str | None = None,
-                  query: str | None = None, minutes: bool = False, minutes_method: str | None = None,
-                  meeting_date: str | None = None) -> Summary:
-        """The summary of one transcript; with `query`, the answer to that question about it
+    def options_for(self, options: SummaryOptions | None = None, **option_fields) -> SummaryOptions:
+        """One call's options: this Summarizer's (or `options`), with single fields changed.
+        A field passed as None keeps its value (`length=None` is "the default length")."""
+        return (options or self.options).but(**{k: v for k, v in option_fields.items() if v is not None})
+
+    def summarize(self, source: Transcript | str | os.PathLike, options: SummaryOptions | None = None,
+                  *, meeting_date: str | None = None, **option_fields) -> Summary:
+        """The summary of one transcript; with a `query`, the answer to that question about it
         (every chapter and every reduce level is asked the same question).
 
         With `minutes`, also its decisions, action items and open questions, found by
         `minutes_method` ("cues", "hybrid", "model"; default: the backend's measured best);
         `meeting_date` (ISO) is what relative dates resolve against, where the transcript does
-        not say it."""
-        return self.summarize_batch([source], length=length, query=query, minutes=minutes,
-                                    minutes_method=minutes_method, meeting_date=meeting_date)[0]
+        not say it. `options` and the keyword arguments are as for the constructor."""
+        return self.summarize_batch([source], options, meeting_date=meeting_date, **option_fields)[0]
 
-    def summarize_batch(self, sources: Iterable[Transcript | str | os.PathLike], *,
-                        length: str | None = None, query: str | None = None, minutes: bool = False,
-                        minutes_method: str | None = None,
-                        meeting_date: str | None = None) -> list[Summary]:
+    def summarize_batch(self, sources: Iterable[Transcript | str | os.PathLike],
+                        options: SummaryOptions | None = None, *, meeting_date: str | None = None,
+                        **option_fields) -> list[Summary]:
         """Summaries of several transcripts, each the same as `summarize` gives it alone (with a
         deterministic backend), with their chapters sent to the backend together: one `generate`
         call per reduce level and prompt kind rather than one per file, so a batching backend
         (ONNX T5) fills its batches across files. Raises on the first file that fails; callers
         that need one outcome per file retry those one at a time."""
-        transcripts = [s if isinstance(s, Transcript) else read_transcript(s) for s in sources]
-        length = length or self.length
-        check_length(length)
-        method = minutes_method or default_method(self.backend)
-        if method not in MINUTES_METHODS:
-            raise SumctlError(f"unknown minutes method {method!r} (use one of {', '.join(MINUTES_METHODS)})")
+        options = self.options_for(options, **option_fields)
+        transcripts = [s if isinstance(s, Transcript) else read_transcript(s, max_bytes=options.max_bytes)
+                       for s in sources]
+        method = options.minutes_method or default_method(self.backend)
+        check_choice("minutes method", method, MINUTES_METHODS)
         started = time.perf_counter()
-        final = self.options(length)
-        query = " ".join(query.split()) if query and query.strip() else None
+        plan = self._plan(options)
+        jobs = [self._job(t, options) for t in transcripts]
+        self._reduce(jobs, plan)
+        # Each file is charged its own chapters' share of the model calls and an even share of
+        # the rest, so that the files' times add up to the batch's and one file alone gets the
+        # wall time, as before batching.
+        elapsed = time.perf_counter() - started
+        model_seconds = [sum(r.seconds for r in j.records) for j in jobs]
+        overhead = max(0.0, elapsed - sum(model_seconds)) / max(1, len(jobs))
+        summaries = [self._summary(job, options, seconds + overhead)
+                     for job, seconds in zip(jobs, model_seconds)]
+        for summary in summaries:
+            summary.meeting.date = meeting_date or summary.meeting.date  # the user's word wins
+        if options.minutes:
+            for job, summary in zip(jobs, summaries):
+                begun = time.perf_counter()
+                summary.minutes = self._minutes(job.transcript, job.spoken, job.source_index, method,
+                                                summary.meeting.date, plan.chapter_budget)
+                summary.timings["minutes_s"] = round(time.perf_counter() - begun, 4)
+        return summaries
+
+    def _plan(self, options: SummaryOptions) -> _Plan:
+        """The prompts, token caps and input budgets of a summary of this kind, or a one-line
+        error when the prompt leaves too little room for any transcript."""
+        final = self.generation_options(options)
+        query = options.query
         prompts = self.bundle.manifest.prompts
-        template = template_for(prompts, length, query)
+        template = template_for(prompts, options.length, query)
         # Chapter summaries feed another round, so they get the detailed instruction and a cap
         # that guarantees each round shrinks the text; a question is asked of every chapter.
-        chapter_template = template_for(prompts, "long" if length == "long" else "medium", query)
+        chapter_template = template_for(prompts, "long" if options.length == "long" else "medium", query)
         budget = self.backend.input_budget(template, final.max_new_tokens)
         chapter_budget = self.backend.input_budget(chapter_template, final.max_new_tokens)
         if min(budget, chapter_budget) < MIN_INPUT_BUDGET:
@@ -238,120 +279,110 @@ class Summarizer:
                 + ("shorten the question, " if query else "") + "lower --max-summary-tokens, "
                 "or use a model with a longer input")
         step = replace(final, max_new_tokens=max(16, min(final.max_new_tokens, chapter_budget // 4)))
+        return _Plan(template, chapter_template, budget, chapter_budget, final, step)
 
-        jobs = [_Job(t, t.turns) for t in transcripts]
-        if self.clean:
-            for job in jobs:
-                cleaned = clean_turns(job.turns)
-                job.turns, job.source_index = cleaned.turns, cleaned.source_index
-                job.cleaning = cleaned.report(len(job.transcript.turns))
-        for job in jobs:
-            job.spoken = job.turns
+    @staticmethod
+    def _job(transcript: Transcript, options: SummaryOptions) -> _Job:
+        """A transcript's first level: its turns, cleaned unless the options keep them."""
+        job = _Job(transcript, transcript.turns)
+        if options.clean:
+            cleaned = clean_turns(job.turns)
+            job.turns, job.source_index = cleaned.turns, cleaned.source_index
+            job.cleaning = cleaned.report(len(transcript.turns))
+        job.spoken = job.turns
+        return job
+
+    def _reduce(self, jobs: list[_Job], plan: _Plan) -> None:
+        """Summarize level by level until every job's text fits one chapter."""
         for level in range(MAX_LEVELS):
             active = [j for j in jobs if j.top is None]
             if not active:
-                break
+                return
             # A file that fits is summarized with the final prompt, one that does not is cut into
             # chapters for the chapter prompt: the two differ in prompt and token cap, so they
             # make two calls at most, whatever the number of files.
             finishing: list[tuple[_Job, list[Chapter]]] = []
             reducing: list[tuple[_Job, list[Chapter]]] = []
             for job in active:
-                chapters = chapterize(job.turns, budget, self.backend.count_tokens)
+                chapters = chapterize(job.turns, plan.budget, self.backend.count_tokens)
                 if job.input_tokens is None:
                     job.input_tokens = sum(c.tokens for c in chapters)
                 if len(chapters) == 1:
                     finishing.append((job, chapters))
                 else:
-                    reducing.append((job, chapterize(job.turns, chapter_budget, self.backend.count_tokens)))
-            for group, group_template, options in ((finishing, template, final),
-                                                   (reducing, chapter_template, step)):
-                if not group:
-                    continue
-                done = self._run([c for _, chapters in group for c in chapters], group_template,
-                                 options, level)
-                at = 0
-                for job, chapters in group:
-                    mine = done[at:at + len(chapters)]
-                    at += len(chapters)
-                    if level == 0:
-                        if job.source_index is not None:
-                            _map_to_source(mine, job.source_index, len(job.transcript.turns))
-                        _add_times(mine, job.transcript.turns)
-                    job.records += mine
-                    if group is finishing:
-                        job.top = mine[-1]
-                        continue
-                    # Never pass a loop up as it is: what came before it repeats is what it said.
-                    job.turns = [Turn(None, text) for text in
-                                 (_passed_on(r, self.guard == "retry") for r in mine) if text]
-                    if not job.turns:
-                        raise SumctlError(f"{job.transcript.source}: the model produced empty "
-                                          f"summaries for every chapter; try another model or --length")
-        else:
-            unfinished = next((j for j in jobs if j.top is None), None)
-            if unfinished is not None:
-                raise SumctlError(f"{unfinished.transcript.source}: summaries did not fit "
-                                  f"{self.bundle.path}'s input after {MAX_LEVELS} rounds; "
-                                  "lower --max-summary-tokens")
-        # Each file is charged its own chapters' share of the model calls and an even share of
-        # the rest, so that the files' times add up to the batch's and one file alone gets the
-        # wall time, as before batching.
-        elapsed = time.perf_counter() - started
-        model_seconds = [sum(r.seconds for r in j.records) for j in jobs]
-        overhead = max(0.0, elapsed - sum(model_seconds)) / max(1, len(jobs))
-        summaries = [self._summary(job, length, seconds + overhead, query)
-                     for job, seconds in zip(jobs, model_seconds)]
-        for summary in summaries:
-            summary.meeting.date = meeting_date or summary.meeting.date  # the user's word wins
-        if minutes:
-            for job, summary in zip(jobs, summaries):
-                begun = time.perf_counter()
-                summary.minutes = self._minutes(job.transcript, job.spoken, job.source_index, method,
-                                                summary.meeting.date, chapter_budget)
-                summary.timings["minutes_s"] = round(time.perf_counter() - begun, 4)
-        return summaries
+                    reducing.append((job, chapterize(job.turns, plan.chapter_budget,
+                                                     self.backend.count_tokens)))
+            self._level(finishing, plan.template, plan.final, level, finishing=True)
+            self._level(reducing, plan.chapter_template, plan.step, level, finishing=False)
+        unfinished = next((j for j in jobs if j.top is None), None)
+        if unfinished is not None:
+            raise SumctlError(f"{unfinished.transcript.source}: summaries did not fit "
+                              f"{self.bundle.path}'s input after {MAX_LEVELS} rounds; "
+                              "lower --max-summary-tokens")
+
+    def _level(self, group: list[tuple[_Job, list[Chapter]]], template: str,
+               options: GenerationOptions, level: int, *, finishing: bool) -> None:
+        """One model call for a group's chapters, each job given its share: its final summary,
+        or its chapter summaries as the next level's turns."""
+        if not group:
+            return
+        done = self._run([c for _, chapters in group for c in chapters], template, options, level)
+        at = 0
+        for job, chapters in group:
+            mine = done[at:at + len(chapters)]
+            at += len(chapters)
+            if level == 0:
+                if job.source_index is not None:
+                    _map_to_source(mine, job.source_index, len(job.transcript.turns))
+                _add_times(mine, job.transcript.turns)
+            job.records += mine
+            if finishing:
+                job.top = mine[-1]
+                continue
+            # Never pass a loop up as it is: what came before it repeats is what it said.
+            job.turns = [Turn(None, text) for text in
+                         (_passed_on(r, self.guard == "retry") for r in mine) if text]
+            if not job.turns:
+                raise SumctlError(f"{job.transcript.source}: the model produced empty "
+                                  f"summaries for every chapter; try another model or --length")
 
     def minutes(self, source: Transcript | str | os.PathLike, *, method: str | None = None,
                 meeting_date: str | None = None, length: str | None = None) -> Minutes:
         """Only the minutes of a transcript (decisions, action items, open questions), without
         its summary: what `summarize(minutes=True)` adds, for scripts and measurement."""
-        transcript = source if isinstance(source, Transcript) else read_transcript(source)
-        method = method or default_method(self.backend)
-        length = length or self.length
-        check_length(length)
-        spoken, source_index = transcript.turns, None
-        if self.clean:
-            cleaned = clean_turns(transcript.turns)
-            spoken, source_index = cleaned.turns, cleaned.source_index
-        template = template_for(self.bundle.manifest.prompts, "long" if length == "long" else "medium")
-        budget = self.backend.input_budget(template, self.options(length).max_new_tokens)
-        return self._minutes(transcript, spoken, source_index, method,
-                             meeting_date or transcript.date, budget)
+        options = self.options_for(length=length, minutes_method=method)
+        transcript = source if isinstance(source, Transcript) else read_transcript(source, max_bytes=options.max_bytes)
+        job = self._job(transcript, options)
+        return self._minutes(transcript, job.spoken, job.source_index,
+                             options.minutes_method or default_method(self.backend),
+                             meeting_date or transcript.date, self._plan(options).chapter_budget)
 
     def _minutes(self, transcript: Transcript, spoken: list[Turn], source_index: list[int] | None,
                  method: str, meeting_date: str | None, budget: int) -> Minutes:
         return extract_minutes(transcript.turns, lines_from(spoken, source_index), method=method,
                                backend=self.backend, budget=budget, meeting_date=meeting_date)
 
-    def _summary(self, job: _Job, length: str, seconds: float, query: str | None) -> Summary:
+    def _summary(self, job: _Job, options: SummaryOptions, seconds: float) -> Summary:
         transcript, top, records = job.transcript, job.top, job.records
         return Summary(
-            text=top.summary.strip(), length=length, source=transcript.source,
+            text=top.summary.strip(), length=options.length, source=transcript.source,
             source_sha256=transcript.sha256, source_format=transcript.format, model=self.model_info,
             chapters=records, levels=top.level + 1, input_tokens=job.input_tokens or 0,
             output_tokens=sum(r.output_tokens for r in records),
             timings={"load_s": round(self.load_seconds, 4), "summarize_s": round(seconds, 4)},
             turns=len(transcript.turns), words=transcript.word_count(),
-            quality_flags=list(top.quality_flags), cleaning=job.cleaning, query=query,
+            quality_flags=list(top.quality_flags), cleaning=job.cleaning, query=options.query,
             meeting=MeetingInfo(title=transcript.title, date=transcript.date,
                                 duration_s=transcript.duration_s, participants=transcript.participants),
+            options=options,
         )
 
-    def summarize_many(self, sources: Iterable[Transcript | str | os.PathLike], *,
-                       length: str | None = None) -> Iterator[Summary]:
+    def summarize_many(self, sources: Iterable[Transcript | str | os.PathLike],
+                       options: SummaryOptions | None = None, **option_fields) -> Iterator[Summary]:
+        """Summaries one at a time, as `summarize` gives them, for a stream of transcripts."""
+        options = self.options_for(options, **option_fields)
         for source in sources:
-            yield self.summarize(source, length=length)
+            yield self.summarize(source, options)
 
     def _run(self, chapters: list[Chapter], template: str, options: GenerationOptions,
              level: int) -> list[ChapterSummary]:
@@ -381,6 +412,18 @@ class Summarizer:
 
     def close(self) -> None:
         self.backend.close()
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What every transcript of one kind of summary is summarized with."""
+
+    template: str               # the final summary's prompt
+    chapter_template: str       # a chapter's, whose summary feeds the next level
+    budget: int                 # transcript tokens that fit the final prompt
+    chapter_budget: int
+    final: GenerationOptions
+    step: GenerationOptions     # a chapter's: capped so that every level shrinks the text
 
 
 @dataclass
@@ -421,5 +464,4 @@ def _passed_on(record: ChapterSummary, cut: bool) -> str:
 
 
 def check_length(length: str) -> None:
-    if length not in LENGTHS:
-        raise SumctlError(f"unknown summary length {length!r} (use one of {', '.join(LENGTHS)})")
+    check_choice("summary length", length, LENGTHS)

@@ -6,12 +6,11 @@ deliver or fail), watcher.py (the loop, the worker pool, signals, pausing for a 
 and state.py (the durable job store behind "exactly once").
 """
 
-from sumctl.runtime.watch.config import DEFAULT_FORMATS, DEFAULT_INCLUDE, WatchConfig, plan_threads
+from sumctl.runtime.watch.config import DEFAULT_INCLUDE, WatchConfig
 from sumctl.runtime.watch.discovery import skip_reason
 from sumctl.runtime.watch.jobs import Outcome, Status
 from sumctl.runtime.watch.state import STATE_DIR, ClaimDecision, JobStatus, State, default_state_path
 from sumctl.runtime.watch.watcher import Watcher, WatchReport
 
-__all__ = ["DEFAULT_FORMATS", "DEFAULT_INCLUDE", "STATE_DIR", "ClaimDecision", "JobStatus", "Outcome",
-           "State", "Status", "WatchConfig", "WatchReport", "Watcher", "default_state_path",
-           "plan_threads", "skip_reason"]
+__all__ = ["DEFAULT_INCLUDE", "STATE_DIR", "ClaimDecision", "JobStatus", "Outcome", "State", "Status",
+           "WatchConfig", "WatchReport", "Watcher", "default_state_path", "skip_reason"]

@@ -8,34 +8,11 @@ from pathlib import Path
 
 from sumctl.runtime.bundle import Bundle
 from sumctl.runtime.errors import SumctlError
-from sumctl.runtime.outputs import OUTPUT_FORMATS
-from sumctl.runtime.prompts import DEFAULT_LENGTH
-from sumctl.runtime.minutes import METHODS as MINUTES_METHODS, TASK_STYLES
-from sumctl.runtime.summarizer import check_length
-from sumctl.runtime.transcript import max_bytes_default
+from sumctl.runtime.machine import plan_threads
+from sumctl.runtime.options import SummaryOptions
 from sumctl.runtime.watch.state import STATE_DIR, default_state_path
 
 DEFAULT_INCLUDE = ("*.txt", "*.vtt", "*.srt", "*.json")
-DEFAULT_FORMATS = ("md", "json")
-
-
-def available_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
-
-
-def plan_threads(workers: int, threads: int | None, cores: int | None = None) -> tuple[int, str | None]:
-    """Threads per worker such that workers * threads fits the cores; a warning if clamped."""
-    cores = cores or available_cores()
-    fit = max(1, cores // workers)
-    if threads is None:
-        return fit, None
-    if workers * threads > cores and threads > fit:
-        return fit, (f"{workers} workers x {threads} threads is more than the {cores} cores; "
-                     f"using {fit} thread(s) per worker")
-    return threads, None
 
 
 @dataclass(frozen=True)
@@ -48,7 +25,8 @@ class WatchConfig:
         model: a bundle folder, an installed model's name, a loaded Bundle, or None for
             $SUMCTL_MODEL and then the embedded default.
         out: where outputs go, mirroring each input's subfolder; None: beside each input.
-        length: "long", "medium" or "short".
+        summary: how each file is summarized and written (SummaryOptions: length, minutes,
+            formats, the byte cap...), as `sumctl summarize` takes it.
         workers: model instances, each in its own thread (each loads the model once).
         threads: threads per worker; None: the cores shared out. More than fits is clamped,
             with `threads_warning` saying so.
@@ -60,22 +38,16 @@ class WatchConfig:
         settle_seconds: how long size and mtime must stand still before a file is read.
         max_attempts, backoff_seconds: retries of a failed file, backing off 4x each time.
         once: summarize the backlog, then return.
-        formats: output formats, of OUTPUT_FORMATS.
-        max_bytes: inputs larger than this fail; None: $SUMCTL_MAX_BYTES or the default.
         poll: poll the folder instead of inotify (network filesystems).
         rescan_seconds: a full rescan this often, for events the OS dropped; 0: never.
         grace_seconds: how long a stop waits for the jobs in flight.
         retry_failed: give failed jobs a fresh set of attempts at start.
-        clean: remove fillers and backchannels before summarizing (see cleaning.py).
-        minutes: write the minutes form: decisions, action items, open questions (runtime/minutes/).
-        minutes_method: how minutes are found ("cues", "hybrid", "model"); None: the backend's default.
-        tasks: how action items are written in Markdown, "gfm" or "obsidian".
     """
 
     folder: Path
     model: str | os.PathLike | Bundle | None = None
     out: Path | None = None
-    length: str = DEFAULT_LENGTH
+    summary: SummaryOptions = field(default_factory=SummaryOptions)
     workers: int = 1
     threads: int | None = None
     batch: int = 1
@@ -87,30 +59,19 @@ class WatchConfig:
     max_attempts: int = 3
     backoff_seconds: float = 30.0
     once: bool = False
-    formats: tuple[str, ...] = DEFAULT_FORMATS
-    max_bytes: int | None = None
     poll: bool = False
     rescan_seconds: float = 300.0
     grace_seconds: float = 30.0
     retry_failed: bool = False
-    clean: bool = True
-    minutes: bool = False
-    minutes_method: str | None = None
-    tasks: str = "gfm"
     # Filled in on construction.
     root: Path = field(init=False)  # the folder's real path: every path is compared in it
     threads_warning: str | None = field(init=False, default=None)
 
     @property
-    def job_variant(self) -> str:
-        """What a job is keyed by besides its content and model: the length, and whatever else
-        changes what is written (the minutes form, its method and task style; kept fillers)."""
-        parts = [self.length]
-        if self.minutes:
-            parts.append(f"minutes:{self.minutes_method or 'default'}:{self.tasks}")
-        if not self.clean:
-            parts.append("keep-fillers")
-        return "+".join(parts)
+    def variant(self) -> str:
+        """What a job is keyed by besides its content and model (SummaryOptions.variant): it
+        claims jobs and finds them, the one key for both."""
+        return self.summary.variant()
 
     def __post_init__(self):
         def put(name, value):
@@ -119,21 +80,14 @@ class WatchConfig:
         folder = Path(self.folder).expanduser()
         if not folder.is_dir():
             raise SumctlError(f"{folder}: no such folder (pass the folder to watch)")
-        check_length(self.length)
+        if not isinstance(self.summary, SummaryOptions):
+            raise SumctlError("WatchConfig(summary=...) takes a SummaryOptions")
         if self.workers < 1:
             raise SumctlError(f"--workers {self.workers}: need at least one worker")
         if self.batch < 1:
             raise SumctlError(f"--batch {self.batch}: need at least one file per batch")
         if self.max_attempts < 1:
             raise SumctlError(f"--max-attempts {self.max_attempts}: need at least one attempt")
-        if self.minutes_method is not None and self.minutes_method not in MINUTES_METHODS:
-            raise SumctlError(f"unknown minutes method {self.minutes_method!r} "
-                              f"(use one of {', '.join(MINUTES_METHODS)})")
-        if self.tasks not in TASK_STYLES:
-            raise SumctlError(f"unknown task style {self.tasks!r} (use one of {', '.join(TASK_STYLES)})")
-        bad = [f for f in self.formats if f not in OUTPUT_FORMATS]
-        if bad:
-            raise SumctlError(f"unknown output format {bad[0]!r} (use {', '.join(OUTPUT_FORMATS)})")
         put("folder", folder)
         # A folder reached through a symlink (/srv/inbox -> /data/inbox) still contains its files.
         put("root", Path(os.path.realpath(folder)))
@@ -151,5 +105,3 @@ class WatchConfig:
         put("include", tuple(self.include) or DEFAULT_INCLUDE)
         put("exclude", tuple(self.exclude))
         put("settle_seconds", max(0.0, self.settle_seconds))
-        put("formats", tuple(dict.fromkeys(self.formats)) or DEFAULT_FORMATS)
-        put("max_bytes", max_bytes_default() if self.max_bytes is None else self.max_bytes)

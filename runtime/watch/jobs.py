@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from sumctl.runtime.errors import InputError, SumctlError
-from sumctl.runtime.fsutil import UnsafePath, is_disk_full, open_dir, open_regular, os_error_hint, relative_parts
+from sumctl.runtime.fsutil import UnsafePath, hash_stream, is_disk_full, open_dir, open_regular, os_error_hint, relative_parts
 from sumctl.runtime.outputs import (OutputFolder, OutputPlace, claim_stem, error_text, output_place,
                                     remove_own_error_files, write_error_file, write_summary)
 from sumctl.runtime.summarizer import Summarizer
@@ -33,7 +33,6 @@ from sumctl.runtime.watch.state import ClaimDecision, Job, State, retry_at
 
 log = logging.getLogger("sumctl.watch")
 
-_READ_CHUNK = 1 << 20
 # Remembered once-logged refusals; past this the memory is cleared and they log again.
 LOG_ONCE_LIMIT = 100_000
 
@@ -212,7 +211,7 @@ class JobPipeline:
             return self._unreadable(path, queued_at, picked_at, e)
         if sha in batch_shas:
             return None
-        claim = self.state.claim(sha, self.model_hash, self.config.job_variant, path,
+        claim = self.state.claim(sha, self.model_hash, self.config.variant, path,
                                  max_attempts=self.config.max_attempts, st=st)
         job = claim.job
         if claim.decision == ClaimDecision.DONE:
@@ -248,7 +247,7 @@ class JobPipeline:
                 os.close(dir_fd)
         except UnsafePath as e:
             raise Refused(f"changed while being read ({e})") from None
-        max_bytes = self.config.max_bytes
+        max_bytes = self.config.summary.max_bytes
         with os.fdopen(fd, "rb") as f:
             st = os.fstat(f.fileno())
             digest = hashlib.sha256()
@@ -257,9 +256,7 @@ class JobPipeline:
                 if len(data) <= max_bytes:
                     return st, data, hashlib.sha256(data).hexdigest()
                 digest.update(data)
-            while chunk := f.read(_READ_CHUNK):
-                digest.update(chunk)
-            return st, None, digest.hexdigest()
+            return st, None, hash_stream(f, digest).hexdigest()
 
     def _unreadable(self, path: str, queued_at: float, picked_at: float, e: OSError) -> Outcome:
         """A file we may look at but not open (mode 000, an I/O error): it fails like bad
@@ -273,7 +270,7 @@ class JobPipeline:
         real = os.path.realpath(path)
         key = "unreadable:" + hashlib.sha256(
             f"{real}\0{st.st_dev}\0{st.st_ino}\0{st.st_ctime_ns}".encode()).hexdigest()
-        claim = self.state.claim(key, self.model_hash, self.config.job_variant, path,
+        claim = self.state.claim(key, self.model_hash, self.config.variant, path,
                                  max_attempts=self.config.max_attempts)
         if claim.decision != ClaimDecision.RUN:
             return not_run(path, claim)
@@ -281,24 +278,19 @@ class JobPipeline:
         return self._fail(c, InputError(f"{path}: cannot read it ({os_error_hint(e)})"))
 
     def _parse(self, c: Claimed) -> Transcript:
-        max_bytes = self.config.max_bytes
+        max_bytes = self.config.summary.max_bytes
         if c.data is None:
             raise InputError(f"{c.path}: {c.st.st_size:,} bytes is over the {max_bytes:,}-byte "
                              f"cap (raise it with --max-bytes or {MAX_BYTES_ENV})")
         return parse_bytes(c.data, name=c.path, fmt=format_from_extension(Path(c.path)),
                            max_bytes=max_bytes)
 
-    @property
-    def summary_options(self) -> dict:
-        return {"minutes": self.config.minutes, "minutes_method": self.config.minutes_method}
-
     def _summarize(self, summarizer: Summarizer, claims: list[Claimed]) -> tuple[list, int]:
         """A Summary or the exception per claim, and how many files shared each model call."""
         if len(claims) > 1:
             t0 = time.perf_counter()
             try:
-                summaries = summarizer.summarize_batch([c.transcript for c in claims],
-                                                       **self.summary_options)
+                summaries = summarizer.summarize_batch([c.transcript for c in claims])
             except Exception as e:
                 # One file's failure must be that file's alone: find it by going one by one.
                 log.info("a batch of %d files failed (%s); summarizing them one at a time",
@@ -316,7 +308,7 @@ class JobPipeline:
                 break
             t0 = time.perf_counter()
             try:
-                results.append(summarizer.summarize(c.transcript, **self.summary_options))
+                results.append(summarizer.summarize(c.transcript))
             except Exception as e:
                 c.own_seconds += time.perf_counter() - t0  # no summary carries it: count it here
                 results.append(e)
@@ -333,17 +325,17 @@ class JobPipeline:
             "job_id": job.id, "attempt": job.attempts + 1,
             "source_path": path, "relative_path": str(self.tree.relative(path)),
             "sha256": c.sha, "bytes": len(c.data),
-            "model_sha256": self.model_hash, "length": config.length,
+            "model_sha256": self.model_hash, "length": config.summary.length,
             "queued_at": round(c.queued_at, 3), "started_at": round(c.picked_at, 3),
             "wait_s": round(c.picked_at - c.queued_at, 4),
             "summarize_s": round(model_seconds, 4), "batch": batch,
         }}
         try:
             with self._output_lock, self._output_folder(place.folder) as folder:
-                stem = claim_stem(folder, place.base_stem, place.source_key, config.formats)
+                stem = claim_stem(folder, place.base_stem, place.source_key, config.summary.formats)
                 extra["watch"]["write_s"] = round(time.perf_counter() - t1, 4)
-                written = write_summary(summary, folder, stem, config.formats,
-                                        source_key=place.source_key, extra=extra, tasks=config.tasks)
+                written = write_summary(summary, folder, stem, config.summary.formats,
+                                        source_key=place.source_key, extra=extra)
                 remove_own_error_files(folder, place.base_stem, place.source_key)
         except Exception as e:
             c.own_seconds += time.perf_counter() - t1
@@ -418,7 +410,7 @@ class JobPipeline:
         try:
             with self._output_lock, self._output_folder(place.folder) as folder:
                 write_error_file(folder, claim_stem(folder, place.base_stem, place.source_key,
-                                                    self.config.formats), text)
+                                                    self.config.summary.formats), text)
         except SumctlError as e:
             if is_disk_full(e):
                 raise

@@ -1,6 +1,7 @@
 """The watcher's durable job store: one SQLite database (WAL mode), one transaction per change.
 
-A job is keyed by (content sha256, model bundle hash, summary length), never by path, so:
+A job is keyed by (content sha256, model bundle hash, variant), never by path, where the
+variant is SummaryOptions.variant(): the length and whatever else changes what is written. So:
 - a file is summarized exactly once, across restarts (its key is `done`);
 - an edited file is a new key, so it is summarized again;
 - a renamed or copied file is the same key: it is not summarized again, only its path recorded.
@@ -39,7 +40,10 @@ from typing import Iterator
 from sumctl.runtime.errors import StateError, StateLockedError, SumctlError
 from sumctl.runtime.fsutil import is_disk_full, os_error_hint
 
-SCHEMA_VERSION = 1
+# 2: the jobs' and sessions' `length` column is `variant`, which is what it always held (the
+# length, then `+minutes:...`, `+keep-fillers`). Reading it as a length was a real bug, so the
+# name changed; a version-1 database is renamed in place on first open, its rows as they were.
+SCHEMA_VERSION = 2
 STATE_DIR = ".sumctl"
 STATE_NAME = "state.db"
 
@@ -48,7 +52,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY,
     sha256 TEXT NOT NULL,
     model TEXT NOT NULL,
-    length TEXT NOT NULL,
+    variant TEXT NOT NULL,
     path TEXT NOT NULL,
     status TEXT NOT NULL CHECK (status IN ('pending', 'running', 'done', 'failed')),
     attempts INTEGER NOT NULL DEFAULT 0,
@@ -62,7 +66,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished_at REAL,
     seconds REAL,
     model_seconds REAL,
-    UNIQUE (sha256, model, length)
+    UNIQUE (sha256, model, variant)
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at);
@@ -85,7 +89,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     pid INTEGER NOT NULL,
     root TEXT NOT NULL,
     model TEXT NOT NULL,
-    length TEXT NOT NULL,
+    variant TEXT NOT NULL,
     started_at REAL NOT NULL,
     stopped_at REAL,
     recovered INTEGER NOT NULL DEFAULT 0,
@@ -118,7 +122,7 @@ class Job:
     id: int
     sha256: str
     model: str
-    length: str
+    variant: str
     path: str
     status: JobStatus
     attempts: int
@@ -144,7 +148,7 @@ class Claim:
     job: Job
 
 
-_JOB_COLUMNS = "id, sha256, model, length, path, status, attempts, runs, error, next_retry, finished_at"
+_JOB_COLUMNS = "id, sha256, model, variant, path, status, attempts, runs, error, next_retry, finished_at"
 
 
 def default_state_path(folder: Path) -> Path:
@@ -189,12 +193,19 @@ class State:
                 self._db.execute(f"PRAGMA synchronous={self._synchronous}")
         except (OSError, sqlite3.Error) as e:
             raise self._error(e, "cannot open the watch state") from None
+        # `sumctl status` reads a state as it is, migrated or not: it never writes.
+        self._variant_column = "variant"
+        if readonly and self._query("PRAGMA user_version")[0][0] == 1:
+            self._variant_column = "length"
         if not readonly:
             with self._tx() as db:
                 version = db.execute("PRAGMA user_version").fetchone()[0]
                 if version > SCHEMA_VERSION:
                     raise SumctlError(f"{self.path}: written by a newer sumctl (state schema "
                                       f"{version}); upgrade sumctl or use another --state")
+                if version == 1:
+                    for table in ("jobs", "sessions"):
+                        db.execute(f"ALTER TABLE {table} RENAME COLUMN length TO variant")
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         db.execute(statement)
@@ -294,7 +305,7 @@ class State:
 
     # --- sessions and recovery ---------------------------------------------------------------
 
-    def start_session(self, root: str, model: str, length: str) -> tuple[int, int]:
+    def start_session(self, root: str, model: str, variant: str) -> tuple[int, int]:
         """Record a watcher start; jobs left `running` by a dead one go back to pending.
         Returns (session id, jobs recovered)."""
         now = time.time()
@@ -303,8 +314,8 @@ class State:
                                    "WHERE status='running'", (now,)).rowcount
             db.execute("UPDATE sessions SET stopped_at=COALESCE(stopped_at, ?) "
                        "WHERE stopped_at IS NULL", (now,))
-            cur = db.execute("INSERT INTO sessions (pid, root, model, length, started_at, recovered) "
-                             "VALUES (?, ?, ?, ?, ?, ?)", (os.getpid(), root, model, length, now,
+            cur = db.execute("INSERT INTO sessions (pid, root, model, variant, started_at, recovered) "
+                             "VALUES (?, ?, ?, ?, ?, ?)", (os.getpid(), root, model, variant, now,
                                                            recovered))
         return cur.lastrowid, recovered
 
@@ -318,17 +329,17 @@ class State:
         with self._tx(durable=True) as db:
             db.execute("UPDATE sessions SET beat_at=? WHERE id=?", (time.time(), session))
 
-    def reset_failed(self, model: str, length: str) -> int:
+    def reset_failed(self, model: str, variant: str) -> int:
         """Give every failed job a fresh set of attempts (after fixing a model or raising a cap)."""
         with self._tx() as db:
             return db.execute("UPDATE jobs SET attempts=0, next_retry=NULL, updated_at=? "
-                              "WHERE status='failed' AND model=? AND length=?",
-                              (time.time(), model, length)).rowcount
+                              "WHERE status='failed' AND model=? AND variant=?",
+                              (time.time(), model, variant)).rowcount
 
-    def pending_paths(self, model: str, length: str) -> list[str]:
+    def pending_paths(self, model: str, variant: str) -> list[str]:
         return [r[0] for r in self._query(
-            "SELECT path FROM jobs WHERE status IN ('pending', 'running') AND model=? AND length=?",
-            (model, length))]
+            "SELECT path FROM jobs WHERE status IN ('pending', 'running') AND model=? AND variant=?",
+            (model, variant))]
 
     # --- the hash cache -----------------------------------------------------------------------
 
@@ -355,9 +366,9 @@ class State:
 
     # --- jobs ---------------------------------------------------------------------------------
 
-    def job(self, sha256: str, model: str, length: str) -> Job | None:
-        rows = self._query(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE sha256=? AND model=? AND length=?",
-                           (sha256, model, length))
+    def job(self, sha256: str, model: str, variant: str) -> Job | None:
+        rows = self._query(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE sha256=? AND model=? AND variant=?",
+                           (sha256, model, variant))
         return Job(*rows[0]) if rows else None
 
     def job_by_id(self, job_id: int) -> Job | None:
@@ -367,7 +378,7 @@ class State:
     def jobs(self) -> list[Job]:
         return [Job(*r) for r in self._query(f"SELECT {_JOB_COLUMNS} FROM jobs ORDER BY id")]
 
-    def claim(self, sha256: str, model: str, length: str, path: str, *, max_attempts: int,
+    def claim(self, sha256: str, model: str, variant: str, path: str, *, max_attempts: int,
               now: float | None = None, st: os.stat_result | None = None) -> Claim:
         """Decide, atomically, whether this content must be summarized now, and if so take it.
         With `st`, the file's hash is cached in the same transaction."""
@@ -375,13 +386,13 @@ class State:
         with self._tx(durable=False) as db:
             if st is not None:
                 self._remember(db, path, st, sha256)
-            row = db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE sha256=? AND model=? AND length=?",
-                             (sha256, model, length)).fetchone()
+            row = db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE sha256=? AND model=? AND variant=?",
+                             (sha256, model, variant)).fetchone()
             if row is None:
                 cur = db.execute(
-                    "INSERT INTO jobs (sha256, model, length, path, status, created_at, updated_at, "
+                    "INSERT INTO jobs (sha256, model, variant, path, status, created_at, updated_at, "
                     "started_at) VALUES (?, ?, ?, ?, 'running', ?, ?, ?)",
-                    (sha256, model, length, path, now, now, now))
+                    (sha256, model, variant, path, now, now, now))
                 self._supersede(db, path, cur.lastrowid)
                 return Claim(ClaimDecision.RUN, self._reload(db, cur.lastrowid))
             job = Job(*row)
@@ -491,8 +502,8 @@ class State:
 
         first, last = self._query("SELECT MIN(finished_at), MAX(finished_at) FROM jobs "
                                   "WHERE status='done'")[0]
-        sessions = self._query("SELECT pid, started_at, stopped_at, recovered, model, length, "
-                               "beat_at FROM sessions ORDER BY id DESC LIMIT 1")
+        sessions = self._query(f"SELECT pid, started_at, stopped_at, recovered, model, "
+                               f"{self._variant_column}, beat_at FROM sessions ORDER BY id DESC LIMIT 1")
         return {
             "state": str(self.path),
             "running_pid": self.holder(),
@@ -505,5 +516,5 @@ class State:
             "throughput": {"last_hour": window(3600), "last_day": window(86_400),
                            "first_done_at": first, "last_done_at": last},
             "last_session": (dict(zip(("pid", "started_at", "stopped_at", "recovered", "model",
-                                       "length", "beat_at"), sessions[0])) if sessions else None),
+                                       "variant", "beat_at"), sessions[0])) if sessions else None),
         }

@@ -172,14 +172,14 @@ class Watcher:
                     raise SumctlError(f"{config.out}: cannot create the --out folder "
                                       f"({os_error_hint(e)})") from None
             session, recovered = self.state.start_session(str(self.root), self.model_hash,
-                                                          config.length)
+                                                          config.variant)
             self._session = session
             self.report.recovered = recovered
             if recovered:
                 log.warning("redoing %d job(s) interrupted by an earlier crash or kill", recovered,
                             extra={"event": "recovered", "count": recovered})
             if config.retry_failed:
-                reset = self.state.reset_failed(self.model_hash, config.length)
+                reset = self.state.reset_failed(self.model_hash, config.variant)
                 log.info("giving %d failed job(s) a fresh set of attempts", reset,
                          extra={"event": "retry_failed", "count": reset})
             if config.threads_warning:
@@ -213,13 +213,13 @@ class Watcher:
             self._scan(self.root)
             if config.out is not None and not self.tree.inside(config.out):
                 sweep_folder(config.out)
-            for path in self.state.pending_paths(self.model_hash, config.length):
+            for path in self.state.pending_paths(self.model_hash, config.variant):
                 self._inbox.put(("path", path))
             log.info("%s %s with %s (%d worker(s) x %d thread(s), batches of up to %d file(s), "
                      "%s summaries, settle %.1f s)",
                      "processing" if config.once else "watching", config.folder,
                      self.bundle.display_name, config.workers, config.threads, config.batch,
-                     config.length, config.settle_seconds,
+                     config.summary.length, config.settle_seconds,
                      extra={"event": "start", "path": str(config.folder), "model": self.model_hash,
                             "workers": config.workers, "threads": config.threads,
                             "batch": config.batch})
@@ -395,7 +395,7 @@ class Watcher:
         sha = self.state.cached_hash(path, st)
         if sha is None:
             return False
-        job = self.state.job(sha, self.model_hash, self.config.length)
+        job = self.state.job(sha, self.model_hash, self.config.variant)
         return job is not None and (job.status == JobStatus.DONE
                                     or job.gave_up(self.config.max_attempts))
 
@@ -495,8 +495,8 @@ class Watcher:
     def _worker(self, index: int) -> None:
         config = self.config
         try:
-            summarizer = Summarizer(self.bundle, threads=config.threads, length=config.length,
-                                    verify=False, clean=config.clean)
+            summarizer = Summarizer(self.bundle, config.summary, threads=config.threads,
+                                    verify=False)
         except BaseException as e:  # a model that cannot load stops the whole watcher
             self._fatal = e if isinstance(e, SumctlError) else SumctlError(
                 f"{self.bundle.path}: the model failed to load in a worker ({type(e).__name__}: {e})")

@@ -150,13 +150,16 @@ def watch_process(tmp_path):
 
 
 def make(folder: Path, model: Path, **kw):
-    """An in-process Watcher, quick to settle, leaving signals to pytest."""
+    """An in-process Watcher, quick to settle, leaving signals to pytest. SummaryOptions'
+    fields (length, minutes, formats...) may be passed as keywords too."""
+    from sumctl.runtime.options import FIELDS, SummaryOptions
     from sumctl.runtime.watch import WatchConfig, Watcher
 
     kw.setdefault("settle_seconds", 0.2)
     hooks = {k: kw.pop(k) for k in ("on_outcome", "handle_signals") if k in kw}
     hooks.setdefault("handle_signals", False)
-    return Watcher(WatchConfig(folder, model=model, **kw), **hooks)
+    summary = SummaryOptions(**{k: kw.pop(k) for k in list(kw) if k in FIELDS})
+    return Watcher(WatchConfig(folder, model=model, summary=summary, **kw), **hooks)
 
 
 @contextmanager

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
 import time
 from pathlib import Path, PurePosixPath
 
@@ -13,7 +14,8 @@ import pytest
 
 from sumctl.runtime.errors import SumctlError
 from sumctl.runtime.errors import StateLockedError
-from sumctl.runtime.watch import DEFAULT_INCLUDE, plan_threads, skip_reason
+from sumctl.runtime.machine import plan_threads
+from sumctl.runtime.watch import DEFAULT_INCLUDE, skip_reason
 from backend_fixtures import plugin_backend
 from watch_fixtures import job_rows, make, meeting_text, running, summary_records, wait_until
 
@@ -355,3 +357,90 @@ def test_same_content_twice_in_one_batch_is_summarized_once(tmp_path, poison_plu
 def test_batch_must_be_positive(tmp_path, extractive_bundle_dir):
     with pytest.raises(SumctlError, match="--batch 0: need at least one file per batch"):
         make(tmp_path, extractive_bundle_dir, batch=0)
+
+
+# --- one key for claims and look-ups: a plain run, then another kind of output -----------------
+
+def _minutes_ready(inbox: Path) -> list[Path]:
+    return [p for p in inbox.glob("*.summary.json")
+            if "action_items" in json.loads(p.read_text(encoding="utf-8"))]
+
+
+@pytest.mark.parametrize("second", [{"minutes": True}, {"clean": False},
+                                    {"minutes": True, "clean": False}],
+                         ids=["minutes", "keep-fillers", "both"])
+def test_a_plain_run_then_another_kind_of_output_does_every_file_again(tmp_path, extractive_bundle_dir,
+                                                                       second):
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    for i in range(3):
+        (inbox / f"m{i}.txt").write_text(meeting_text(70 + i) + "Bob: Alice will send the budget by Friday.\n")
+    first = make(inbox, extractive_bundle_dir, once=True).run()
+    assert first.summarized == 3
+    again = make(inbox, extractive_bundle_dir, once=True, **second).run()
+    # Another output of the same content is another job: none of them is "already" done.
+    assert again.summarized == 3, {p: o.status for p, o in again.outcomes.items()}
+    if second.get("minutes"):
+        assert len(_minutes_ready(inbox)) == 3
+    # And each kind, asked again, is found done.
+    assert make(inbox, extractive_bundle_dir, once=True, **second).run().summarized == 0
+
+
+def test_retry_failed_with_minutes_gives_the_minutes_jobs_fresh_attempts(tmp_path, extractive_bundle_dir):
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    (inbox / "long.txt").write_text(meeting_text(80, turns=40))
+    failed = make(inbox, extractive_bundle_dir, once=True, minutes=True, max_bytes=100,
+                  max_attempts=1).run()
+    assert failed.failed == 1 and not _minutes_ready(inbox)
+    # Raised cap, fresh attempts: the minutes job that gave up is done now.
+    retried = make(inbox, extractive_bundle_dir, once=True, minutes=True, retry_failed=True,
+                   max_attempts=1).run()
+    assert retried.summarized == 1, {p: o.status for p, o in retried.outcomes.items()}
+    assert len(_minutes_ready(inbox)) == 1
+
+
+# What sumctl 0.1's WatchConfig.job_variant wrote into the state for these options.
+RECORDED_VARIANTS = [
+    ({}, "medium"),
+    ({"length": "short", "minutes": True}, "short+minutes:default:gfm"),
+    ({"clean": False}, "medium+keep-fillers"),
+    ({"length": "long", "minutes": True, "minutes_method": "cues", "tasks": "obsidian", "clean": False},
+     "long+minutes:cues:obsidian+keep-fillers"),
+    ({"tasks": "obsidian"}, "medium"),  # a task style without minutes changes nothing
+]
+
+
+@pytest.mark.parametrize("fields, recorded", RECORDED_VARIANTS)
+def test_a_state_written_before_summary_options_keeps_its_jobs(tmp_path, extractive_bundle_dir,
+                                                               fields, recorded):
+    from sumctl.runtime.bundle import load_bundle
+    from sumctl.runtime.watch.state import State
+
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    transcript = inbox / "m.txt"
+    transcript.write_text(meeting_text(90))
+    model = load_bundle(extractive_bundle_dir).sha256
+    path = inbox / ".sumctl" / "state.db"
+    State(path).close()
+    # sumctl 0.1's state: the same tables, with the variant in a column named `length`.
+    db = sqlite3.connect(path)
+    for table in ("jobs", "sessions"):
+        db.execute(f"ALTER TABLE {table} RENAME COLUMN variant TO length")
+    db.execute("INSERT INTO jobs (sha256, model, length, path, status, created_at, updated_at, "
+               "finished_at) VALUES (?, ?, ?, ?, 'done', 1, 1, 1)",
+               (sha(transcript), model, recorded, str(transcript)))
+    db.execute("INSERT INTO sessions (pid, root, model, length, started_at) VALUES (1, ?, ?, ?, 1)",
+               (str(inbox), model, recorded))
+    db.execute("PRAGMA user_version=1")
+    db.commit()
+    db.close()
+    # `sumctl status` reads it as it is, before any watcher migrates it.
+    old = State(path, readonly=True).report()
+    assert old["counts"]["done"] == 1 and old["last_session"]["variant"] == recorded
+    report = make(inbox, extractive_bundle_dir, once=True, **fields).run()
+    # Found done under its old key: not summarized again after the upgrade.
+    assert [o.status for o in report.outcomes.values()] == ["already"], report.outcomes
+    [row] = job_rows(inbox / ".sumctl" / "state.db")
+    assert row["variant"] == recorded
