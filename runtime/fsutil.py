@@ -11,6 +11,7 @@ reader never sees half a file and a kill leaves only a temporary that the next r
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import secrets
 import sqlite3
@@ -235,3 +236,20 @@ def atomic_write_text(path: Path, text: str) -> None:
         fsync_dir(folder)
     finally:
         os.close(folder)
+
+
+HASH_CHUNK = 1 << 20  # big enough that hashing runs at memory speed, small enough to never matter
+
+
+def hash_stream(stream, digest=None):
+    """`digest` (a new sha256 by default) updated with everything left in a binary stream, a
+    chunk at a time: a 50 GB file never sits in memory."""
+    digest = hashlib.sha256() if digest is None else digest
+    while chunk := stream.read(HASH_CHUNK):
+        digest.update(chunk)
+    return digest
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    with open(path, "rb") as f:
+        return hash_stream(f).hexdigest()

@@ -28,24 +28,26 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
 from sumctl.runtime.errors import BundleError, InputError, SumctlError
+from sumctl.runtime.fsutil import hash_stream, sha256_file
 from sumctl.runtime.outputs import (ERROR_SUFFIX, claim_stem, error_text, output_names,
                                     remove_own_error_files, write_error_file, write_summary)
-from sumctl.runtime.transcript import format_from_extension, max_bytes_default, parse_bytes
+from sumctl.runtime.transcript import format_from_extension, parse_bytes
 from sumctl.runtime.batch.options import BatchOptions
 from sumctl.runtime.batch.storage import Destination, SourceFile, filesystem, read_source
 
 RECORD_FORMAT = 1
-_CHUNK = 1 << 20
 
 
-class Status:
+class BatchStatus:
+    """What became of one transcript in a batch, as its Result and the report say."""
+
     SUMMARIZED = "summarized"
     FAILED = "failed"
     SKIPPED = "skipped_done"  # done (or failed) in an earlier run
 
 
 @dataclass(frozen=True)
-class Job:
+class PlannedJob:
     """One transcript's work, as planned on the driver: where its outputs go, under which names."""
 
     source: SourceFile
@@ -64,7 +66,7 @@ class Job:
         return json.dumps(asdict(self))
 
     @classmethod
-    def from_json(cls, text: str) -> "Job":
+    def from_json(cls, text: str) -> "PlannedJob":
         data = json.loads(text)
         return cls(**{**data, "source": SourceFile(**data["source"])})
 
@@ -106,22 +108,16 @@ class Result:
 
 def hash_source(source: SourceFile) -> str:
     """The sha256 of a transcript's bytes, read in chunks (however large it is)."""
-    digest = hashlib.sha256()
     if source.fs_uri is None:
-        with open(source.path, "rb") as f:
-            while chunk := f.read(_CHUNK):
-                digest.update(chunk)
-    else:
-        fs, _ = filesystem(source.fs_uri)
-        with fs.open_input_stream(source.path) as f:
-            while chunk := f.read(_CHUNK):
-                digest.update(chunk)
-    return digest.hexdigest()
+        return sha256_file(source.path)
+    fs, _ = filesystem(source.fs_uri)
+    with fs.open_input_stream(source.path) as f:
+        return hash_stream(f).hexdigest()
 
 
 @dataclass
 class Plan:
-    jobs: list[Job]               # to run now
+    jobs: list[PlannedJob]               # to run now
     finished: list[Result]        # skipped: their records say they were done before
     unreadable: list[Result]      # could not even be hashed (written as error files here)
 
@@ -163,16 +159,16 @@ def plan_jobs(sources: list[SourceFile], dest: Destination, options: BatchOption
             record = book.read_record(record_name(key, place.source_key)) if book else None
             if record is not None:
                 if _still_done(record, key, folder_for(folder), retry_failed):
-                    plan.finished.append(Result.from_record(record, Status.SKIPPED))
+                    plan.finished.append(Result.from_record(record, BatchStatus.SKIPPED))
                     continue
                 # Its outputs are gone, or it is retried: the record no longer vouches for it,
                 # and a worker must not take it for the work of a worker that died.
                 book.remove(record_name(key, place.source_key))
             out = folder_for(folder)
-            stem = claim_stem(out, place.base_stem, place.source_key, options.formats, taken,
+            stem = claim_stem(out, place.base_stem, place.source_key, options.summary.formats, taken,
                               protected)
-            taken.update(out.path(name) for name in output_names(stem, options.formats).values())
-            plan.jobs.append(Job(source, sha, key, folder, place.base_stem, stem, place.source_key))
+            taken.update(out.path(name) for name in output_names(stem, options.summary.formats).values())
+            plan.jobs.append(PlannedJob(source, sha, key, folder, place.base_stem, stem, place.source_key))
     finally:
         for handle in (*folders.values(), *records.values()):
             if handle is not None:
@@ -184,7 +180,7 @@ def _still_done(record: dict, key: str, folder, retry_failed: bool) -> bool:
     """A record of this key whose files are all still there: done, or failed and not retried."""
     if record.get("key") != key or record.get("format") != RECORD_FORMAT:
         return False
-    if record.get("status") == Status.FAILED:
+    if record.get("status") == BatchStatus.FAILED:
         return not retry_failed and folder.exists(f"{record.get('stem')}{ERROR_SUFFIX}")
     return record.get("status") == "done" and all(folder.exists(name) for name in record.get("outputs") or ())
 
@@ -197,12 +193,12 @@ def _unreadable(source: SourceFile, place, dest: Destination, e: OSError, option
     reason = f"{source.name}: cannot read it ({os_error_hint(e)})"
     try:
         with dest.folder(str(place.folder)) as folder:
-            stem = claim_stem(folder, place.base_stem, place.source_key, options.formats)
+            stem = claim_stem(folder, place.base_stem, place.source_key, options.summary.formats)
             write_error_file(folder, stem, error_text(place.source_key, "", 1,
                                                       "retry: at the next run", reason))
     except SumctlError as write_error:
         reason += f"; the error file could not be written either ({write_error})"
-    return Result(source.name, Status.FAILED, reason)
+    return Result(source.name, BatchStatus.FAILED, reason)
 
 
 # --- running, on a worker ----------------------------------------------------------------------
@@ -219,19 +215,19 @@ class Worker:
         self.dest = dest
         self.engine = engine
         self.info = dict(info or {})
-        self.summarizer = Summarizer(options.model, **options.summarizer_kwargs())
+        self.summarizer = Summarizer(options.model, options.summary, threads=options.threads)
         found = self.summarizer.bundle.sha256
         if found != options.model_sha256:
             raise BundleError(
                 f"{options.model}: on {socket.gethostname()} this is not the bundle the batch "
                 f"was planned with (manifest sha256 {found[:12]}…, expected "
                 f"{options.model_sha256[:12]}…): put the same bundle at the same path on every node")
-        self.max_bytes = options.max_bytes if options.max_bytes is not None else max_bytes_default()
+        self.max_bytes = options.summary.max_bytes
 
     def worker_info(self) -> dict:
         return {"engine": self.engine, "host": socket.gethostname(), "pid": os.getpid(), **self.info}
 
-    def run(self, job: Job) -> Result:
+    def run(self, job: PlannedJob) -> Result:
         """Summarize one transcript into its planned names, then record it done. A failure of
         the transcript's own (unreadable, malformed, too long for the model) becomes its error
         file and a failed record, never an exception."""
@@ -240,18 +236,18 @@ class Worker:
             before = records.read_record(job.record_name)
         if before is not None and before.get("key") == job.key and before.get("status") == "done":
             # A task retried after its worker died may find its job already finished.
-            return Result.from_record(before, Status.SUMMARIZED)
+            return Result.from_record(before, BatchStatus.SUMMARIZED)
         model_seconds = 0.0
         try:
             summary = self._summarize(job)
             model_seconds = float(summary.timings.get("summarize_s", 0.0))
             with self.dest.folder(job.folder) as folder:
-                written = write_summary(summary, folder, job.stem, self.options.formats,
-                                        source_key=job.source_key, **self.options.write_kwargs())
+                written = write_summary(summary, folder, job.stem, self.options.summary.formats,
+                                        source_key=job.source_key)
                 remove_own_error_files(folder, job.base_stem, job.source_key)
             status, reason, outputs = "done", "", [p.name for p in written]
         except Exception as e:
-            status, outputs = Status.FAILED, []
+            status, outputs = BatchStatus.FAILED, []
             reason = str(e) if isinstance(e, SumctlError) else f"{job.source.name}: {type(e).__name__}: {e}"
             reason = " ".join(reason.splitlines())
             try:
@@ -261,7 +257,7 @@ class Worker:
             except Exception as write_error:
                 # Without its error file the failure is not recorded: the next run tries again.
                 reason += f"; the error file could not be written either ({write_error})"
-                return Result(job.source.name, Status.FAILED, reason,
+                return Result(job.source.name, BatchStatus.FAILED, reason,
                               time.perf_counter() - started, worker=self.worker_info())
         seconds = time.perf_counter() - started
         record = {
@@ -274,9 +270,9 @@ class Worker:
         }
         with self.dest.records(job.folder) as records:
             records.write_set({job.record_name: json.dumps(record, indent=1, ensure_ascii=False) + "\n"})
-        return Result.from_record(record, Status.SUMMARIZED if status == "done" else Status.FAILED)
+        return Result.from_record(record, BatchStatus.SUMMARIZED if status == "done" else BatchStatus.FAILED)
 
-    def _summarize(self, job: Job):
+    def _summarize(self, job: PlannedJob):
         data = read_source(job.source, self.max_bytes)
         if len(data) <= self.max_bytes and hashlib.sha256(data).hexdigest() != job.sha256:
             raise InputError(f"{job.source.name}: changed since the batch was planned "
@@ -284,7 +280,7 @@ class Worker:
         transcript = parse_bytes(data, name=job.source.name,
                                  fmt=format_from_extension(PurePosixPath(job.source.path)),
                                  max_bytes=self.max_bytes)
-        return self.summarizer.summarize(transcript, **self.options.summarize_kwargs())
+        return self.summarizer.summarize(transcript)
 
     def close(self) -> None:
         self.summarizer.close()

@@ -17,7 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Iterator
 
 from sumctl.runtime.errors import SumctlError
-from sumctl.runtime.batch.jobs import Job, Result, Worker
+from sumctl.runtime.batch.jobs import PlannedJob, Result, Worker
 from sumctl.runtime.batch.options import BatchOptions
 from sumctl.runtime.batch.storage import Destination
 
@@ -52,13 +52,13 @@ def _init(parent: int, options: BatchOptions, dest: Destination) -> None:
         _load_error = f"{options.model}: cannot load the model ({type(e).__name__}: {e})"
 
 
-def _run(job: Job) -> dict:
+def _run(job: PlannedJob) -> dict:
     if _worker is None:
         raise SumctlError(_load_error or "the worker has no model")
     return _worker.run(job).to_dict()
 
 
-def run_local(jobs: list[Job], options: BatchOptions, dest: Destination, *,
+def run_local(jobs: list[PlannedJob], options: BatchOptions, dest: Destination, *,
               workers: int, meta: dict | None = None) -> Iterator[Result]:
     """Each job's result, as workers finish them. A worker that cannot load the model stops
     the batch with that error (it is nobody's transcript's fault). `meta` gets `ready_at`, the

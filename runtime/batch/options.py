@@ -1,21 +1,22 @@
 """What every worker of a batch needs to summarize a transcript the way `sumctl summarize` does.
 
 One frozen dataclass travels to every worker (a pool process or a Ray actor): the bundle by
-path, and each option that shapes a summary. A new summarize option (say `minutes: bool`) is
-one field here, one entry in `key_fields` (when it changes the output) and one in whichever of
-`summarizer_kwargs`, `summarize_kwargs` or `write_kwargs` takes it, plus its click option in
-cli/batch.py: run_batch() and both engines pass the dataclass through without naming fields.
+path, its hash, the threads, and the SummaryOptions that shape every summary. A new summary
+option is a field of SummaryOptions (runtime/options.py) and nothing here: run_batch() and both
+engines pass the dataclass through without naming its fields.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 
-from sumctl.runtime.prompts import DEFAULT_LENGTH
+from sumctl.runtime.errors import SumctlError
+from sumctl.runtime.options import SummaryOptions
 
-DEFAULT_FORMATS = ("md", "json")
+# Where a batch runs: a process pool on this machine, or Ray Data on a cluster.
+ENGINES = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -29,71 +30,33 @@ class BatchOptions:
         model_sha256: the bundle's manifest hash, read on the driver. It is part of every job's
             key, and each worker checks the bundle it loads against it, so a node with another
             bundle at that path fails loudly instead of writing other summaries.
-        length, query, formats, clean, num_beams, max_summary_tokens, max_bytes: as
-            `sumctl summarize` takes them (`clean=False` is --keep-fillers).
-        minutes, minutes_method, tasks: the minutes form, as `sumctl summarize --minutes`.
+        summary: how each summary is made and written, as `sumctl summarize` takes it.
         threads: CPU threads per worker; not part of the output, so not part of the key.
     """
 
     model: str
     model_sha256: str
-    length: str = DEFAULT_LENGTH
-    query: str | None = None
-    formats: tuple[str, ...] = DEFAULT_FORMATS
-    clean: bool = True
-    num_beams: int | None = None
-    max_summary_tokens: int | None = None
-    max_bytes: int | None = None
-    minutes: bool = False
-    minutes_method: str | None = None
-    tasks: str = "gfm"
+    summary: SummaryOptions = field(default_factory=SummaryOptions)
     threads: int | None = None
 
     def __post_init__(self):
-        # The summarizer asks a blank question as no question, and folds its whitespace.
-        query = " ".join(self.query.split()) if self.query and self.query.strip() else None
-        object.__setattr__(self, "query", query)
-        object.__setattr__(self, "formats", tuple(dict.fromkeys(self.formats)) or DEFAULT_FORMATS)
+        if not isinstance(self.summary, SummaryOptions):
+            raise SumctlError("BatchOptions(summary=...) takes a SummaryOptions")
 
     def key_fields(self) -> dict:
-        """What a job's key holds besides the content's hash. The watcher's key (bundle hash,
-        length) plus the question, as the issue asks; every other option that changes the
-        outputs is added only when it is not the default, so that adding an option never
-        changes the keys (and redoes the work) of the batches that did not use it."""
-        fields = {"model": self.model_sha256, "length": self.length, "query": self.query}
-        extras = {"clean": self.clean, "num_beams": self.num_beams,
-                  "max_summary_tokens": self.max_summary_tokens,
-                  "formats": sorted(self.formats), "minutes": self.minutes,
-                  "minutes_method": self.minutes_method, "tasks": self.tasks}
-        defaults = {"clean": True, "num_beams": None, "max_summary_tokens": None,
-                    "formats": sorted(DEFAULT_FORMATS), "minutes": False, "minutes_method": None,
-                    "tasks": "gfm"}
-        fields.update({k: v for k, v in extras.items() if v != defaults[k]})
-        return fields
+        """What a job's key holds besides the content's hash: the bundle's hash and what changes
+        the outputs (SummaryOptions.key_fields, the one rule `sumctl watch` keys by too)."""
+        return {"model": self.model_sha256, **self.summary.key_fields()}
 
     def job_key(self, content_sha256: str) -> str:
         """The job's key: a hash of the content's hash and key_fields()."""
         data = json.dumps({"sha256": content_sha256, **self.key_fields()}, sort_keys=True)
         return hashlib.sha256(data.encode("utf-8")).hexdigest()
 
-    def summarizer_kwargs(self) -> dict:
-        """Keyword arguments of Summarizer(model, ...): what is fixed when a worker loads."""
-        return {"threads": self.threads, "num_beams": self.num_beams,
-                "max_summary_tokens": self.max_summary_tokens, "length": self.length,
-                "clean": self.clean}
-
-    def summarize_kwargs(self) -> dict:
-        """Keyword arguments of Summarizer.summarize(transcript, ...): what each call asks."""
-        return {"query": self.query, "minutes": self.minutes, "minutes_method": self.minutes_method}
-
-    def write_kwargs(self) -> dict:
-        """Keyword arguments of outputs.write_summary(...) beyond the summary, its folder, stem,
-        formats and source key."""
-        return {"tasks": self.tasks}
-
     def to_dict(self) -> dict:
-        return asdict(self) | {"formats": list(self.formats)}
+        return {"model": self.model, "model_sha256": self.model_sha256,
+                "summary": self.summary.to_dict(), "threads": self.threads}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "BatchOptions":
-        return cls(**{**data, "formats": tuple(data.get("formats") or DEFAULT_FORMATS)})
+    def from_dict(cls, data: dict) -> BatchOptions:
+        return cls(**{**data, "summary": SummaryOptions.from_dict(data["summary"])})

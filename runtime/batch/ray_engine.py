@@ -33,11 +33,11 @@ import warnings
 from typing import Iterator
 
 from sumctl.runtime.errors import SumctlError
-from sumctl.runtime.batch.jobs import Job, Result, Worker
+from sumctl.runtime.batch.jobs import PlannedJob, Result, Worker
 from sumctl.runtime.batch.options import BatchOptions
 from sumctl.runtime.batch.storage import Destination
 
-INSTALL_HINT = "pip install 'sumctl[ray]'"
+RAY_HINT = "pip install 'sumctl[ray]'"
 LOOPBACK = "127.0.0.1"
 # More blocks than actors, so that a slow transcript does not hold back a block of others.
 BLOCKS_PER_ACTOR = 16
@@ -59,7 +59,7 @@ def import_ray(*, loopback: bool = False):
         import ray
         import ray.data  # noqa: F401  (ray without its data extra has no ray.data)
     except ModuleNotFoundError:
-        raise SumctlError(f"--engine ray needs Ray Data: {INSTALL_HINT}") from None
+        raise SumctlError(f"--engine ray needs Ray Data: {RAY_HINT}") from None
     return ray
 
 
@@ -81,7 +81,7 @@ class RayWorker:
     def __call__(self, batch: dict) -> dict:
         import numpy as np
 
-        results = [json.dumps(self.worker.run(Job.from_json(str(text))).to_dict())
+        results = [json.dumps(self.worker.run(PlannedJob.from_json(str(text))).to_dict())
                    for text in batch["job"]]
         return {"result": np.array(results, dtype=object)}
 
@@ -153,7 +153,7 @@ def plan_actors(cpus: float, workers: int | None, threads: int | None, jobs: int
     return max(1, min(actors, jobs)), threads
 
 
-def run_ray(jobs: list[Job], options: BatchOptions, dest: Destination, *,
+def run_ray(jobs: list[PlannedJob], options: BatchOptions, dest: Destination, *,
             address: str | None = None, workers: int | None = None,
             threads: int | None = None, meta: dict | None = None) -> Iterator[Result]:
     """Each job's result, as Ray Data returns them (Ray draws its own progress bars). `meta`

@@ -31,7 +31,7 @@ _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _GLOB = re.compile(r"[*?\[]")
 RECORD_DIR = (".sumctl", "done")  # done-records, beside the outputs they vouch for
 _FILESYSTEMS: dict[str, object] = {}
-INSTALL_HINT = "pip install 'sumctl[ray]' (or pip install pyarrow)"
+PYARROW_HINT = "pip install 'sumctl[ray]' (or pip install pyarrow)"
 
 
 def is_uri(text: str | os.PathLike) -> bool:
@@ -44,7 +44,7 @@ def filesystem(uri: str):
     try:
         from pyarrow import fs as pafs
     except ModuleNotFoundError:
-        raise SumctlError(f"{uri}: a filesystem URI needs pyarrow: {INSTALL_HINT}") from None
+        raise SumctlError(f"{uri}: a filesystem URI needs pyarrow: {PYARROW_HINT}") from None
     cached = _FILESYSTEMS.get(uri)
     if cached is not None:
         return cached

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -15,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from sumctl.runtime.batch import BatchOptions, run_batch
+from sumctl.runtime.options import SummaryOptions
 from sumctl.runtime.batch.storage import list_sources
-from sumctl.runtime.errors import InputError
+from sumctl.runtime.errors import InputError, SumctlError
 
 from batch_fixtures import content, done_records, output_files, temporaries, write_dialogues
 from watch_fixtures import wait_until
@@ -30,22 +32,63 @@ def batch_cli(*args, **kw):
 # --- the job key ---------------------------------------------------------------------------------
 
 
+def options(**fields) -> BatchOptions:
+    return BatchOptions("/b", "m" * 64, SummaryOptions(**fields))
+
+
 def test_the_key_is_content_bundle_length_and_query_and_only_set_options_add_to_it():
-    base = BatchOptions(model="/b", model_sha256="m" * 64)
+    base = options()
     assert base.key_fields() == {"model": "m" * 64, "length": "medium", "query": None}
     key = base.job_key("a" * 64)
     assert key != base.job_key("b" * 64)  # the content
-    assert key != BatchOptions(model="/b", model_sha256="n" * 64).job_key("a" * 64)  # the bundle
-    assert key != BatchOptions(model="/b", model_sha256="m" * 64, length="short").job_key("a" * 64)
-    asked = BatchOptions(model="/b", model_sha256="m" * 64, query="  What was  decided? ")
-    assert asked.query == "What was decided?" and asked.job_key("a" * 64) != key
+    assert key != BatchOptions("/b", "n" * 64).job_key("a" * 64)  # the bundle
+    assert key != options(length="short").job_key("a" * 64)
+    asked = options(query="  What was  decided? ")
+    assert asked.summary.query == "What was decided?" and asked.job_key("a" * 64) != key
     # Where the bundle is and how many threads read it change no output: same key.
-    assert BatchOptions(model="/elsewhere", model_sha256="m" * 64, threads=3).job_key("a" * 64) == key
+    assert BatchOptions("/elsewhere", "m" * 64, threads=3).job_key("a" * 64) == key
     # Options left at their defaults do not enter the key, so adding one keeps old keys valid.
-    assert BatchOptions(model="/b", model_sha256="m" * 64, formats=("json", "md")).job_key("a" * 64) == key
-    kept = BatchOptions(model="/b", model_sha256="m" * 64, clean=False)
+    assert options(formats=("json", "md")).job_key("a" * 64) == key
+    kept = options(clean=False)
     assert kept.key_fields()["clean"] is False and kept.job_key("a" * 64) != key
     assert BatchOptions.from_dict(kept.to_dict()) == kept
+    # A task style changes nothing written without minutes.
+    assert options(tasks="obsidian").job_key("a" * 64) == key
+
+
+# Keys that sumctl 0.1 wrote into done-records (computed by its BatchOptions.job_key, before
+# SummaryOptions): a rerun after an upgrade must find them, or it would redo every transcript.
+RECORDED_KEYS = [
+    ({}, "57ac777e36a8af729831ce4ecef1bbaaf13a27a584ac1bde54c483811b9dace7"),
+    ({"length": "short"}, "d09c2488de6d56ef6e88b97618218bf697b34661a6770d4aeb01ff1870708419"),
+    ({"query": "What was decided?"}, "ca8317b51a681ce4f0113ae56677018dcdd08829bc36ab15575e9da0628f2319"),
+    ({"clean": False}, "6d6adf75777aa2101d5b43a79ae6044c027eb2084307e1efd670b26d72077be3"),
+    ({"minutes": True}, "0eb360c9735f9e157ac1376f0b26ae73019d1828d89e0eccc2da8546d6e2b30c"),
+    ({"minutes": True, "tasks": "obsidian", "minutes_method": "cues"},
+     "42eea8c55921498176868e28d0e2de82fba520f9089e75af5467281b9e8ca7aa"),
+    ({"formats": ("md", "json", "txt")}, "d9501c2d84cd83166fb95ac32043987dcd92cb605ea5424d16d7485fc9cf0bcd"),
+    ({"num_beams": 4, "max_summary_tokens": 100, "length": "long"},
+     "cbc245ba69e73900eeb983025fe1838c1788c8d95c6216d76d1f3b0a43396d3a"),
+]
+
+
+@pytest.mark.parametrize("fields, recorded", RECORDED_KEYS)
+def test_done_records_written_before_summary_options_keep_their_keys(fields, recorded):
+    assert options(**fields).job_key("a" * 64) == recorded
+
+
+@pytest.mark.parametrize("bad, fragment", [({"minutes_method": "magic"}, "unknown minutes method 'magic'"),
+                                           ({"tasks": "x"}, "unknown task style 'x'"),
+                                           ({"formats": ("pdf",)}, "unknown output format 'pdf'"),
+                                           ({"length": "tiny"}, "unknown summary length 'tiny'"),
+                                           ({"num_beams": 0}, "--beams 0"),
+                                           ({"colour": "red"}, "unknown summary option 'colour'")])
+def test_a_bad_option_is_refused_before_any_source_is_listed(tmp_path, bad, fragment):
+    # A source that cannot be listed, and no model: only the option can be what is refused.
+    with pytest.raises(SumctlError, match=re.escape(fragment)):
+        run_batch([str(tmp_path / "missing" / "*.txt")], tmp_path / "out", model=str(tmp_path / "no-model"),
+                  **bad)
+    assert not (tmp_path / "out").exists()
 
 
 # --- sources -------------------------------------------------------------------------------------
