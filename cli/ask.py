@@ -6,29 +6,20 @@ import json
 
 import click
 
-from sumctl.runtime.transcript import DEFAULT_MAX_BYTES, FORMATS
-
-from sumctl.cli.options import length_option, model_option, threads_option
+from sumctl.cli.options import input_format_option, model_option, summary_options, threads_option
 
 
 @click.command()
 @click.argument("meeting", metavar="MEETING")
 @click.argument("question", metavar="QUESTION")
 @model_option
-@length_option
 @threads_option
 @click.option("--json", "as_json", is_flag=True,
               help="Print the answer as one JSON record: the answer, the cited chapters with "
                    "their turn ranges (0-based), times and BM25 scores, the model and timings.")
-@click.option("--keep-fillers", is_flag=True,
-              help="Read the transcript as written. Default: turns that are only backchannels "
-                   "(\"Yeah.\", \"Mm-hmm.\"), fillers and stutters are removed first; the cited "
-                   "turns still count the transcript as written.")
-@click.option("--input-format", type=click.Choice(FORMATS), default=None,
-              help="Skip detection and read MEETING as this format.")
-@click.option("--max-bytes", type=click.IntRange(min=1), default=None,
-              help=f"Refuse a larger MEETING. Default: $SUMCTL_MAX_BYTES or {DEFAULT_MAX_BYTES:,}.")
-def ask(meeting, question, model, length, threads, as_json, keep_fillers, input_format, max_bytes):
+@input_format_option
+@summary_options("length", "clean", "max_bytes")
+def ask(meeting, question, model, threads, as_json, input_format, options):
     """Answer a question about a meeting, citing the turns it read.
 
     MEETING is a transcript file (plain text, WebVTT, SRT, JSON or DialogSum). A meeting longer
@@ -49,11 +40,11 @@ def ask(meeting, question, model, length, threads, as_json, keep_fillers, input_
     from sumctl.runtime.transcript import read_transcript
 
     # Fail fast, before a model loads: a missing file or an empty question costs nothing.
-    transcript = read_transcript(meeting, fmt=input_format, max_bytes=max_bytes)
+    transcript = read_transcript(meeting, fmt=input_format, max_bytes=options.max_bytes)
     question = check_question(question, meeting)
-    summarizer = Summarizer(model, threads=threads, length=length, clean=not keep_fillers)
+    summarizer = Summarizer(model, options, threads=threads)
     try:
-        answer = answer_question(summarizer, transcript, question, length=length)
+        answer = answer_question(summarizer, transcript, question, length=options.length)
     finally:
         summarizer.close()
     # After the answer, not before: an error stays the one line on stderr.

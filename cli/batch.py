@@ -8,10 +8,9 @@ from pathlib import Path
 
 import click
 
-from sumctl.runtime.outputs import OUTPUT_FORMATS
-from sumctl.runtime.transcript import DEFAULT_MAX_BYTES
+from sumctl.runtime.batch import ENGINES
 
-from sumctl.cli.options import length_option, minutes_options, model_option
+from sumctl.cli.options import model_option, summary_options
 
 
 @click.command()
@@ -20,10 +19,7 @@ from sumctl.cli.options import length_option, minutes_options, model_option
               help="Folder (or filesystem URI) for the summaries, mirroring each SOURCE folder's "
                    "tree. Each job's done-record is kept beside its outputs, in .sumctl/done/.")
 @model_option
-@length_option
-@click.option("--query", "-Q", default=None, metavar="QUESTION",
-              help="Answer a question about each meeting instead of summarizing all of it.")
-@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+@click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True,
               help="local: a process pool on this machine. ray: Ray Data on the cluster at "
                    "--address, or on a local one bound to 127.0.0.1 (pip install 'sumctl[ray]').")
 @click.option("--address", default=None, metavar="ADDR",
@@ -36,25 +32,13 @@ from sumctl.cli.options import length_option, minutes_options, model_option
               help="CPU threads per worker. Default: local, cores / workers; ray, 1. "
                    "workers x threads is kept within the CPUs.")
 @click.option("--recursive", "-r", is_flag=True, help="Also summarize the subfolders of SOURCE folders.")
-@click.option("--format", "-f", "formats", type=click.Choice(OUTPUT_FORMATS), multiple=True,
-              help="Output formats; repeat for several. Default: md and json (the JSON record is "
-                   "always written).")
-@click.option("--beams", type=click.IntRange(min=1), default=None, help="Beam width (1: greedy).")
-@click.option("--max-summary-tokens", type=click.IntRange(min=1), default=None,
-              help="Cap on generated tokens. Default: the bundle's value for --length.")
-@click.option("--max-bytes", type=click.IntRange(min=1), default=None,
-              help=f"Refuse transcripts larger than this. Default: $SUMCTL_MAX_BYTES or "
-                   f"{DEFAULT_MAX_BYTES:,}.")
-@click.option("--keep-fillers", is_flag=True,
-              help="Summarize transcripts as written, backchannels, fillers and stutters included.")
 @click.option("--retry-failed", is_flag=True,
               help="Try again the transcripts that failed in an earlier run (by default a failure "
                    "is done, with its .error.txt, until its content changes).")
-@minutes_options
+@summary_options()
 @click.option("--quiet", "-q", is_flag=True, help="Print only the final JSON line.")
-def batch(sources, out, model, length, query, engine, address, workers, threads, recursive,
-          formats, beams, max_summary_tokens, max_bytes, keep_fillers, retry_failed, minutes,
-          minutes_method, tasks, quiet):
+def batch(sources, out, model, engine, address, workers, threads, recursive, retry_failed,
+          options, quiet):
     """Summarize every transcript under SOURCE... into DEST, exactly once, on many cores or
     many machines.
 
@@ -64,8 +48,9 @@ def batch(sources, out, model, length, query, engine, address, workers, threads,
 
     \b
     Exactly once:
-      - A job is keyed by the transcript's sha256, the bundle's hash, --length and
-        --query. When its outputs are written, a done-record is written beside them; a
+      - A job is keyed by the transcript's sha256, the bundle's hash and what changes
+        the output (--length, --query, --minutes, --keep-fillers, --format...), the
+        same rule as `sumctl watch`. When its outputs are written, a done-record is written beside them; a
         rerun skips done jobs without loading the model.
       - Killed at any moment, a rerun finishes the rest: every output once, no
         temporary left behind. On Ray, an actor that dies is restarted and its work
@@ -89,10 +74,7 @@ def batch(sources, out, model, length, query, engine, address, workers, threads,
     try:
         report = run_batch(
             list(sources), out, model=model, engine=engine, address=address, workers=workers,
-            threads=threads, recursive=recursive, retry_failed=retry_failed, length=length,
-            query=query, formats=tuple(formats) or ("md", "json"), clean=not keep_fillers,
-            num_beams=beams, max_summary_tokens=max_summary_tokens, max_bytes=max_bytes,
-            minutes=minutes, minutes_method=minutes_method, tasks=tasks,
+            threads=threads, recursive=recursive, retry_failed=retry_failed, options=options,
             on_plan=progress.plan if progress else None,
             on_result=progress.update if progress else None)
     finally:

@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from sumctl.runtime.bundle.configs import DEFAULT_CONTEXT_TOKENS, DEFAULT_KEY_ENV
-from sumctl.runtime.prompts import DEFAULT_LENGTH, LENGTHS
+
+from sumctl.cli.options import length_option
 
 
 @click.group(invoke_without_command=True, context_settings={"max_content_width": 100})
@@ -42,8 +43,7 @@ from sumctl.runtime.prompts import DEFAULT_LENGTH, LENGTHS
               help="Cloud price per 1,000 tokens, for the cost estimate.")
 @click.option("--price-per-1k-output", type=click.FloatRange(min=0), default=None, metavar="USD",
               help="A separate price per 1,000 generated tokens. Default: --price-per-1k.")
-@click.option("--length", "-l", type=click.Choice(LENGTHS), default=DEFAULT_LENGTH, show_default=True,
-              help="Summary length (each has its own prompt).")
+@length_option
 @click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N",
               help="Evaluate only the first N records.")
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",

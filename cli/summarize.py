@@ -8,49 +8,27 @@ from pathlib import Path
 
 import click
 
-from sumctl.runtime.outputs import (OUTPUT_FORMATS, OutputFolder, claim_stem, output_place,
-                                    write_summary)
-from sumctl.runtime.transcript import DEFAULT_MAX_BYTES, parse_bytes, read_transcript
+from sumctl.runtime.outputs import OutputFolder, claim_stem, output_place, write_summary
+from sumctl.runtime.transcript import parse_bytes, read_transcript
 
-from sumctl.cli.options import length_option, minutes_options, model_option, threads_option
+from sumctl.cli.options import input_format_option, model_option, summary_options, threads_option
 
 
 @click.command()
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
 @model_option
-@length_option
 @click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the summary files. Default: beside each input "
                    "(stdin: print only).")
-@click.option("--format", "-f", "formats", type=click.Choice(OUTPUT_FORMATS), multiple=True,
-              help="Output formats; repeat for several. Default: md and json. The JSON record "
-                   "is always written with the others.")
 @threads_option
-@click.option("--beams", type=click.IntRange(min=1), default=None, help="Beam width (1: greedy).")
-@click.option("--max-summary-tokens", type=click.IntRange(min=1), default=None,
-              help="Cap on generated tokens. Default: the bundle's value for --length.")
-@click.option("--input-format", type=click.Choice(["text", "vtt", "srt", "json", "dialogsum"]),
-              default=None, help="Skip detection and read every input as this format.")
-@click.option("--max-bytes", type=click.IntRange(min=1), default=None,
-              help=f"Refuse inputs larger than this. Default: $SUMCTL_MAX_BYTES or {DEFAULT_MAX_BYTES:,}.")
-@click.option("--query", "-Q", default=None, metavar="QUESTION",
-              help="Answer a question about the meeting instead of summarizing all of it, e.g. "
-                   "\"What did the group decide about the battery?\". Every chapter of a long "
-                   "meeting is asked the question, and so is every reduce step.")
-@click.option("--keep-fillers", is_flag=True,
-              help="Summarize the transcript as written. Default: turns that are only "
-                   "backchannels (\"Yeah.\", \"Mm-hmm.\"), fillers (um, uh) and stutters "
-                   "(\"the the\", \"w- we\") are removed first; chapters still point at the "
-                   "original turns.")
-@minutes_options
+@input_format_option
+@summary_options()
 @click.option("--date", "meeting_date", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
               metavar="YYYY-MM-DD",
               help="The meeting's date, which relative due dates (\"by Friday\") resolve against. "
                    "Default: a JSON transcript's `date`, or a date in the file's name.")
 @click.option("--quiet", "-q", is_flag=True, help="Do not print the summaries.")
-def summarize(files, model, length, out_dir, formats, threads, beams, max_summary_tokens,
-              input_format, max_bytes, query, keep_fillers, minutes, minutes_method, tasks,
-              meeting_date, quiet):
+def summarize(files, model, out_dir, threads, input_format, options, meeting_date, quiet):
     """Summarize transcript files (plain text, WebVTT, SRT, JSON or DialogSum `#Person1#:`).
 
     Each FILE gets `<stem>.summary.md` and `<stem>.summary.json` (the summary, its chapters,
@@ -71,40 +49,38 @@ def summarize(files, model, length, out_dir, formats, threads, beams, max_summar
     """
     from sumctl.runtime.summarizer import Summarizer
 
-    formats = tuple(formats) or ("md", "json")
     # Read everything first: a bad file fails fast, before a model loads.
     transcripts = []
     for name in files:
         if name == "-":
             transcripts.append((None, parse_bytes(sys.stdin.buffer.read(), name="<stdin>",
-                                                  fmt=input_format, max_bytes=max_bytes)))
+                                                  fmt=input_format, max_bytes=options.max_bytes)))
         else:
-            transcripts.append((Path(name), read_transcript(name, fmt=input_format, max_bytes=max_bytes)))
+            transcripts.append((Path(name), read_transcript(name, fmt=input_format,
+                                                            max_bytes=options.max_bytes)))
 
-    summarizer = Summarizer(model, threads=threads, num_beams=beams,
-                            max_summary_tokens=max_summary_tokens, length=length,
-                            clean=not keep_fillers)
+    summarizer = Summarizer(model, options, threads=threads)
     if not quiet:
         click.echo(f"Model: {summarizer.bundle.display_name}", err=True)
     protected = {p.resolve() for p, _ in transcripts if p is not None}
     taken: set[Path] = set()
     for path, transcript in transcripts:
         summary = summarizer.summarize(
-            transcript, query=query, minutes=minutes, minutes_method=minutes_method,
-            meeting_date=meeting_date.date().isoformat() if meeting_date else None)
+            transcript, meeting_date=meeting_date.date().isoformat() if meeting_date else None)
         if not quiet:
             if len(transcripts) > 1:
                 click.secho(f"== {transcript.source}", bold=True)
-            click.echo(summary.to_markdown(tasks=tasks).strip() if minutes else summary.text.strip())
+            click.echo(summary.to_markdown().strip() if options.minutes else summary.text.strip())
         if path is None and out_dir is None:  # stdin with nowhere to write: print only
             if quiet:
                 click.echo(json.dumps(summary.to_dict(), ensure_ascii=False))
             continue
         place = output_place(path, out=out_dir)
         with OutputFolder(place.folder) as folder:
-            stem = claim_stem(folder, place.base_stem, place.source_key, formats, taken, protected)
-            written = write_summary(summary, folder, stem, formats, source_key=place.source_key,
-                                    tasks=tasks)
+            stem = claim_stem(folder, place.base_stem, place.source_key, options.formats, taken,
+                              protected)
+            written = write_summary(summary, folder, stem, options.formats,
+                                    source_key=place.source_key)
         taken.update(p.resolve() for p in written)
         for p in written:
             click.echo(f"wrote {p}", err=True)

@@ -12,7 +12,7 @@ from sumctl.runtime.prompts import DEFAULT_LENGTH, LENGTHS
 _ALL_LENGTHS = ",".join(LENGTHS)
 
 
-@click.group(invoke_without_command=True, context_settings={"max_content_width": 100})
+@click.group("train", invoke_without_command=True, context_settings={"max_content_width": 100})
 @click.option("--base", "-b", metavar="PATH_OR_ID",
               help="The checkpoint to fine-tune: a Hugging Face folder or hub id (safetensors only). "
                    "T5/FLAN-T5, or a LLaMA-family chat model (TinyLlama, SmolLM2, LiteLlama).")
@@ -66,7 +66,7 @@ _ALL_LENGTHS = ",".join(LENGTHS)
 @click.option("--revision", default=None, help="Hub revision of --base.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.pass_context
-def train(ctx, base, data, eval_data, out, lora, epochs, max_steps, lr, batch_size, grad_accum,
+def train_command(ctx, base, data, eval_data, out, lora, epochs, max_steps, lr, batch_size, grad_accum,
           max_input_tokens, lengths, default_length, long_inputs, drop_overlong, device, precision,
           group_by_length, seed, resume,
           save_steps, lora_r, lora_alpha, lora_dropout, revision, quiet):
@@ -104,7 +104,7 @@ def train(ctx, base, data, eval_data, out, lora, epochs, max_steps, lr, batch_si
         click.echo(line)
 
 
-@train.command("collect")
+@train_command.command("collect")
 @click.option("--endpoint", required=True, metavar="URL",
               help="An OpenAI-compatible API, e.g. https://api.openai.com/v1 or a local server.")
 @click.option("--model", "-m", "model_name", required=True, metavar="NAME", help="The model name to ask.")
@@ -153,4 +153,4 @@ def collect_command(endpoint, model_name, data, out, lengths, api_key_env, concu
 
 
 def register(cli: click.Group) -> None:
-    cli.add_command(train)
+    cli.add_command(train_command)

@@ -11,10 +11,7 @@ from pathlib import Path
 
 import click
 
-from sumctl.runtime.outputs import OUTPUT_FORMATS
-from sumctl.runtime.transcript import DEFAULT_MAX_BYTES
-
-from sumctl.cli.options import length_option, minutes_options, model_option
+from sumctl.cli.options import model_option, summary_options
 
 _JSON_FIELDS = ("event", "path", "sha256", "reason", "seconds", "model_seconds", "outputs",
                 "attempts", "next_retry", "count", "signal", "model", "workers", "threads", "batch")
@@ -65,10 +62,6 @@ def configure_logging(*, json_lines: bool, verbose: bool, console=None) -> loggi
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for the summaries, mirroring DIR's subfolders. Default: beside each "
                    "transcript. Never read back as input.")
-@length_option
-@click.option("--format", "-f", "formats", type=click.Choice(OUTPUT_FORMATS), multiple=True,
-              help="Output formats; repeat for several. Default: md and json (the JSON record is "
-                   "always written).")
 @click.option("--workers", "-w", type=click.IntRange(min=1), default=1, show_default=True,
               help="Transcripts summarized at once; each worker loads the model once.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
@@ -102,9 +95,6 @@ def configure_logging(*, json_lines: bool, verbose: bool, console=None) -> loggi
 @click.option("--retry-failed", is_flag=True,
               help="Give files that gave up a fresh set of attempts (after raising --max-bytes "
                    "or fixing the model).")
-@click.option("--max-bytes", type=click.IntRange(min=1), default=None,
-              help=f"Refuse transcripts larger than this. Default: $SUMCTL_MAX_BYTES or "
-                   f"{DEFAULT_MAX_BYTES:,}.")
 @click.option("--poll", is_flag=True,
               help="Poll the folder instead of OS events (NFS, SMB and other network mounts).")
 @click.option("--rescan", "rescan_seconds", type=click.FloatRange(min=0), default=300.0,
@@ -114,16 +104,12 @@ def configure_logging(*, json_lines: bool, verbose: bool, console=None) -> loggi
               show_default=True, metavar="SECONDS",
               help="On SIGINT/SIGTERM/SIGHUP, wait this long for jobs in flight before "
                    "abandoning them.")
-@click.option("--keep-fillers", is_flag=True,
-              help="Summarize transcripts as written, backchannel turns, fillers and stutters "
-                   "included (by default they are removed first).")
-@minutes_options
+@summary_options()
 @click.option("--log-json", is_flag=True, help="Log JSON lines to stderr (for journald, Loki, jq).")
 @click.option("--verbose", "-v", is_flag=True, help="Also log skipped files and tracebacks.")
-def watch(folder, model, out, length, formats, workers, threads, batch, once, recursive, include,
-          exclude, state_path, settle_seconds, max_attempts, backoff_seconds, retry_failed,
-          max_bytes, poll, rescan_seconds, grace_seconds, keep_fillers, minutes, minutes_method,
-          tasks, log_json, verbose):
+def watch(folder, model, out, workers, threads, batch, once, recursive, include, exclude,
+          state_path, settle_seconds, max_attempts, backoff_seconds, retry_failed, poll,
+          rescan_seconds, grace_seconds, options, log_json, verbose):
     """Summarize every transcript in DIR, exactly once, and keep watching it.
 
     Transcripts already in DIR are summarized first; then new and changed files are
@@ -133,8 +119,8 @@ def watch(folder, model, out, length, formats, workers, threads, batch, once, re
 
     \b
     What makes it safe to leave running:
-      - Jobs are keyed by content hash + model + length (+ --minutes, --keep-fillers)
-        in DIR/.sumctl/state.db (SQLite):
+      - Jobs are keyed by content hash + model + what changes the output (--length,
+        --query, --minutes, --keep-fillers, --format...) in DIR/.sumctl/state.db (SQLite):
         a renamed file is not summarized again, an edited one is, and a kill -9 or a
         power cut loses nothing (an interrupted job is redone at the next start).
       - A file is read only once it stopped changing (--settle); temporary names
@@ -169,19 +155,18 @@ def watch(folder, model, out, length, formats, workers, threads, batch, once, re
     """
     from rich.console import Console
 
-    from sumctl.runtime.watch import DEFAULT_FORMATS, WatchConfig, Watcher
+    from sumctl.runtime.watch import WatchConfig, Watcher
 
     interactive = sys.stderr.isatty() and not log_json
     console = Console(stderr=True) if interactive else None
     configure_logging(json_lines=log_json, verbose=verbose, console=console)
     progress = _Progress(console, once) if interactive else None
     config = WatchConfig(
-        folder, model=model, out=out, length=length, workers=workers, threads=threads, batch=batch,
-        state_path=state_path, recursive=recursive, include=tuple(include), exclude=tuple(exclude),
-        settle_seconds=settle_seconds, max_attempts=max_attempts, backoff_seconds=backoff_seconds,
-        once=once, formats=tuple(formats) or DEFAULT_FORMATS, max_bytes=max_bytes, poll=poll,
-        rescan_seconds=rescan_seconds, grace_seconds=grace_seconds, retry_failed=retry_failed,
-        clean=not keep_fillers, minutes=minutes, minutes_method=minutes_method, tasks=tasks)
+        folder, model=model, out=out, summary=options, workers=workers, threads=threads,
+        batch=batch, state_path=state_path, recursive=recursive, include=tuple(include),
+        exclude=tuple(exclude), settle_seconds=settle_seconds, max_attempts=max_attempts,
+        backoff_seconds=backoff_seconds, once=once, poll=poll, rescan_seconds=rescan_seconds,
+        grace_seconds=grace_seconds, retry_failed=retry_failed)
     watcher = Watcher(config, on_outcome=progress.update if progress else None)
     if progress:
         progress.start()
