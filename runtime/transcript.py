@@ -178,7 +178,7 @@ def parse_text(text: str, *, name: str = "<stdin>", fmt: str | None = None) -> T
         raise InputError(f"{name}: unknown format {fmt!r} (use one of {', '.join(FORMATS)})")
     parsed = parser(text, name)
     turns, meta = parsed if isinstance(parsed, tuple) else (parsed, {})
-    turns = clean_turns(turns, merge_same_speaker=fmt in ("vtt", "srt"))
+    turns = _normalize_turns(turns, merge_same_speaker=fmt in ("vtt", "srt"))
     if not turns:
         raise InputError(f"{name}: no speech found after removing markers and empty turns")
     title = meta.get("title")
@@ -196,21 +196,23 @@ _SPACE = re.compile(r"\s+")
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([,.;:!?])")
 
 
-def clean_text(text: str) -> str:
+def normalize_markup(text: str) -> str:
+    """A turn's text without transcript markup ({vocalsound}, <v> tags) and with its spacing
+    fixed; every word said stays (cleaning.clean_text is what drops fillers)."""
     text = _MARKER.sub(" ", text)
     text = _TAG.sub("", text)
     text = _SPACE.sub(" ", text).strip()
     return _SPACE_BEFORE_PUNCT.sub(r"\1", text)
 
 
-def clean_turns(turns: list[Turn], *, merge_same_speaker: bool) -> list[Turn]:
+def _normalize_turns(turns: list[Turn], *, merge_same_speaker: bool) -> list[Turn]:
     cleaned: list[Turn] = []
     for turn in turns:
-        text = clean_text(turn.text)
+        text = normalize_markup(turn.text)
         # A turn of only markers or punctuation ("{vocalsound} .") carries nothing.
         if not re.search(r"\w", text):
             continue
-        speaker = clean_text(turn.speaker) if turn.speaker else None
+        speaker = normalize_markup(turn.speaker) if turn.speaker else None
         turn = Turn(speaker or None, text, turn.start, turn.end)
         prev = cleaned[-1] if cleaned else None
         # Caption formats cut one speaker's speech into many short cues.

@@ -75,6 +75,35 @@ def extract_minutes(turns: list[Turn], lines: list[Line], *, method: str = "cues
               "dropped_by_evidence": 0, "owners_removed": 0, "dates_unresolved": 0, "merged": 0}
     if method == "model":  # how often the model's reply had the shape it was asked for
         counts |= {"model_replies": 0, "model_replies_valid": 0}
+    items = _found_items(lines, people, method, backend, budget, counts)
+    minutes = Minutes(extraction=counts)
+    recaps: set[int] = set()  # ids of action items said in a recap: merged more readily
+    for item in items:
+        evidence_text = " ".join(line.text for line in lines[item.first:item.last + 1])
+        if not supported(item.text, evidence_text):
+            counts["dropped_by_evidence"] += 1
+            continue
+        evidence = _evidence(turns, lines, item)
+        if item.kind == "decision":
+            minutes.decisions.append(Decision(item.text, evidence))
+        elif item.kind == "question":
+            minutes.open_questions.append(OpenQuestion(item.text, evidence))
+        else:
+            action = _action(item, lines, speakers, evidence, evidence_text, meeting_date, counts)
+            if item.recap:
+                recaps.add(id(action))
+            minutes.action_items.append(action)
+    minutes.decisions, a = merge(minutes.decisions, lambda d: Mergeable(d.text, None, False))
+    minutes.action_items, b = merge(minutes.action_items,
+                                    lambda x: Mergeable(x.task, x.owner, id(x) in recaps))
+    minutes.open_questions, c = merge(minutes.open_questions, lambda q: Mergeable(q.text, None, False))
+    counts["merged"] = a + b + c
+    return minutes
+
+
+def _found_items(lines: list[Line], people: People, method: str, backend: Backend | None,
+                 budget: int | None, counts: dict) -> list[_Item]:
+    """Every candidate item, chapter by chapter, with its lines counted from the first line."""
     items: list[_Item] = []
     for first, last in _chapters(lines, method, backend, budget):
         counts["chapters"] += 1
@@ -90,35 +119,19 @@ def extract_minutes(turns: list[Turn], lines: list[Line], *, method: str = "cues
             item.first += first
             item.last += first
             items.append(item)
-    minutes = Minutes(extraction=counts)
-    recaps: set[int] = set()  # ids of action items said in a recap: merged more readily
-    for item in items:
-        evidence_text = " ".join(line.text for line in lines[item.first:item.last + 1])
-        if not supported(item.text, evidence_text):
-            counts["dropped_by_evidence"] += 1
-            continue
-        evidence = _evidence(turns, lines, item)
-        if item.kind == "decision":
-            minutes.decisions.append(Decision(item.text, evidence))
-        elif item.kind == "question":
-            minutes.open_questions.append(OpenQuestion(item.text, evidence))
-        else:
-            evidence_speakers = {line.speaker for line in lines[item.first:item.last + 1] if line.speaker}
-            owner = checked_owner(item.owner, speakers, evidence_speakers, evidence_text)
-            counts["owners_removed"] += item.owner is not None and owner is None
-            due_text = item.due_text if item.due_text and item.due_text.lower() in evidence_text.lower() else None
-            due = resolve(due_text, meeting_date) if due_text else None
-            counts["dates_unresolved"] += due_text is not None and due is None
-            action = ActionItem(item.text, owner, due, evidence, due_text)
-            if item.recap:
-                recaps.add(id(action))
-            minutes.action_items.append(action)
-    minutes.decisions, a = merge(minutes.decisions, lambda d: Mergeable(d.text, None, False))
-    minutes.action_items, b = merge(minutes.action_items,
-                                    lambda x: Mergeable(x.task, x.owner, id(x) in recaps))
-    minutes.open_questions, c = merge(minutes.open_questions, lambda q: Mergeable(q.text, None, False))
-    counts["merged"] = a + b + c
-    return minutes
+    return items
+
+
+def _action(item: _Item, lines: list[Line], speakers: list[str], evidence, evidence_text: str,
+            meeting_date: str | None, counts: dict) -> ActionItem:
+    """An action item whose owner and due date are only what its evidence turns say."""
+    evidence_speakers = {line.speaker for line in lines[item.first:item.last + 1] if line.speaker}
+    owner = checked_owner(item.owner, speakers, evidence_speakers, evidence_text)
+    counts["owners_removed"] += item.owner is not None and owner is None
+    due_text = item.due_text if item.due_text and item.due_text.lower() in evidence_text.lower() else None
+    due = resolve(due_text, meeting_date) if due_text else None
+    counts["dates_unresolved"] += due_text is not None and due is None
+    return ActionItem(item.text, owner, due, evidence, due_text)
 
 
 def lines_from(turns: list[Turn], source_index: list[int] | None) -> list[Line]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from sumctl.runtime.backends.extractive import build_extractive_bundle
-from sumctl.runtime.transcript import clean_text, read_transcript
+from sumctl.runtime.transcript import normalize_markup, read_transcript
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "standup.vtt"
 
@@ -114,7 +114,7 @@ def qmsum_gold_turns(path: Path, span: tuple[int, int]) -> set[int]:
     turns = read_transcript(path).turns
     read_index, at = {}, 0
     for i, turn in enumerate(raw):
-        if at < len(turns) and turns[at].text == clean_text(turn["content"]):
+        if at < len(turns) and turns[at].text == normalize_markup(turn["content"]):
             read_index[i] = at
             at += 1
     assert at == len(turns), "the reader's turns no longer line up with QMSum's"

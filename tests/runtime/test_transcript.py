@@ -3,7 +3,7 @@ import json
 import pytest
 
 from sumctl.runtime.errors import InputError
-from sumctl.runtime.transcript import clean_text, parse_bytes, parse_text, read_transcript
+from sumctl.runtime.transcript import normalize_markup, parse_bytes, parse_text, read_transcript
 
 VTT_ZOOM = """WEBVTT
 
@@ -109,7 +109,7 @@ def test_dialogsum():
 
 
 def test_markers_and_empty_turns_are_dropped():
-    assert clean_text("Yeah {vocalsound} {disfmarker} so , we go .") == "Yeah so, we go."
+    assert normalize_markup("Yeah {vocalsound} {disfmarker} so , we go .") == "Yeah so, we go."
     t = parse_text(json.dumps([{"speaker": "A", "text": "{vocalsound}"}, {"speaker": "A", "text": " . "},
                                {"speaker": "B", "text": "Real words."}]))
     assert [(x.speaker, x.text) for x in t.turns] == [("B", "Real words.")]
