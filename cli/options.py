@@ -109,7 +109,8 @@ def summary_options(*fields: str):
             values = {name: kwargs.pop(name) for name in fields}
             if "formats" in values:
                 values["formats"] = tuple(values["formats"]) or DEFAULT_FORMATS
-            return command(*args, options=SummaryOptions(**values), **kwargs)
+            # Through __wrapped__, so that a test can stand in for the command behind the flags.
+            return build.__wrapped__(*args, options=SummaryOptions(**values), **kwargs)
 
         # click reads __click_params__ bottom-up, like stacked @click.option decorators.
         params = build.__dict__.setdefault("__click_params__", [])

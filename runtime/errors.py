@@ -45,3 +45,11 @@ class StateLockedError(StateError):
 
 class CloudError(SumctlError):
     """A cloud endpoint that refused, failed past its retries, or answered something unreadable."""
+
+
+def first_line(e: BaseException, limit: int = 200) -> str:
+    """The first line of an error from a library (ONNX Runtime, transformers, llama.cpp), cut to
+    `limit` characters, or its type when it says nothing: their messages run to pages of C++
+    frames and tensor dumps, and a one-line error must stay one line."""
+    text = str(e).strip()
+    return text.splitlines()[0][:limit] if text else type(e).__name__
