@@ -90,14 +90,7 @@ def export_t5(model: str, out: str | os.PathLike, *, quantize: str = "int8", max
 
 def _export(model_id, path, config, work, steps, *, quantize, max_input_tokens, revision, verify,
             verify_max_new_tokens, verify_inputs, label, name) -> Bundle:
-    try:
-        import torch
-        import transformers
-        from optimum.exporters.onnx import onnx_export_from_model
-    except ImportError as e:
-        raise ExportError(f"exporting needs the export extra ({e.name} is missing): "
-                          "pip install 'sumctl[export]'") from None
-
+    torch, transformers, onnx_export_from_model = _export_libraries()
     staging, bundle_dir = work / "onnx", work / "bundle"
     bundle_dir.mkdir()
 
@@ -111,37 +104,13 @@ def _export(model_id, path, config, work, steps, *, quantize, max_input_tokens, 
             references = reference_outputs(torch_model, tokenizer, default_templates()["medium"],
                                            max_new_tokens=verify_max_new_tokens, count=verify_inputs)
 
-    with steps.step("Exporting to ONNX with a KV cache (optimum)"):
-        try:
-            onnx_export_from_model(torch_model, staging, task=TASK, no_post_process=True,
-                                   do_validation=False, preprocessors=[])
-        except Exception as e:
-            raise ExportError(f"{path}: ONNX export failed ({one_line(e)})") from None
-        parts = {role: staging / f"{role}.onnx" for role in ("encoder_model", "decoder_model",
-                                                              "decoder_with_past_model")}
-        missing = [p.name for p in parts.values() if not p.is_file()]
-        if missing:
-            raise ExportError(f"{path}: the ONNX export did not produce {', '.join(missing)}")
-
+    parts = _export_onnx(onnx_export_from_model, torch_model, path, staging, steps)
     quant_info = {}
     if quantize == "int8":
         kernel = host_kernel()
         with steps.step(f"Quantizing to int8 (dynamic, {kernel} kernels)"):
             parts, quant_info = quantize_parts(parts, work / "int8", kernel)
-
-    with steps.step("Merging the decoders into one graph (one copy of the weights)"):
-        merge_decoders(parts["decoder_model"], parts["decoder_with_past_model"], bundle_dir / DECODER_FILE)
-        move_onnx(parts["encoder_model"], bundle_dir / ENCODER_FILE)
-        for part in parts.values():  # nothing unmerged may linger, even in the scratch folder
-            remove_onnx(part)
-        tokenizer.save_pretrained(bundle_dir)
-        torch_model.config.save_pretrained(bundle_dir)
-        (bundle_dir / "generation_config.json").unlink(missing_ok=True)
-
-    with steps.step("Storing the weights once, in one page-aligned file"):
-        storage = store_weights(bundle_dir, [ENCODER_FILE, DECODER_FILE])
-    steps.note(f"{storage['tensors']} tensors, {storage['shared']} shared by both graphs "
-               f"({storage['shared_bytes'] / 2**20:.0f} MB stored once)")
+    _assemble(parts, bundle_dir, torch_model, tokenizer, steps)
 
     manifest = Manifest(
         backend="onnx-t5",
@@ -168,6 +137,51 @@ def _export(model_id, path, config, work, steps, *, quantize, max_input_tokens, 
 
     with steps.step("Hashing files and writing the manifest"):
         return write_manifest(bundle_dir, manifest)
+
+
+def _export_libraries():
+    """torch, transformers and optimum's exporter, or what to install to get them."""
+    try:
+        import torch
+        import transformers
+        from optimum.exporters.onnx import onnx_export_from_model
+    except ImportError as e:
+        raise ExportError(f"exporting needs the export extra ({e.name} is missing): "
+                          "pip install 'sumctl[export]'") from None
+    return torch, transformers, onnx_export_from_model
+
+
+def _export_onnx(onnx_export_from_model, torch_model, path: Path, staging: Path, steps) -> dict[str, Path]:
+    """optimum's three graphs: the encoder, the first-step decoder, the with-past decoder."""
+    with steps.step("Exporting to ONNX with a KV cache (optimum)"):
+        try:
+            onnx_export_from_model(torch_model, staging, task=TASK, no_post_process=True,
+                                   do_validation=False, preprocessors=[])
+        except Exception as e:
+            raise ExportError(f"{path}: ONNX export failed ({one_line(e)})") from None
+        parts = {role: staging / f"{role}.onnx" for role in ("encoder_model", "decoder_model",
+                                                              "decoder_with_past_model")}
+        missing = [p.name for p in parts.values() if not p.is_file()]
+        if missing:
+            raise ExportError(f"{path}: the ONNX export did not produce {', '.join(missing)}")
+    return parts
+
+
+def _assemble(parts: dict[str, Path], bundle_dir: Path, torch_model, tokenizer, steps) -> None:
+    """The bundle's graphs, tokenizer and config, with the weights stored once."""
+    with steps.step("Merging the decoders into one graph (one copy of the weights)"):
+        merge_decoders(parts["decoder_model"], parts["decoder_with_past_model"], bundle_dir / DECODER_FILE)
+        move_onnx(parts["encoder_model"], bundle_dir / ENCODER_FILE)
+        for part in parts.values():  # nothing unmerged may linger, even in the scratch folder
+            remove_onnx(part)
+        tokenizer.save_pretrained(bundle_dir)
+        torch_model.config.save_pretrained(bundle_dir)
+        (bundle_dir / "generation_config.json").unlink(missing_ok=True)
+
+    with steps.step("Storing the weights once, in one page-aligned file"):
+        storage = store_weights(bundle_dir, [ENCODER_FILE, DECODER_FILE])
+    steps.note(f"{storage['tensors']} tensors, {storage['shared']} shared by both graphs "
+               f"({storage['shared_bytes'] / 2**20:.0f} MB stored once)")
 
 
 def _load(path: Path, transformers, torch):
@@ -221,7 +235,7 @@ def _quiet_libraries():
     """The exporters' tracer warnings and info logs would bury the progress display."""
     try:
         import transformers
-    except ImportError:  # _export says what to install
+    except ImportError:  # _export_libraries says what to install
         transformers = None
     if transformers is not None:
         previous = transformers.logging.get_verbosity()
