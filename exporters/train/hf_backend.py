@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sumctl.runtime.backends.base import Backend, Generation, GenerationOptions
-from sumctl.runtime.bundle import Bundle, Manifest
-from sumctl.runtime.bundle.configs import causal_generation
+from sumctl.runtime.bundle import Bundle, GenerationDefaults, Manifest
+from sumctl.runtime.bundle.configs import causal_generation, seq2seq_generation_for
 from sumctl.runtime.backends.gguf import MARGIN_TOKENS, PLAIN_SUFFIX
 from sumctl.runtime.prompts import default_templates, fill
 from sumctl.runtime.summarizer import Summarizer
@@ -26,15 +26,13 @@ from sumctl.runtime.summarizer import Summarizer
 SEQ2SEQ, CAUSAL = "seq2seq", "causal"
 
 
-def generation_defaults(kind: str, checkpoint: Path | None) -> dict:
+def generation_defaults(kind: str, checkpoint: Path | None) -> GenerationDefaults:
     """The generation settings the exporters write into manifests, which evaluation here reuses
     (runtime/bundle/configs.py): T5 blocks repeated 3-grams unless the checkpoint's
     generation_config.json says otherwise; a causal LM decodes greedily without n-gram blocking,
     which llama.cpp lacks. Evaluation in transformers applies no repetition penalty."""
     if kind == SEQ2SEQ:
-        from sumctl.exporters.onnx_t5.export import generation_defaults as t5_generation_defaults
-
-        return t5_generation_defaults(Path(checkpoint) if checkpoint else None)
+        return seq2seq_generation_for(checkpoint)
     return causal_generation(repeat_penalty=None)
 
 

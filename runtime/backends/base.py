@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 from importlib import import_module
 
-from sumctl.runtime.bundle import Bundle
+from sumctl.runtime.bundle import Bundle, GenerationDefaults
 from sumctl.runtime.errors import BundleError
 
 ENTRY_POINT_GROUP = "sumctl.backends"
@@ -27,10 +27,21 @@ class GenerationOptions:
     num_beams: int = 1
     no_repeat_ngram_size: int = 0
     length_penalty: float = 1.0
-    repetition_penalty: float | None = None  # None: the bundle's own (GGUF's repeat_penalty)
+    repetition_penalty: float | None = None  # None: the bundle's own, where the backend has one
     # A JSON Schema the reply must follow, for backends that constrain decoding to one
     # (constrains_json); the others ignore it and are prompted for a plain-text format instead.
     json_schema: str | None = None
+
+    @classmethod
+    def from_defaults(cls, defaults: GenerationDefaults, length: str, **overrides) -> "GenerationOptions":
+        """A summary's settings: the bundle's defaults for `length`, each replaced by an override
+        that is not None (a GenerationOptions field). The repetition penalty is left to the
+        backend, which applies the bundle's own unless a retry asks for more."""
+        values = {"max_new_tokens": defaults.max_new_tokens_for(length), "num_beams": defaults.num_beams,
+                  "no_repeat_ngram_size": defaults.no_repeat_ngram_size,
+                  "length_penalty": defaults.length_penalty}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
 
     def stronger(self) -> "GenerationOptions":
         """Settings for the one retry of a degenerate generation: no repeated trigram (bigram,

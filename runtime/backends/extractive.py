@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sumctl.runtime.backends.base import Backend, Generation, GenerationOptions
 from sumctl.runtime.bundle.configs import CONFIG, ExtractiveConfig
-from sumctl.runtime.bundle import Bundle, Manifest, package_versions, write_manifest
+from sumctl.runtime.bundle import Bundle, GenerationDefaults, Manifest, package_versions, write_manifest
 from sumctl.runtime.prompts import LENGTHS, TRANSCRIPT_SLOT
 
 _WORD = re.compile(r"[a-z][a-z']+")
@@ -85,7 +85,7 @@ def build_extractive_bundle(out: Path, *, max_input_tokens: int = 200_000) -> Bu
         quantization="none",
         max_input_tokens=max_input_tokens,
         prompts={length: TRANSCRIPT_SLOT for length in LENGTHS},
-        generation={"max_new_tokens": {"long": 200, "medium": 90, "short": 35}},
+        generation=GenerationDefaults(max_new_tokens={"long": 200, "medium": 90, "short": 35}),
         backend_config=ExtractiveConfig(files={CONFIG: "extractive.json"}).to_dict(),
         name="extractive-baseline",
         label="extractive baseline, not a neural model",

@@ -64,13 +64,13 @@ class GgufBackend(Backend):
             raise BundleError(f"{bundle.path}: GGUF models need llama-cpp-python "
                               "(pip install llama-cpp-python)") from None
         config = GgufConfig.from_dict(bundle.manifest.backend_config, str(bundle.path / MANIFEST_NAME))
-        generation = bundle.manifest.generation
+        defaults = bundle.manifest.generation
         path = bundle.file(MODEL)
         if not path.is_file():
             raise BundleError(f"{path}: missing from the bundle (re-export or copy the whole folder)")
-        self.seed = int(generation.get("seed", 0))
-        self.repeat_penalty = float(generation.get("repeat_penalty", 1.0))
-        self.temperature = float(generation.get("temperature", 0.0))
+        self.seed = defaults.seed
+        self.repetition_penalty = defaults.repetition_penalty
+        self.temperature = defaults.temperature
         n_threads = threads or cpu_count()
         n_ctx_train = config.n_ctx_train or read_metadata(path).get("n_ctx_train") or N_CTX_CAP
         n_ctx = n_ctx or _env_int(N_CTX_ENV) or min(int(n_ctx_train), config.n_ctx_cap)
@@ -178,7 +178,7 @@ class GgufBackend(Backend):
         # depend on what the process summarized before.
         self.llm.reset()
         self.llm.set_seed(self.seed)
-        penalty = options.repetition_penalty or self.repeat_penalty
+        penalty = options.repetition_penalty or self.repetition_penalty
         processors = (llama_cpp.LogitsProcessorList([_NoRepeatNgram(options.no_repeat_ngram_size,
                                                                     len(tokens))])
                       if options.no_repeat_ngram_size > 0 else None)

@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Callable
 
 from sumctl.runtime.backends.base import Backend, Generation, GenerationOptions
-from sumctl.runtime.bundle import MANIFEST_NAME, Bundle, Manifest
+from sumctl.runtime.bundle import MANIFEST_NAME, Bundle, GenerationDefaults, Manifest
 from sumctl.runtime.bundle.configs import DEFAULT_KEY_ENV, OpenAICompatConfig
 from sumctl.runtime.errors import CloudError
 from sumctl.runtime.fsutil import atomic_write_text
-from sumctl.runtime.prompts import MAX_NEW_TOKENS, default_templates
+from sumctl.runtime.prompts import default_templates
 
 # No tokenizer for a remote model: budget with a deliberately high estimate (English runs near
 # 4 characters a token) so that a chapter never overflows the context.
@@ -269,6 +269,6 @@ def cloud_bundle(name: str, client: ChatClient, context_tokens: int, *,
                         source={"model": client.model, "endpoint": client.url},
                         quantization="unknown (cloud)", max_input_tokens=context_tokens,
                         prompts=default_templates(),
-                        generation={"max_new_tokens": dict(MAX_NEW_TOKENS), "num_beams": 1},
+                        generation=GenerationDefaults(),
                         backend_config=config.to_dict(), name=name, label="cloud model")
     return Bundle(Path(f"cloud-{name}"), manifest)

@@ -9,9 +9,12 @@ default and `sumctl train` cannot drift apart.
 
 from __future__ import annotations
 
+import json
 from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
 from typing import ClassVar
 
+from sumctl.runtime.bundle.generation import GenerationDefaults
 from sumctl.runtime.bundle.manifest import Manifest
 from sumctl.runtime.errors import BundleError
 from sumctl.runtime.prompts import MAX_NEW_TOKENS, default_templates
@@ -35,25 +38,36 @@ REPEAT_PENALTY = 1.1
 SEQ2SEQ_GENERATION = {"num_beams": 1, "no_repeat_ngram_size": 3, "length_penalty": 1.0}
 
 
-def seq2seq_generation(overrides: dict | None = None) -> dict:
+def seq2seq_generation(overrides: dict | None = None,
+                       where: str = "the checkpoint's generation_config.json") -> GenerationDefaults:
     """A T5 bundle's `generation`: sumctl's defaults, overridden by the numeric settings of a
-    fine-tune's own generation config."""
-    generation = {"max_new_tokens": dict(MAX_NEW_TOKENS), **SEQ2SEQ_GENERATION}
+    fine-tune's own generation config (`where`, named if one of them is out of range)."""
+    generation = dict(SEQ2SEQ_GENERATION)
     for key in SEQ2SEQ_GENERATION:
         value = (overrides or {}).get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             generation[key] = value
-    return generation
+    return GenerationDefaults.from_dict(generation, where)
 
 
-def causal_generation(*, repeat_penalty: float | None = REPEAT_PENALTY) -> dict:
+def seq2seq_generation_for(checkpoint: Path | None) -> GenerationDefaults:
+    """seq2seq_generation for a checkpoint folder: what its generation_config.json sets, where
+    it has one that reads (a checkpoint without one is common, and no reason to refuse it)."""
+    if checkpoint is None:
+        return seq2seq_generation()
+    path = Path(checkpoint) / "generation_config.json"
+    try:
+        source = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        source = {}
+    return seq2seq_generation(source if isinstance(source, dict) else {}, str(path))
+
+
+def causal_generation(*, repeat_penalty: float | None = REPEAT_PENALTY) -> GenerationDefaults:
     """A causal LM's `generation`: greedy with a fixed seed, so a summary is reproducible
-    (llama.cpp has no n-gram blocking), and a mild repetition penalty."""
-    generation = {"max_new_tokens": dict(MAX_NEW_TOKENS), "num_beams": 1, "no_repeat_ngram_size": 0,
-                  "length_penalty": 1.0, "temperature": 0.0, "seed": 0}
-    if repeat_penalty is not None:
-        generation["repeat_penalty"] = repeat_penalty
-    return generation
+    (llama.cpp has no n-gram blocking), and a mild repetition penalty (None: none)."""
+    return GenerationDefaults(no_repeat_ngram_size=0, temperature=0.0, seed=0,
+                              repetition_penalty=1.0 if repeat_penalty is None else repeat_penalty)
 
 
 def gguf_max_input_tokens(n_ctx_train: int) -> int:

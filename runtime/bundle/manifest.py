@@ -7,13 +7,15 @@ quantized, the prompts it expects, its generation defaults and how its export wa
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from sumctl.runtime.bundle.generation import GenerationDefaults
 from sumctl.runtime.errors import BundleError
 from sumctl.runtime.fsutil import atomic_write_text
 from sumctl.runtime.prompts import LENGTHS, default_templates
@@ -30,7 +32,7 @@ class Manifest:
     quantization: str
     max_input_tokens: int
     prompts: dict[str, str] = field(default_factory=default_templates)
-    generation: dict = field(default_factory=dict)
+    generation: GenerationDefaults = field(default_factory=GenerationDefaults)
     files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256
     verification: dict = field(default_factory=dict)
     backend_config: dict = field(default_factory=dict)  # what only the backend reads
@@ -40,8 +42,16 @@ class Manifest:
     versions: dict = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
+    def __post_init__(self) -> None:
+        # A manifest built in memory (training, benchmarks) may give the JSON form.
+        if not isinstance(self.generation, GenerationDefaults):
+            self.generation = GenerationDefaults.from_dict(
+                self.generation, f"the manifest of {self.name or self.backend}")
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["generation"] = self.generation.to_dict()
+        return copy.deepcopy(data)
 
     @classmethod
     def from_dict(cls, data: dict, where: str) -> "Manifest":
@@ -51,13 +61,14 @@ class Manifest:
         if version != FORMAT_VERSION:
             raise BundleError(f"{where}: manifest format_version {version!r} is not supported "
                               f"(this sumctl reads version {FORMAT_VERSION}; re-export the model)")
-        known = set(cls.__dataclass_fields__)
+        known = set(cls.__dataclass_fields__) - {"generation"}
         missing = [k for k in ("backend", "source", "quantization", "max_input_tokens", "files")
                    if k not in data]
         if missing:
             raise BundleError(f"{where}: manifest lacks {', '.join(missing)} (re-export the model)")
         check_manifest_shape(data, where)
-        manifest = cls(**{k: v for k, v in data.items() if k in known})
+        generation = GenerationDefaults.from_dict(data.get("generation", {}), where)
+        manifest = cls(**{k: v for k, v in data.items() if k in known}, generation=generation)
         absent = [length for length in LENGTHS if length not in manifest.prompts]
         if absent:
             raise BundleError(f"{where}: manifest has no prompt for length {', '.join(absent)}")

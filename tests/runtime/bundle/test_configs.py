@@ -47,11 +47,11 @@ def test_a_config_missing_what_its_backend_needs_is_one_line_naming_the_manifest
 
 def test_generation_defaults_per_family():
     t5 = seq2seq_generation({"num_beams": 4, "no_repeat_ngram_size": True, "unrelated": 1})
-    assert t5["num_beams"] == 4 and t5["no_repeat_ngram_size"] == 3  # a bool is not a number
-    assert "unrelated" not in t5 and set(t5["max_new_tokens"]) == {"long", "medium", "short"}
+    assert t5.num_beams == 4 and t5.no_repeat_ngram_size == 3  # a bool is not a number
+    assert not t5.extra and set(t5.max_new_tokens) == {"long", "medium", "short"}
     causal = causal_generation()
-    assert causal["repeat_penalty"] == 1.1 and causal["no_repeat_ngram_size"] == 0
-    assert "repeat_penalty" not in causal_generation(repeat_penalty=None)
+    assert causal.repetition_penalty == 1.1 and causal.no_repeat_ngram_size == 0
+    assert causal_generation(repeat_penalty=None).repetition_penalty == 1.0
 
 
 def test_one_function_builds_every_gguf_manifest():
@@ -61,7 +61,7 @@ def test_one_function_builds_every_gguf_manifest():
     config = GgufConfig.from_dict(manifest.backend_config, "m")
     assert config.files == {"model": "m.gguf", "adapter": "a.lora.gguf"}
     assert set(config.file_roles) == {"model", "adapter"}
-    assert manifest.max_input_tokens == 2048 - max(manifest.generation["max_new_tokens"].values())
+    assert manifest.max_input_tokens == 2048 - max(manifest.generation.max_new_tokens.values())
     assert manifest.generation == causal_generation()
 
 
@@ -114,7 +114,8 @@ def test_a_version_1_gguf_bundle_still_loads_and_summarizes(smollm2_gguf_path, t
     finally:
         summarizer.close()
     assert summary.text.strip() and answer.text.strip()
-    assert summarizer.backend.repeat_penalty == 1.1 and summarizer.backend.n_ctx == 8192
+    assert summarizer.backend.repetition_penalty == 1.1 and summarizer.backend.n_ctx == 8192
+    assert bundle.manifest.generation.max_new_tokens_for("medium") == 200
 
 
 def test_a_version_1_onnx_bundle_still_loads(tiny_t5_bundle, tmp_path):
