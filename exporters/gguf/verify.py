@@ -18,7 +18,7 @@ from sumctl.exporters.errors import ExportError
 from sumctl.exporters.gguf.child import run_in_child
 
 
-QUANT_TYPES = ("Q4_K_M", "Q5_K_M", "Q8_0", "F16")
+from sumctl.runtime.bundle import GGUF_QUANT_TYPES as QUANT_TYPES
 # Verification thresholds. F16 rounding moves logits by a few hundredths and flips the top
 # token only where two candidates are nearly tied; a wrong permutation, a swapped tensor or a
 # bad vocab moves them by whole units and breaks most top-1 agreements.

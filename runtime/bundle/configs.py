@@ -4,7 +4,8 @@ Exporters build these classes and write `to_dict()`; backends read them back wit
 which refuses a config that lacks what the backend needs with one line naming the manifest.
 Keys a newer sumctl may add are kept in `extra`, so an old bundle read and written again loses
 nothing. `generation` defaults live here per model family, so an exporter, the embedded
-default and `sumctl train` cannot drift apart.
+default and `sumctl train` cannot drift apart; so do the quantizations `sumctl export` offers,
+which the CLI's choices and the exporters' checks both read.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ DECODER = "decoder"      # ...the decoder merged with its cache branch
 WEIGHTS = "weights"      # the graphs' shared external weights, mapped, not copied
 TOKENIZER = "tokenizer"  # tokenizer.json
 CONFIG = "config"        # the source model's config.json, or a backend's own settings
+
+# llama.cpp's quantizer types a GGUF export may ask for ("F16": none), and an ONNX T5 export's.
+GGUF_QUANT_TYPES = ("Q4_K_M", "Q5_K_M", "Q8_0", "F16")
+T5_QUANTIZATIONS = ("int8", "none")
 
 # llama.cpp's context is capped: a KV cache for 8k tokens is already larger than a 135M model.
 N_CTX_CAP = 8192

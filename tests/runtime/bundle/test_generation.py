@@ -11,7 +11,8 @@ import pytest
 
 from sumctl.runtime.backends.base import GenerationOptions
 from sumctl.runtime.backends.extractive import build_extractive_bundle
-from sumctl.runtime.bundle import (MANIFEST_NAME, GenerationDefaults, Manifest, causal_generation, load_bundle,
+from sumctl.runtime.bundle import (GGUF_QUANT_TYPES, MANIFEST_NAME, T5_QUANTIZATIONS,
+                                   GenerationDefaults, Manifest, causal_generation, load_bundle,
                                    seq2seq_generation, seq2seq_generation_for)
 from sumctl.runtime.errors import BundleError
 from sumctl.runtime.prompts import LENGTHS, MAX_NEW_TOKENS
@@ -142,3 +143,9 @@ def test_options_take_the_defaults_of_a_length_and_the_overrides_given():
                                         length_penalty=2.0)
     assert GenerationOptions.from_defaults(defaults, "long", max_new_tokens=10).max_new_tokens == 10
 
+
+def test_the_export_choices_are_declared_once():
+    from sumctl.exporters.gguf import QUANT_TYPES
+
+    assert QUANT_TYPES is GGUF_QUANT_TYPES and "Q4_K_M" in GGUF_QUANT_TYPES
+    assert T5_QUANTIZATIONS == ("int8", "none")
