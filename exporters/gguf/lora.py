@@ -8,10 +8,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from sumctl.runtime.backends.gguf import cpu_count
+from sumctl.runtime.machine import usable_cores as cpu_count
 from sumctl.exporters.errors import ExportError
 from sumctl.exporters.gguf.verify import VERIFY_PROMPTS, check_items, hf_logits, llama_logits
-from sumctl.exporters.gguf.writer import check_config, interleave_rope_rows, read_json, write_gguf
+from sumctl.exporters.gguf.writer import (check_config, head_counts, interleave_rope_rows, read_json,
+                                         write_file, write_gguf)
 
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -40,10 +41,26 @@ def write_lora_gguf(adapter_dir: Path, config, path: Path, *, name: str = "") ->
     layout (write_gguf), so B's rows, the output side, are reordered the same way; A, the input
     side, is not. Returns what the manifest records about the adapter."""
     import gguf
-    import numpy as np
-    from safetensors.numpy import load_file
 
     adapter_dir, path = Path(adapter_dir), Path(path)
+    settings, weights = _read_adapter(adapter_dir)
+    check_config(config)
+    writer = gguf.GGUFWriter(path, gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
+    writer.add_type(gguf.GGUFType.ADAPTER)
+    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(settings["lora_alpha"]))
+    writer.add_name(name or adapter_dir.name)
+    adapted = _add_lora_tensors(writer, config, weights)
+    if not adapted:
+        raise ExportError(f"{weights}: holds no LoRA tensors")
+    write_file(writer)
+    return {"format": "llama.cpp LoRA GGUF, F16", "r": settings.get("r"),
+            "lora_alpha": settings["lora_alpha"], "adapted_tensors": len(adapted),
+            "target_modules": settings.get("target_modules")}
+
+
+def _read_adapter(adapter_dir: Path) -> tuple[dict, Path]:
+    """A plain peft LoRA adapter's settings and its weights file, or why llama.cpp cannot apply it."""
     settings = read_json(adapter_dir / ADAPTER_CONFIG)
     weights = adapter_dir / "adapter_model.safetensors"
     if settings is None or not weights.is_file():
@@ -55,15 +72,17 @@ def write_lora_gguf(adapter_dir: Path, config, path: Path, *, name: str = "") ->
                           f"{' with ' + ', '.join(unsupported) if unsupported else ''}; llama.cpp "
                           "applies plain LoRA only (merge it instead: sumctl export llama --model "
                           f"{adapter_dir})")
-    check_config(config)
-    n_head = config.num_attention_heads
-    n_head_kv = getattr(config, "num_key_value_heads", None) or n_head
+    return settings, weights
+
+
+def _add_lora_tensors(writer, config, weights: Path) -> set[str]:
+    """Add each A and B matrix as F16; returns the base tensors the adapter changes."""
+    import gguf
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    n_head, n_head_kv = head_counts(config)
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, config.num_hidden_layers)
-    writer = gguf.GGUFWriter(path, gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
-    writer.add_type(gguf.GGUFType.ADAPTER)
-    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
-    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(settings["lora_alpha"]))
-    writer.add_name(name or adapter_dir.name)
     adapted = set()
     for peft_name, data in sorted(load_file(str(weights)).items()):
         module, _, kind = peft_name.removeprefix(PEFT_PREFIX).rpartition(".lora_")
@@ -83,15 +102,7 @@ def write_lora_gguf(adapter_dir: Path, config, path: Path, *, name: str = "") ->
             raise ExportError(f"{weights}: {peft_name} has values outside the float16 range")
         writer.add_tensor(f"{gguf_name}.{LORA_SUFFIXES[kind]}", data)
         adapted.add(gguf_name)
-    if not adapted:
-        raise ExportError(f"{weights}: holds no LoRA tensors")
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return {"format": "llama.cpp LoRA GGUF, F16", "r": settings.get("r"),
-            "lora_alpha": settings["lora_alpha"], "adapted_tensors": len(adapted),
-            "target_modules": settings.get("target_modules")}
+    return adapted
 
 
 def verify_lora_gguf(base_model, merged_model, tokenizer, base_gguf: Path, lora_gguf: Path, *,

@@ -26,21 +26,40 @@ class VocabInfo:
 def write_gguf(model, tokenizer_dir: Path, path: Path, *, name: str = "") -> VocabInfo:
     """Write an HF Llama/Mistral model (already in memory, fp32) as GGUF F16."""
     import gguf
-    import numpy as np
 
     config = model.config
     check_config(config)
-    n_head = config.num_attention_heads
-    n_head_kv = getattr(config, "num_key_value_heads", None) or n_head
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // n_head
-    n_layers = config.num_hidden_layers
+    writer = gguf.GGUFWriter(path, gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
+    _add_hyperparameters(writer, config, name)
+    vocab = _add_vocab(writer, tokenizer_dir, config.vocab_size)
+    _add_tensors(writer, model)
+    write_file(writer)
+    return vocab
 
-    arch = gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA]
-    writer = gguf.GGUFWriter(path, arch)
+
+def head_counts(config) -> tuple[int, int]:
+    """(attention heads, key/value heads): the two differ under grouped-query attention."""
+    n_head = config.num_attention_heads
+    return n_head, getattr(config, "num_key_value_heads", None) or n_head
+
+
+def write_file(writer) -> None:
+    """Write out everything added to a GGUFWriter, in the order GGUF lays it out, and close it."""
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def _add_hyperparameters(writer, config, name: str) -> None:
+    import gguf
+
+    n_head, n_head_kv = head_counts(config)
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // n_head
     writer.add_name(name or config.model_type)
     writer.add_context_length(context_length(config))
     writer.add_embedding_length(config.hidden_size)
-    writer.add_block_count(n_layers)
+    writer.add_block_count(config.num_hidden_layers)
     writer.add_feed_forward_length(config.intermediate_size)
     writer.add_head_count(n_head)
     writer.add_head_count_kv(n_head_kv)
@@ -58,9 +77,14 @@ def write_gguf(model, tokenizer_dir: Path, path: Path, *, name: str = "") -> Voc
     writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
 
-    vocab = _add_vocab(writer, tokenizer_dir, config.vocab_size)
 
-    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, n_layers)
+def _add_tensors(writer, model) -> None:
+    import gguf
+    import numpy as np
+
+    config = model.config
+    n_head, n_head_kv = head_counts(config)
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, config.num_hidden_layers)
     tied = bool(getattr(config, "tie_word_embeddings", False))
     for hf_name, tensor in model.state_dict().items():
         if hf_name.endswith("rotary_emb.inv_freq") or (tied and hf_name == "lm_head.weight"):
@@ -81,12 +105,6 @@ def write_gguf(model, tokenizer_dir: Path, path: Path, *, name: str = "") -> Voc
             raise ExportError(f"{hf_name}: values outside the float16 range (or NaN); this "
                               "checkpoint cannot be stored as GGUF F16")
         writer.add_tensor(gguf_name, data)
-
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return vocab
 
 
 def interleave_rope_rows(w, n_head: int):
