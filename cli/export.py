@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from sumctl.runtime.bundle.configs import GGUF_QUANT_TYPES, T5_MAX_INPUT_TOKENS, T5_QUANTIZATIONS
+
 
 @click.group()
 def export():
@@ -40,9 +42,9 @@ def source_options(f):
 @export.command("t5")
 @source_options
 @out_option
-@click.option("--quantize", type=click.Choice(["int8", "none"]), default="int8", show_default=True,
+@click.option("--quantize", type=click.Choice(T5_QUANTIZATIONS), default="int8", show_default=True,
               help="Dynamic int8 quantization, with the kernel set picked for this CPU.")
-@click.option("--max-input-tokens", type=click.IntRange(min=16), default=512, show_default=True,
+@click.option("--max-input-tokens", type=click.IntRange(min=16), default=T5_MAX_INPUT_TOKENS, show_default=True,
               help="The model's input budget; longer transcripts are chapterized.")
 def export_t5_command(model, revision, allow_pickle, out, quantize, max_input_tokens):
     """A T5 / FLAN-T5 checkpoint -> ONNX (KV cache, one decoder weight copy), int8 by default."""
@@ -58,7 +60,7 @@ def export_t5_command(model, revision, allow_pickle, out, quantize, max_input_to
 @export.command("llama")
 @source_options
 @out_option
-@click.option("--quant", type=click.Choice(["Q4_K_M", "Q5_K_M", "Q8_0", "F16"]), default="Q4_K_M",
+@click.option("--quant", type=click.Choice(GGUF_QUANT_TYPES), default="Q4_K_M",
               show_default=True, help="llama.cpp quantization type.")
 def export_llama_command(model, revision, allow_pickle, out, quant):
     """A LLaMA-architecture checkpoint (or a LoRA adapter folder) -> quantized GGUF."""

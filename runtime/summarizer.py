@@ -36,7 +36,7 @@ from sumctl.runtime.minutes.extract import default_method, extract_minutes, line
 from sumctl.runtime.minutes.render import render_minutes
 from sumctl.runtime.models import resolve_model
 from sumctl.runtime.options import SummaryOptions, check_choice
-from sumctl.runtime.prompts import LENGTHS, MAX_NEW_TOKENS, fill, template_for
+from sumctl.runtime.prompts import LENGTHS, fill, template_for
 from sumctl.runtime.transcript import Transcript, Turn, read_transcript
 
 MAX_LEVELS = 8
@@ -194,19 +194,10 @@ class Summarizer:
 
     def generation_options(self, options: SummaryOptions) -> GenerationOptions:
         """The bundle's generation defaults for the summary's length, with what it overrides."""
-        defaults = self.bundle.manifest.generation
-        budget = defaults.get("max_new_tokens", MAX_NEW_TOKENS)
-        values = {
-            "max_new_tokens": budget.get(options.length, MAX_NEW_TOKENS[options.length])
-            if isinstance(budget, dict) else budget,
-            "num_beams": defaults.get("num_beams", 1),
-            "no_repeat_ngram_size": defaults.get("no_repeat_ngram_size", 0),
-            "length_penalty": defaults.get("length_penalty", 1.0),
-        }
-        overrides = {"num_beams": options.num_beams, "max_new_tokens": options.max_summary_tokens,
-                     **self._overrides}
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return GenerationOptions(**values)
+        return GenerationOptions.from_defaults(
+            self.bundle.manifest.generation, options.length,
+            **{"num_beams": options.num_beams, "max_new_tokens": options.max_summary_tokens,
+               **self._overrides})
 
     def options_for(self, options: SummaryOptions | None = None, **option_fields) -> SummaryOptions:
         """One call's options: this Summarizer's (or `options`), with single fields changed.

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from sumctl.runtime.backends.gguf import cpu_count
+from sumctl.runtime.machine import usable_cores as cpu_count
 from sumctl.runtime.bundle.configs import gguf_manifest
 from sumctl.runtime.bundle import Bundle, package_versions, write_manifest
 from sumctl.exporters.base import Progress, SilentProgress, check_out_dir, export_bundle

@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 # llama.cpp is imported through the runtime, which sets how its threads wait.
-from sumctl.runtime.backends.gguf import cpu_count, import_llama_cpp
+from sumctl.runtime.backends.gguf import import_llama_cpp
+from sumctl.runtime.machine import usable_cores as cpu_count
 from sumctl.exporters.errors import ExportError
 
 from sumctl.exporters.gguf.child import run_in_child

@@ -18,6 +18,7 @@ from sumctl.runtime.backends.base import Backend, Generation, GenerationOptions
 from sumctl.runtime.bundle import MANIFEST_NAME, Bundle, load_bundle, package_versions, write_manifest
 from sumctl.runtime.bundle.configs import ADAPTER, MODEL, N_CTX_CAP, GgufConfig, gguf_manifest
 from sumctl.runtime.errors import BundleError, SumctlError
+from sumctl.runtime.machine import usable_cores
 from sumctl.runtime.prompts import fill
 
 N_CTX_ENV = "SUMCTL_GGUF_N_CTX"  # overrides the cap, e.g. to save memory on small machines
@@ -71,7 +72,7 @@ class GgufBackend(Backend):
         self.seed = defaults.seed
         self.repetition_penalty = defaults.repetition_penalty
         self.temperature = defaults.temperature
-        n_threads = threads or cpu_count()
+        n_threads = threads or usable_cores()
         n_ctx_train = config.n_ctx_train or read_metadata(path).get("n_ctx_train") or N_CTX_CAP
         n_ctx = n_ctx or _env_int(N_CTX_ENV) or min(int(n_ctx_train), config.n_ctx_cap)
         # A LoRA adapter GGUF (the embedded default's fine-tuning) is applied by llama.cpp at load.
@@ -326,13 +327,6 @@ def build_gguf_bundle(gguf_file: Path, out: Path, *, name: str, label: str, quan
 def _quiet_llama_cpp() -> None:
     # llama-cpp-python prints llama.cpp's log through this logger unless it is quieted first.
     logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
-
-
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def _env_int(name: str) -> int | None:

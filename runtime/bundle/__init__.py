@@ -4,7 +4,7 @@ generation defaults of each model family and the quantizations an export offers 
 `generation` itself is typed in generation.py. Exporters build these; backends parse them."""
 
 from sumctl.runtime.bundle.configs import (ADAPTER, CONFIG, DECODER, ENCODER, GGUF_QUANT_TYPES, MODEL,
-                                           N_CTX_CAP, REPEAT_PENALTY, T5_QUANTIZATIONS, TOKENIZER,
+                                           N_CTX_CAP, REPEAT_PENALTY, T5_MAX_INPUT_TOKENS, T5_QUANTIZATIONS, TOKENIZER,
                                            WEIGHTS, ExtractiveConfig, GgufConfig, OnnxT5Config,
                                            OpenAICompatConfig, causal_generation, gguf_manifest,
                                            gguf_max_input_tokens, seq2seq_generation,
@@ -17,7 +17,7 @@ from sumctl.runtime.bundle.manifest import (FORMAT_VERSION, MANIFEST_NAME, MANIF
 
 __all__ = ["ADAPTER", "CONFIG", "DECODER", "ENCODER", "FORMAT_VERSION", "GGUF_QUANT_TYPES",
            "MANIFEST_NAME", "MANIFEST_SCHEMA", "MODEL", "N_CTX_CAP", "REPEAT_PENALTY",
-           "T5_QUANTIZATIONS", "TOKENIZER", "WEIGHTS", "Bundle", "ExtractiveConfig", "GenerationDefaults",
+           "T5_MAX_INPUT_TOKENS", "T5_QUANTIZATIONS", "TOKENIZER", "WEIGHTS", "Bundle", "ExtractiveConfig", "GenerationDefaults",
            "GgufConfig", "Manifest", "OnnxT5Config", "OpenAICompatConfig", "causal_generation",
            "check_manifest_shape", "gguf_manifest", "gguf_max_input_tokens", "load_bundle",
            "package_versions", "seq2seq_generation", "seq2seq_generation_for", "sha256_file",

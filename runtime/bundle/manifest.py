@@ -8,7 +8,6 @@ quantized, the prompts it expects, its generation defaults and how its export wa
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import platform
 import time
@@ -17,12 +16,11 @@ from pathlib import Path
 
 from sumctl.runtime.bundle.generation import GenerationDefaults
 from sumctl.runtime.errors import BundleError
-from sumctl.runtime.fsutil import atomic_write_text
+from sumctl.runtime.fsutil import atomic_write_text, sha256_file
 from sumctl.runtime.prompts import LENGTHS, default_templates
 
 MANIFEST_NAME = "sumctl.json"
 FORMAT_VERSION = 1
-_HASH_CHUNK = 1 << 20
 
 
 @dataclass
@@ -141,14 +139,6 @@ class Bundle:
     def display_name(self) -> str:
         name = self.manifest.name or self.path.name
         return f"{name} ({self.manifest.label})" if self.manifest.label else name
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def package_versions(*names: str) -> dict[str, str]:

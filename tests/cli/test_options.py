@@ -11,6 +11,7 @@ import pytest
 
 from sumctl.cli.main import cli
 from sumctl.runtime.batch import ENGINES
+from sumctl.runtime.bundle import GGUF_QUANT_TYPES, T5_MAX_INPUT_TOKENS, T5_QUANTIZATIONS
 from sumctl.runtime.errors import SumctlError
 from sumctl.runtime.minutes import METHODS, TASK_STYLES
 from sumctl.runtime.options import FIELDS, SummaryOptions
@@ -37,9 +38,15 @@ def option(path: str, flag: str) -> click.Option:
     *[(c, "--minutes-method", METHODS) for c in SUMMARIZING],
     *[(c, "--input-format", INPUT_FORMATS) for c in ("summarize", "ask")],
     ("batch", "--engine", ENGINES),
+    ("export llama", "--quant", GGUF_QUANT_TYPES),
+    ("export t5", "--quantize", T5_QUANTIZATIONS),
 ])
 def test_every_choice_is_the_runtimes_own_tuple(path, flag, choices):
     assert tuple(option(path, flag).type.choices) == tuple(choices)
+
+
+def test_the_t5_input_budget_is_the_formats_own():
+    assert option("export t5", "--max-input-tokens").default == T5_MAX_INPUT_TOKENS
 
 
 def test_a_summarys_flags_are_declared_once_and_give_every_field():
