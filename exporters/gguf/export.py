@@ -26,7 +26,7 @@ from sumctl.exporters.checkpoint import (HUB_PATTERNS, PICKLE_WEIGHTS, check_wei
 
 
 # Mistral is the llama graph plus a sliding window; see context_length for how the window is kept.
-SUPPORTED_MODEL_TYPES = ("llama", "mistral")
+LLAMA_MODEL_TYPES = ("llama", "mistral")
 
 
 # --------------------------------------------------------------------------------------------
@@ -158,11 +158,11 @@ def _locate(model: str, *, revision: str | None, allow_pickle: bool) -> _Source:
             raise ExportError(f"{path / ADAPTER_CONFIG}: no base_model_name_or_path; "
                               "set it to the base checkpoint's folder or hub id")
         base_path = resolve_checkpoint(base_spec, revision=adapter.get("revision"), allow_pickle=allow_pickle)
-        require_architecture(base_path, SUPPORTED_MODEL_TYPES, "llama")
+        require_architecture(base_path, LLAMA_MODEL_TYPES, "llama")
         return _Source(model, path, revision, adapter, base_spec, base_path)
     resolved = resolve_checkpoint(str(path) if path.exists() else model, revision=revision,
                                   allow_pickle=allow_pickle)
-    require_architecture(resolved, SUPPORTED_MODEL_TYPES, "llama")
+    require_architecture(resolved, LLAMA_MODEL_TYPES, "llama")
     return _Source(model, resolved, revision)
 
 

@@ -42,7 +42,7 @@ from sumctl.runtime.prompts import default_templates
 
 from sumctl.exporters.checkpoint import require_architecture, resolve_checkpoint, source_info
 
-SUPPORTED_MODEL_TYPES = ("t5", "mt5")
+T5_MODEL_TYPES = ("t5", "mt5")
 TASK = "text2text-generation-with-past"
 ENCODER_FILE = "encoder_model.onnx"
 DECODER_FILE = "decoder_model_merged.onnx"
@@ -75,7 +75,7 @@ def export_t5(model: str, out: str | os.PathLike, *, quantize: str = "int8", max
         raise ExportError(f"--max-input-tokens {max_input_tokens} is too small (use 16 or more)")
     out = check_out_dir(out)
     path = resolve_checkpoint(model, revision=revision, allow_pickle=allow_pickle)
-    config = require_architecture(path, SUPPORTED_MODEL_TYPES, "t5")
+    config = require_architecture(path, T5_MODEL_TYPES, "t5")
     steps = progress or SilentProgress()
 
     def build(work: Path) -> Path:
@@ -118,7 +118,7 @@ def _export(model_id, path, config, work, steps, *, quantize, max_input_tokens, 
         quantization="int8" if quantize == "int8" else "fp32",
         max_input_tokens=max_input_tokens,
         prompts=default_templates(),
-        generation=generation_defaults(path),
+        generation=t5_generation_defaults(path),
         backend_config=_backend_config(torch_model.config, tokenizer, quant_info),
         name=name,
         label=label,
@@ -207,7 +207,7 @@ def _load(path: Path, transformers, torch):
     return model, tokenizer
 
 
-def generation_defaults(path: Path | None) -> dict:
+def t5_generation_defaults(path: Path | None) -> dict:
     """sumctl's T5 defaults, overridden by what the fine-tune's generation_config.json sets."""
     try:
         source = json.loads((path / "generation_config.json").read_text(encoding="utf-8")) if path else {}
