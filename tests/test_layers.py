@@ -213,6 +213,55 @@ def test_the_cycle_finder_finds_one(tmp_path):
     assert cycles(fake) == [["sumctl.runtime.a", "sumctl.runtime.b"]]
 
 
+# --- one name, one meaning -----------------------------------------------------------------------
+
+# Names that mean the same thing wherever they stand: a console script's entry point, the hook
+# through which each CLI module registers its commands (as llm's plug-ins do), and a module's own
+# logger.
+SHARED_NAMES = {"main", "register", "log"}
+
+
+def public_definitions(path: Path) -> list[tuple[str, int]]:
+    """The public names a module defines at its top level (functions, classes, assignments);
+    re-exports by import are not definitions."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found = []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names = [node.name]
+        elif isinstance(node, ast.Assign):
+            names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names = [node.target.id]
+        else:
+            names = []
+        found += [(name, node.lineno) for name in names if not name.startswith("_")]
+    return found
+
+
+def doubled_names(paths: list[Path]) -> list[str]:
+    where: dict[str, list[str]] = {}
+    for path in paths:
+        for name, line in public_definitions(path):
+            where.setdefault(name, []).append(f"{shown(path)}:{line}")
+    return [f"{name}: {', '.join(places)}" for name, places in sorted(where.items())
+            if len(places) > 1 and name not in SHARED_NAMES]
+
+
+def test_no_two_public_top_level_names_are_the_same(modules):
+    """Two public `Status` (or `clean_text`) mean two things under one name, and an import of
+    the wrong one reads right: the watcher's length-versus-variant bug came from such a pair."""
+    paths = [p for m, p in modules.items() if m.split(".")[1] in ("runtime", "exporters", "cli")]
+    assert doubled_names(paths) == []
+
+
+def test_the_doubled_name_finder_finds_one(tmp_path):
+    (tmp_path / "a.py").write_text("class Status:\n    pass\nmain = 1\n")
+    (tmp_path / "b.py").write_text("import os\nStatus = 2\ndef main():\n    pass\n")
+    [found] = doubled_names([tmp_path / "a.py", tmp_path / "b.py"])
+    assert found.startswith("Status: ") and "a.py:1" in found and "b.py:2" in found
+
+
 # --- what real processes import ----------------------------------------------------------------
 
 TORCH = ("torch", "transformers", "optimum")
