@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from sumctl.exporters.train.config import (DEVICES, LONG_INPUT_POLICIES, MAX_SEED, MIN_INPUT_TOKENS,
+                                           PRECISIONS)
 from sumctl.runtime.bundle.configs import DEFAULT_CONTEXT_TOKENS, DEFAULT_KEY_ENV
 from sumctl.runtime.prompts import DEFAULT_LENGTH, LENGTHS
 
@@ -34,7 +36,7 @@ _ALL_LENGTHS = ",".join(LENGTHS)
 @click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option("--grad-accum", type=click.IntRange(min=1), default=1, show_default=True,
               help="Batches per optimizer step.")
-@click.option("--max-input-tokens", type=click.IntRange(min=16), default=None,
+@click.option("--max-input-tokens", type=click.IntRange(min=MIN_INPUT_TOKENS), default=None,
               help="The input budget the exported bundle will use; longer transcripts are "
                    "chapterized as the runtime does. T5: the encoder input (default 512, as "
                    "`export t5`). Causal LMs: the context shared by prompt and summary (default: the "
@@ -43,20 +45,21 @@ _ALL_LENGTHS = ",".join(LENGTHS)
               help="Which instructions to train: records whose `length` is not listed are left out.")
 @click.option("--default-length", type=click.Choice(LENGTHS), default=DEFAULT_LENGTH, show_default=True,
               help="The instruction for records without a `length`.")
-@click.option("--long-inputs", type=click.Choice(["reduce", "skip"]), default="reduce", show_default=True,
+@click.option("--long-inputs", type=click.Choice(LONG_INPUT_POLICIES), default="reduce", show_default=True,
               help="Transcripts longer than the input: train on the runtime's reduce input (chapter "
                    "summaries by the base model) -> reference, or leave them out.")
 @click.option("--drop-overlong", is_flag=True,
               help="Leave out references longer than their length's summary budget instead of failing.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
               help="auto: CUDA when torch sees a GPU, else CPU.")
-@click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True,
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
               help="auto: bf16 autocast where the hardware runs it natively (CPUs with AVX-512 BF16 "
                    "or AMX, recent GPUs; 1.5x per step on AVX-512 BF16, benchmarks/perf/train_speed.py), "
                    "fp32 elsewhere.")
 @click.option("--group-by-length/--no-group-by-length", default=True, show_default=True,
               help="Batch examples of similar lengths together, so little compute goes to padding.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same data: same model.")
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
+              help="Same seed, same data: same model.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--save-steps", type=click.IntRange(min=1), default=100, show_default=True,
               help="Checkpoint every N steps (the last two are kept).")

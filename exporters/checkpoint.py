@@ -11,6 +11,9 @@ import hashlib
 import json
 from pathlib import Path
 
+from sumctl.runtime.errors import first_line
+from sumctl.runtime.fsutil import hash_stream
+
 from sumctl.exporters.errors import ExportError
 
 SAFE_WEIGHTS = ("*.safetensors",)
@@ -34,7 +37,7 @@ def resolve_checkpoint(model: str, *, revision: str | None = None, allow_pickle:
             path = Path(snapshot_download(model, revision=revision, allow_patterns=patterns))
         except Exception as e:  # offline, unknown repo, auth: all end the export the same way
             raise ExportError(f"{model}: not a local folder, and the hub download failed "
-                              f"({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
+                              f"({type(e).__name__}: {first_line(e, 160)})") from None
     if not (path / "config.json").is_file():
         raise ExportError(f"{path}: no config.json (is this a Hugging Face checkpoint folder?)")
     check_weights(path, allow_pickle=allow_pickle)
@@ -76,8 +79,7 @@ def source_info(model: str, path: Path, revision: str | None) -> dict:
     for weights in sorted(p for pat in SAFE_WEIGHTS + PICKLE_WEIGHTS for p in path.glob(pat)):
         digest.update(weights.name.encode())
         with open(weights, "rb") as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
+            hash_stream(f, digest)
     return {"model": model, "path": str(path.resolve()), "revision": revision or _snapshot_revision(path),
             "sha256": digest.hexdigest()}
 

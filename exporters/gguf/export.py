@@ -10,7 +10,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from sumctl.runtime.machine import usable_cores as cpu_count
+from sumctl.runtime.errors import first_line
+from sumctl.runtime.machine import usable_cores
 from sumctl.runtime.bundle.configs import gguf_manifest
 from sumctl.runtime.bundle import Bundle, package_versions, write_manifest
 from sumctl.exporters.base import Progress, SilentProgress, check_out_dir, export_bundle
@@ -50,7 +51,7 @@ def export_llama(model: str, out: str | os.PathLike, *, quant: str = "Q4_K_M",
     if quant not in QUANT_TYPES:
         raise ExportError(f"unknown quantization {quant!r} (use one of {', '.join(QUANT_TYPES)})")
     out = check_out_dir(out)
-    threads = threads or cpu_count()
+    threads = threads or usable_cores()
     steps = progress or SilentProgress()
     with steps.step("Resolving the checkpoint"):
         source = _locate(model, revision=revision, allow_pickle=allow_pickle)
@@ -180,7 +181,7 @@ def _download(model: str, *, revision: str | None, allow_pickle: bool) -> Path:
         return Path(snapshot_download(model, revision=revision, allow_patterns=patterns))
     except Exception as e:
         raise ExportError(f"{model}: not a local folder, and the hub download failed "
-                          f"({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
+                          f"({type(e).__name__}: {first_line(e, 160)})") from None
 
 
 def _load_hf(source: _Source, *, allow_pickle: bool):
@@ -206,6 +207,6 @@ def _load_hf(source: _Source, *, allow_pickle: bool):
     except Exception as e:
         what = "the LoRA adapter" if source.adapter else "the checkpoint"
         raise ExportError(f"{source.path}: transformers could not load {what} "
-                          f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+                          f"({type(e).__name__}: {first_line(e, 200)})") from None
     model.eval()
     return model, tokenizer

@@ -8,7 +8,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from sumctl.runtime.machine import usable_cores as cpu_count
+from sumctl.runtime.machine import usable_cores
 from sumctl.exporters.errors import ExportError
 from sumctl.exporters.gguf.verify import VERIFY_PROMPTS, check_items, hf_logits, llama_logits
 from sumctl.exporters.gguf.writer import (check_config, head_counts, interleave_rope_rows, read_json,
@@ -191,7 +191,7 @@ def export_lora_gguf(adapter_dir: str | os.PathLike, base_hf: str | os.PathLike,
         tokenizer = AutoTokenizer.from_pretrained(base_hf, trust_remote_code=False)
         try:
             info["verification"] = verify_lora_gguf(base, merged, tokenizer, base_f16, tmp,
-                                                    threads=threads or cpu_count())
+                                                    threads=threads or usable_cores())
         except ExportError as e:  # name the file the user asked for, not our temporary
             raise ExportError(str(e).replace(str(tmp), str(out))) from None
         os.replace(tmp, out)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 # llama.cpp is imported through the runtime, which sets how its threads wait.
 from sumctl.runtime.backends.gguf import import_llama_cpp
-from sumctl.runtime.machine import usable_cores as cpu_count
+from sumctl.runtime.machine import usable_cores
 from sumctl.exporters.errors import ExportError
 
 from sumctl.exporters.gguf.child import run_in_child
@@ -132,7 +132,7 @@ def quantize_gguf(src: Path, dst: Path, quant: str, *, threads: int | None = Non
         raise ExportError(f"unknown quantization {quant!r} (use one of "
                           f"{', '.join(q for q in QUANT_TYPES if q != 'F16')})")
     run_in_child("quantize", {"src": str(src), "dst": str(dst), "quant": quant,
-                              "threads": threads or cpu_count()},
+                              "threads": threads or usable_cores()},
                  subject=src, doing=f"quantizing to {quant}")
 
 
@@ -146,7 +146,7 @@ def quantize_in_process(src: Path, dst: Path, quant: str, *, threads: int | None
         raise ExportError(f"unknown quantization {quant!r} (use one of {', '.join(ftypes)})")
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftypes[quant]
-    params.nthread = threads or cpu_count()
+    params.nthread = threads or usable_cores()
     # The quantizer writes a line per tensor (and one per fallback type, e.g. SmolLM2's 576-wide
     # rows cannot take 256-wide K-quant blocks) straight to stderr; tensor_types() records
     # the outcome in the manifest instead.

@@ -136,7 +136,7 @@ class ModelShape:
 
 
 def memory_bundle(name: str, source: str, kind: str, max_input_tokens: int,
-                  generation: dict) -> Bundle:
+                  generation: GenerationDefaults) -> Bundle:
     """An in-memory bundle: the runtime's default prompts, the exporter's generation settings."""
     manifest = Manifest(backend=f"hf-{kind}", source={"model": source}, quantization="none",
                         max_input_tokens=max_input_tokens, prompts=default_templates(),
@@ -199,7 +199,7 @@ class HFSummarizer(Summarizer):
     """The runtime Summarizer (chapterization, recursive reduce) over an in-memory HF model."""
 
     def __init__(self, model, tokenizer, shape: ModelShape, *, name: str, source: str, length: str,
-                 generation: dict):
+                 generation: GenerationDefaults):
         bundle = memory_bundle(name, source, shape.kind, shape.max_input_tokens, generation)
         super().__init__(bundle, backend=HFBackend(bundle, model, tokenizer, shape), length=length)
 

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from sumctl.runtime.backends.gguf import prepare_llama_cpp
-from sumctl.runtime.bundle import package_versions
+from sumctl.runtime.bundle import GenerationDefaults, package_versions
+from sumctl.runtime.errors import first_line
 from sumctl.runtime.fsutil import atomic_write_text
 from sumctl.runtime.prompts import default_templates
 
@@ -82,7 +83,7 @@ class _Base:
     max_input: int
     shape: ModelShape
     templates: dict
-    generation: object  # the base's generation defaults, read by key
+    generation: GenerationDefaults  # the base's, as its export will write them
     source: dict  # source_info of the base
     run: dict  # run.json's settings, which a resumed run must match
     base_name: str  # --base as given
@@ -200,7 +201,7 @@ def _prepare_examples(config: TrainConfig, inputs: _Inputs, base: _Base, progres
     """The examples (a resumed run reads back the ones it trained on), encoded, and recorded
     with run.json in the work folder."""
     work = inputs.work
-    max_new = dict(base.generation["max_new_tokens"])
+    max_new = dict(base.generation.max_new_tokens)
     examples_file = work / "examples.jsonl"
     if config.resume and examples_file.is_file():
         examples = load_examples(examples_file)
@@ -415,7 +416,7 @@ def _load_model(path: Path, kind: str, torch):
         return cls.from_pretrained(path, use_safetensors=True, trust_remote_code=False,
                                    torch_dtype=torch.float32)
     except (OSError, ValueError) as e:
-        raise TrainError(f"{path}: cannot load the checkpoint ({str(e).splitlines()[0][:200]})") from None
+        raise TrainError(f"{path}: cannot load the checkpoint ({first_line(e, 200)})") from None
 
 
 def _default_max_input(kind: str, model_config) -> int:

@@ -95,14 +95,6 @@ class GenerationDefaults:
         """The summary budget of one length (one of prompts.LENGTHS), in generated tokens."""
         return self.max_new_tokens[length]
 
-    # Transitional: runtime/summarizer.py and exporters/train/run.py still read keys. Delete these
-    # two once they use GenerationOptions.from_defaults and the fields.
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.to_dict().get(key, default)
-
-    def __getitem__(self, key: str) -> Any:
-        return self.to_dict()[key]
-
     def to_dict(self) -> dict:
         """The manifest's JSON form (format version 1's keys)."""
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
