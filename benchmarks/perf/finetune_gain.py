@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from sumctl.benchmarks.perf import print_headline
+from sumctl.benchmarks.perf.kit import print_headline
 
 # Training (torch) and scoring (llama.cpp) share one process and one OpenMP runtime, which reads
 # its wait policy once, at torch's import. Spinning waits stall llama.cpp on a busy machine (see

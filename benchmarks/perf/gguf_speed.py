@@ -18,8 +18,9 @@ process (so peak RSS is its own): load, one warm-up document, then `--repeat` ti
 median reported.
 
 Decode is memory-bound: each new token reads every weight once (plus the KV cache). The
-bound printed beside each engine is (bytes read per token) / (read bandwidth), with bandwidth
-measured here with a single-thread numpy read of a 1 GiB array. The last line is one JSON object.
+bound printed beside each engine is (read bandwidth) / (bytes read per token), with the bandwidth
+of kit.read_bandwidth_gbs at `--threads` threads (the median over its passes), measured in the
+same run. The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -29,14 +30,13 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from sumctl.benchmarks.eval.memory import peak_rss_mb
-from sumctl.benchmarks.perf import print_headline
+from sumctl.benchmarks.perf.kit import bandwidth_method, print_headline, read_bandwidth_gbs, run_in_child
 
 PROMPT_TOKENS = 512
 NEW_TOKENS = 64
@@ -232,20 +232,7 @@ def logging_off() -> None:
     logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
 
 
-# -- bandwidth and bytes per token ----------------------------------------------------------------
-
-
-def read_bandwidth_gbs(gib: float = 1.0, tries: int = 5) -> float:
-    """Single-thread numpy read of a large array (sum of int64s: one pass, no writes)."""
-    import numpy as np
-
-    a = np.ones(int(gib * 2**30) // 8, dtype=np.int64)
-    best = float("inf")
-    for _ in range(tries):
-        t0 = time.perf_counter()
-        a.sum()
-        best = min(best, time.perf_counter() - t0)
-    return a.nbytes / best / 1e9
+# -- bytes per token ----------------------------------------------------------------
 
 
 def decode_bytes_per_token(engine: str, path: Path, config: dict) -> float:
@@ -319,18 +306,13 @@ def main(argv: list[str] | None = None) -> int:
         ids_file = work / "document_ids.json"
         ids_file.write_text(json.dumps(document_ids(files["transformers-fp32"])))
         log("measuring read bandwidth")
-        bandwidth = read_bandwidth_gbs()
+        bandwidth = read_bandwidth_gbs(args.threads)
         rows = {}
         for engine in args.engines.split(","):
             log(f"running {engine} in its own process")
-            proc = subprocess.run(
-                [sys.executable, "-m", "sumctl.benchmarks.perf.gguf_speed", "--child", engine,
-                 "--path", str(files[engine]), "--ids", str(ids_file), "--threads", str(args.threads),
-                 "--repeat", str(args.repeat)], capture_output=True, text=True)
-            if proc.returncode != 0:
-                sys.stderr.write(proc.stderr[-3000:])
-                raise SystemExit(f"{engine} failed (exit {proc.returncode})")
-            row = json.loads(proc.stdout.strip().splitlines()[-1])
+            row = run_in_child("sumctl.benchmarks.perf.gguf_speed",
+                               ["--child", engine, "--path", files[engine], "--ids", ids_file,
+                                "--threads", args.threads, "--repeat", args.repeat], label=engine)
             path = files[engine]
             row["size_mb"] = (sum(p.stat().st_size for p in path.glob("*.safetensors")) if path.is_dir()
                               else path.stat().st_size) / 2**20
@@ -349,7 +331,7 @@ def report(args, rows: dict, bandwidth: float) -> None:
     load = os.getloadavg()[0]
     print(f"\nGGUF speed: {args.model}, {PROMPT_TOKENS} prompt + {NEW_TOKENS} generated tokens, "
           f"greedy, {args.threads} threads, median of {args.repeat}; read bandwidth "
-          f"{bandwidth:.1f} GB/s (1 thread, numpy); load average {load:.1f}\n")
+          f"{bandwidth:.1f} GB/s ({bandwidth_method(args.threads)}); load average {load:.1f}\n")
     header = (f"{'engine':<18} {'s/doc':>7} {'prompt t/s':>11} {'decode t/s':>11} {'bound t/s':>10} "
               f"{'bound/meas':>10} {'peak RSS MB':>12} {'size MB':>9} {'speedup':>8} {'prompt x':>9} "
               f"{'tok agree':>9}")
@@ -370,7 +352,8 @@ def report(args, rows: dict, bandwidth: float) -> None:
           "tok agree: greedy tokens identical to transformers fp32, position by position.")
     headline = {"benchmark": "gguf_speed", "model": args.model, "threads": args.threads,
                 "prompt_tokens": PROMPT_TOKENS, "new_tokens": NEW_TOKENS,
-                "read_bandwidth_gbs": round(bandwidth, 2), "load_average": round(load, 2)}
+                "read_bandwidth_gbs": round(bandwidth, 2), "read_bandwidth_method": bandwidth_method(args.threads),
+                "load_average": round(load, 2)}
     for engine, r in rows.items():
         key = engine.replace("-", "_").lower()
         headline.update({f"{key}_seconds_per_doc": round(r["seconds_per_doc"], 3),

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from sumctl.benchmarks.eval.minutes import Tally, load_labelled, score
-from sumctl.runtime.machine import cpu_flags, machine_line
+from sumctl.benchmarks.perf.kit import print_headline
 from sumctl.runtime.minutes import METHODS
 from sumctl.runtime.outputs import summary_validator
 
@@ -53,7 +53,6 @@ def main(argv: list[str] | None = None) -> int:
 
     meetings = load_labelled(args.labels, args.qmsum if args.qmsum.is_dir() else None)
     summarizer = Summarizer(args.model, threads=args.threads)
-    print(machine_line())
     print(f"model: {summarizer.bundle.display_name}; {len(meetings)} labelled meetings "
           f"({sum(m.source == 'qmsum' for m in meetings)} QMSum val)")
     results, detail = {}, {}
@@ -98,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         args.out.write_text(json.dumps(detail, indent=2, ensure_ascii=False))
 
-    headline = {"cpu_flags": cpu_flags(), "meetings": len(meetings)}
+    headline = {"meetings": len(meetings)}
     for method, r in results.items():
         t, c = r["groups"]["all"], r["counts"]
         d, a = t["decisions"], t["action_items"]
@@ -112,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{method}_seconds_per_meeting": round(c["seconds_per_meeting"], 2)}
         if c["model_replies"]:
             headline[f"{method}_reply_valid_rate"] = _round(c["model_replies_valid"] / c["model_replies"])
-    print(json.dumps(headline))
+    print_headline(headline)
     return 0
 
 

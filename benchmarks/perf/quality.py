@@ -34,11 +34,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from sumctl.runtime.machine import cpu_flags, machine_line
 from sumctl.runtime.cleaning import clean_turns
 from sumctl.benchmarks.eval.metrics import RougeScorer, bootstrap_ci, word_count
 from sumctl.runtime.guards import copy_coverage, quality_flags
 from sumctl.benchmarks.eval.datasets import prepare_dialogsum, prepare_qmsum
+from sumctl.benchmarks.perf.kit import print_headline, snake
 from sumctl.runtime.summarizer import Summarizer
 from sumctl.runtime.transcript import parse_text, read_transcript
 
@@ -139,7 +139,6 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, help="write every summary and score here (JSON)")
     args = parser.parse_args(argv)
 
-    print(machine_line(), flush=True)
     cleaning = cleaning_report()
     print(f"cleaning on QMSum val ({cleaning['meetings']} meetings): "
           f"{cleaning['words_removed_pct']}% of words removed, "
@@ -174,16 +173,16 @@ def main(argv=None) -> int:
                   f"{100 * m['copy_rate']:>5.1f}% {m['words']:>6.0f} {m['seconds_per_doc']:>6.1f}")
     if args.out:
         args.out.write_text(json.dumps({"cleaning": cleaning, "results": results}, indent=2))
-    headline = {"cpu_flags": cpu_flags(), "cleaning_words_removed_pct": cleaning["words_removed_pct"]}
+    headline = {"cleaning_words_removed_pct": cleaning["words_removed_pct"]}
     for set_name, by_system in results.items():
         for name, r in by_system.items():
-            key = f"{set_name}_{name.replace('-', '_').replace('.', '_')}"
+            key = f"{set_name}_{snake(name)}"
             m = r["metrics"]
             headline[f"{key}_rouge_lsum"] = round(m["rougeLsum"]["mean"], 2)
             headline[f"{key}_flag_rate"] = round(m["flag_rate"], 4)
             headline[f"{key}_call_flag_rate"] = round(m["generation_flag_rate"], 4)
             headline[f"{key}_copy_rate"] = round(m["copy_rate"], 4)
-    print(json.dumps(headline))
+    print_headline(headline)
     return 0
 
 

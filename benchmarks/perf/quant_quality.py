@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from sumctl.benchmarks.perf import print_headline
+from sumctl.benchmarks.perf.kit import print_headline
 
 QUANTS = ("F16", "Q8_0", "Q4_K_M")
 DIALOGSUM = Path(__file__).resolve().parents[3] / "shared" / "data" / "dialogsum" / "dialogsum.dev.jsonl"

@@ -12,7 +12,6 @@ the bench, rouge-score, psutil): the edge commands should import none of them.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -22,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sumctl.runtime.machine import cpu_flags, machine_line
+from sumctl.benchmarks.perf.kit import print_headline
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("cli", "runtime", "exporters", "benchmarks")
@@ -84,7 +83,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--against", required=True, help="the git revision to compare with")
     parser.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args(argv)
-    print(machine_line())
     with tempfile.TemporaryDirectory(prefix="sumctl-startup-") as tmp:
         tmp = Path(tmp)
         sides = {"before": package_tree(checkout(args.against, tmp / "before"), tmp / "before-pkg"),
@@ -100,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             for command, cargs in COMMANDS.items():
                 for side, entry in sides.items():
                     results[command][side].append(run_once(entry, cargs)[0])
-    summary = {"against": args.against, "repeat": args.repeat, "cpu_flags": cpu_flags()}
+    summary = {"against": args.against, "repeat": args.repeat}
     print(f"{'command':<24}{'before ms':>11}{'after ms':>10}{'after/before':>14}  heavy imports "
           "(before -> after)")
     for command in COMMANDS:
@@ -113,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         summary[f"{command}_after_ms"] = round(after, 1)
         summary[f"{command}_ratio"] = round(after / before, 3)
         summary[f"{command}_heavy_after"] = heavy[command]["after"]
-    print(json.dumps(summary))
+    print_headline(summary)
     return 0
 
 

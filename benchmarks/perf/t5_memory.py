@@ -18,10 +18,10 @@ before each phase it resets its peak RSS (/proc/self/clear_refs 5) and after it 
 export left), `evict` (posix_fadvise DONTNEED on the bundle's files, so the process faults the
 weights in itself) or `read` (evicted, then read once with read(2), as `cat` would).
 CTranslate2 (the `bench` extra) is measured the same number of times for the comparison, and
-`onnx-int8-glibc` is sumctl's runtime left with glibc's own rising mmap threshold (the child
-skips native_heap.steady_heap): the runtime before that fix. `onnx-int8-unshed` is sumctl's
-runtime without shedding (weight_pages.shedding): the pages a phase reads stay resident until it
-ends, and the decoder's mapped originals stay resident while ORT prepacks them.
+`onnx-int8-glibc` is sumctl's runtime left with glibc's own rising mmap threshold
+(OnnxT5Backend's steady_heap=False): the runtime before that fix. `onnx-int8-unshed` is sumctl's
+runtime without shedding (shed_weight_pages=False): the pages a phase reads stay resident until
+it ends, and the decoder's mapped originals stay resident while ORT prepacks them.
 The last line is one JSON object: min, median and max peak RSS per engine.
 """
 
@@ -32,13 +32,12 @@ import json
 import mmap
 import os
 import struct
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from sumctl.benchmarks.eval.memory import peak_distribution, peak_rss_mb
-from sumctl.benchmarks.perf import print_headline
+from sumctl.benchmarks.perf.kit import print_headline, run_in_child
 
 PHASES = ("load", "document 1", "document 2")
 ENGINES = ("onnx-int8", "onnx-int8-unshed", "onnx-int8-glibc", "ct2-int8")
@@ -132,7 +131,7 @@ def process_figures() -> dict:
             "anon_mb": status["RssAnon"] // 1024, "file_mb": status["RssFile"] // 1024}
 
 
-def snapshot(weights: Path, encoder_regions: set, decoder_regions: set) -> dict:
+def snapshot(weights: Path, encoder_regions: frozenset, decoder_regions: frozenset) -> dict:
     everything = mappings()
     target = str(Path(weights).resolve())
     maps = [m for m in everything if m["path"] == target]
@@ -173,31 +172,24 @@ def run_child(engine: str, model: Path, threads: int) -> dict:
 
         state = process_figures
     else:
-        from sumctl.runtime.backends import onnx_t5
         from sumctl.runtime.backends.onnx_t5 import OnnxT5Backend
         from sumctl.runtime.bundle import load_bundle
-
-        if engine == "onnx-int8-glibc":
-            onnx_t5.steady_heap = lambda: False  # what the runtime did before native_heap
-        if engine == "onnx-int8-unshed":  # every weight page read stays resident until released
-            import contextlib
-
-            from sumctl.runtime.backends.weight_pages import MappedWeights
-
-            made_by = MappedWeights.made_by.__func__
-            onnx_t5.shedding = lambda shed, interval=None: contextlib.nullcontext()
-            MappedWeights.made_by = classmethod(lambda cls, file, load, **_: made_by(cls, file, load))
         from sumctl.runtime.bundle.configs import WEIGHTS
 
-        backend = OnnxT5Backend(load_bundle(model, verify=False), threads=threads)
+        # glibc: what the runtime did before native_heap; unshed: every weight page read stays
+        # resident until its phase ends.
+        backend = OnnxT5Backend(load_bundle(model, verify=False), threads=threads,
+                                steady_heap=engine != "onnx-int8-glibc",
+                                shed_weight_pages=engine != "onnx-int8-unshed")
         weights = backend.bundle.file(WEIGHTS)
+        regions = backend.weight_regions
         ids = document_ids(backend.bundle.manifest.backend_config["decoder"]["vocab_size"])
 
         def document():
             backend.generate_ids([ids], max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS)
 
         def state():
-            return snapshot(weights, backend._encoder_pages.regions, backend._decoder_pages.regions)
+            return snapshot(weights, regions["encoder"], regions["decoder"])
     phases["load"] = state() | {"seconds": round(time.perf_counter() - started, 2)}
     for phase in PHASES[1:]:
         _reset_peak()
@@ -226,18 +218,11 @@ def set_page_cache(folder: Path, how: str) -> None:
                     pass
 
 
-
-
 def measure(engine: str, model: Path, threads: int) -> dict:
     env = dict(os.environ)
     env.pop("MALLOC_MMAP_THRESHOLD_", None)  # the runtime's own setting, not the caller's
-    child = engine
-    cmd = [sys.executable, "-m", "sumctl.benchmarks.perf.t5_memory", "--child", child, "--model", str(model),
-           "--threads", str(threads)]
-    result = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if result.returncode != 0:
-        raise SystemExit(f"{engine} failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return run_in_child("sumctl.benchmarks.perf.t5_memory",
+                        ["--child", engine, "--model", model, "--threads", threads], label=engine, env=env)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,8 +26,8 @@ then `--repeat` timed calls (the median is reported). Measured in one run:
 - onnx-int8 against ct2-int8: latency, peak RSS and size ratios (ours / CTranslate2; the targets
   are <= 0.6, <= 1.0 and <= 1.0), and the latency ratio with beam search.
 - decoding per token, (s/doc - encoder s) / 64, against the memory-bandwidth floor: the bytes a
-  greedy step must read, at the rate `--threads` threads stream a 1 GiB buffer on this machine
-  (measured in the same run); the target is <= 1.5x issue 17's floor.
+  greedy step must read, at the read rate of kit.read_bandwidth_gbs with `--threads` threads
+  (median over its passes, measured in the same run); the target is <= 1.5x issue 17's floor.
 - beam search (`--beams`, default 4; `--no-beam` skips it) for onnx-int8 and ct2-int8, with the
   tokens' agreement against the fp32 reference's own beam search (one untimed reference run).
 - batching (`--batches`, default 1,4,8; `--batches 1` skips it): documents per minute for
@@ -49,14 +49,13 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from sumctl.benchmarks.eval.memory import peak_distribution, peak_rss_mb
-from sumctl.benchmarks.perf import print_headline
+from sumctl.benchmarks.perf.kit import bandwidth_method, print_headline, read_bandwidth_gbs, run_in_child
 
 INPUT_TOKENS = 512
 NEW_TOKENS = 64
@@ -68,29 +67,6 @@ LABELS = {"pytorch-fp32": "PyTorch", "onnx-fp32": "ONNX fp32"}
 UNPACKED = "onnx-int8-unpacked"
 # ours / CTranslate2 (issue 17 tightened latency from issue 6's 0.8), and decode against its floor
 TARGETS = {"latency": 0.6, "beam_latency": 1.0, "rss": 1.0, "size": 1.0, "decode_floor": 1.5}
-BANDWIDTH_BYTES = 2**30  # well past any L3 cache: what a decode step streams comes from DRAM
-
-
-def read_bandwidth_gbs(threads: int, repeat: int = 5) -> float:
-    """The median rate, over `repeat` passes, at which `threads` threads stream one buffer from
-    memory (numpy reductions, which drop the GIL; GB/s, 10^9 bytes). The median, not the best:
-    one pass on this shared VM once read 55 GB/s where the others read 32-34."""
-    import threading
-
-    import numpy as np
-
-    data = np.ones(BANDWIDTH_BYTES // 8, dtype=np.uint64)  # written, so every page is resident
-    parts = np.array_split(data, threads)
-    seconds = []
-    for _ in range(repeat):
-        workers = [threading.Thread(target=np.bitwise_xor.reduce, args=(part,)) for part in parts]
-        started = time.perf_counter()
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join()
-        seconds.append(time.perf_counter() - started)
-    return data.nbytes / statistics.median(seconds) / 1e9
 
 
 def decode_bytes_per_token(config: dict) -> dict:
@@ -181,15 +157,13 @@ def run_child(engine: str, model: Path, threads: int, repeat: int, beams: int = 
         from sumctl.runtime.bundle import load_bundle
         from sumctl.runtime.backends.onnx_t5 import OnnxT5Backend
 
-        if engine == UNPACKED:
-            session = OnnxT5Backend._session
-            OnnxT5Backend._session = lambda self, path, prepack: session(self, path, False)
-        backend = OnnxT5Backend(load_bundle(model, verify=False), threads=threads)
+        backend = OnnxT5Backend(load_bundle(model, verify=False), threads=threads,
+                                prepack_decoder=engine != UNPACKED)
         vocab_size = backend.bundle.manifest.backend_config["decoder"]["vocab_size"]
         docs = [document_ids(vocab_size, seed) for seed in range(batch)]
 
         def encode():
-            backend._encode_batch(docs)
+            backend.run_encoder(docs)
 
         def documents():
             return backend.generate_ids(docs, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS,
@@ -219,12 +193,9 @@ def run_child(engine: str, model: Path, threads: int, repeat: int, beams: int = 
 def measure(engine: str, model: Path, threads: int, repeat: int, beams: int = 1, batch: int = 1) -> dict:
     setting = f"{engine} (beams {beams}, batch {batch}{', reference tokens only' if not repeat else ''})"
     print(f"measuring {setting} ...", file=sys.stderr, flush=True)
-    cmd = [sys.executable, "-m", "sumctl.benchmarks.perf.t5_speed", "--child", engine, "--model", str(model),
-           "--threads", str(threads), "--repeat", str(repeat), "--beams", str(beams), "--batches", str(batch)]
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"{setting} failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return run_in_child("sumctl.benchmarks.perf.t5_speed",
+                        ["--child", engine, "--model", model, "--threads", threads, "--repeat", repeat,
+                         "--beams", beams, "--batches", batch], label=setting)
 
 
 # -- the parent: build, export, convert, measure, report --------------------------------------------
@@ -502,12 +473,13 @@ def main(argv: list[str] | None = None) -> int:
             headline[f"decode_floor_{key}_ms"] = float(f"{floor_ms:.4g}")  # tiny for --small
             headline[f"onnx_int8_decode_{key}_floor_ratio"] = round(r, 2)
         print_table(header, lines)
-        print(f"decode = (s/doc - encoder s) / {NEW_TOKENS}; floors at the {bandwidth:.1f} GB/s that "
-              f"{args.threads} threads read here: all decoder weights (issue 17's, "
+        print(f"decode = (s/doc - encoder s) / {NEW_TOKENS}; floors at the {bandwidth:.1f} GB/s read "
+              f"here ({bandwidth_method(args.threads)}): all decoder weights (issue 17's, "
               f"{floors['issue'] / 1e6:.0f} MB: int8, cross-attention keys and values included), or what "
               f"a step reads ({need['step_weights'] / 1e6:.0f} MB of int8 weights and the "
               f"{need['cross_cache'] / 1e6:.0f} MB fp32 cross-attention cache).")
         headline["read_bandwidth_gbs"] = round(bandwidth, 1)
+        headline["read_bandwidth_method"] = bandwidth_method(args.threads)
         for engine, ms in per_token.items():
             headline[f"{engine.replace('-', '_')}_decode_ms_per_token"] = float(f"{ms:.4g}")
 

@@ -42,6 +42,7 @@ from pathlib import Path
 # benchmarks/finetune_gain.py.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from sumctl.benchmarks.perf.kit import print_headline, snake  # noqa: E402
 from sumctl.runtime.machine import cpu_flags, machine_line  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -192,11 +193,10 @@ def main(argv=None) -> int:
         log(f"installed: {DEFAULT_ADAPTER_DIR}")
     headline = {"steps": report["steps"], "train_seconds": report["train_seconds"],
                 "tokens_per_second": report["tokens_per_second"], "bf16": report["bf16"],
-                "adapter_bytes": adapter_gguf.stat().st_size, "wall_seconds": round(time.perf_counter() - started, 1),
-                "cpu_flags": cpu_flags()}
+                "adapter_bytes": adapter_gguf.stat().st_size, "wall_seconds": round(time.perf_counter() - started, 1)}
     if scores:
-        headline.update({f"qmsum_val_{k}": v["mean"] for k, v in scores["rouge"].items()})
-    print(json.dumps(headline))
+        headline.update({f"qmsum_val_{snake(k)}": v["mean"] for k, v in scores["rouge"].items()})
+    print_headline(headline)
     return 0
 
 

