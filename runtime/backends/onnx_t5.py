@@ -24,6 +24,7 @@ than once per beam, and finished documents leave the batch so that they cost not
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
 import numpy as np
 import onnxruntime as ort
@@ -262,75 +263,113 @@ class OnnxT5Backend(Backend):
         The first step ran once per input; its logits and cache are now copied to every beam,
         and only beam 0 may start a hypothesis (the others start at -1e9), as in transformers.
         """
-        batch, beams, vocab = logits.shape[0], num_beams, logits.shape[-1]
-        k = 2 * beams  # candidates kept per step: enough live ones even if `beams` of them end in </s>
-        beam_rows = np.repeat(np.arange(batch), beams)
+        batch = logits.shape[0]
+        beam_rows = np.repeat(np.arange(batch), num_beams)
         # One input's beams read its cross-attention cache and encoder output as they are: the
         # decoder's cross-attention MatMuls broadcast a batch of one over the beams. Copying it
         # per beam cost 3 x 101 MB at beam 4 on FLAN-T5-Large. Several inputs need the copies.
         state.take(beam_rows, self_only=batch == 1)
         logits = logits[beam_rows]
-        groups = np.arange(batch)  # which input each live group belongs to
-        seqs = np.full((batch * beams, 1), self.start_id, dtype=np.int64)
-        scores = np.zeros((batch, beams), dtype=np.float32)
-        scores[:, 1:] = _NEG
-        finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch)]
+        search = _Beams.start(batch, num_beams, self.start_id)
         results: list[list[int]] = [[] for _ in range(batch)]
         for step in range(max_new_tokens):
             cur_len = step + 1  # tokens so far, with the start token
             log_probs = _log_softmax(logits)
-            _ban_repeated_ngrams(log_probs, seqs, ngram)
+            _ban_repeated_ngrams(log_probs, search.seqs, ngram)
             if step < min_new_tokens:
                 log_probs[:, self.eos_id] = -np.inf
-            n = len(groups)
-            total = (log_probs.reshape(n, beams, vocab) + scores[:, :, None]).reshape(n, beams * vocab)
-            top = np.argpartition(-total, k - 1, axis=1)[:, :k]
-            top_scores = np.take_along_axis(total, top, axis=1)
-            order = np.argsort(-top_scores, axis=1, kind="stable")
-            top, top_scores = np.take_along_axis(top, order, axis=1), np.take_along_axis(top_scores, order, axis=1)
-            top_beam, top_token = top // vocab, top % vocab
+            top_scores, top_beam, top_token = search.candidates(log_probs)
             hits = (top_token == self.eos_id) | (cur_len + 1 >= max_new_tokens + 1)
-
-            # Finished hypotheses: only the best `beams` candidates may end here.
-            generated = cur_len  # the new token included, the start token not
-            for g in range(n):
-                for j in range(beams):
-                    if hits[g, j] and np.isfinite(top_scores[g, j]):
-                        seq = seqs[g * beams + top_beam[g, j], 1:].tolist() + [int(top_token[g, j])]
-                        finished[g].append((float(top_scores[g, j]) / generated ** length_penalty, seq))
-                finished[g].sort(key=lambda item: -item[0])
-                del finished[g][beams:]
-
-            # Live beams: the best `beams` candidates that did not end.
-            live = np.argsort(-(top_scores + hits * _NEG), axis=1, kind="stable")[:, :beams]
-            src_beam = np.take_along_axis(top_beam, live, axis=1)
-            new_tokens = np.take_along_axis(top_token, live, axis=1)
-            scores = np.take_along_axis(top_scores + hits * _NEG, live, axis=1).astype(np.float32)
-            src_rows = (np.arange(n)[:, None] * beams + src_beam).reshape(-1)
-            seqs = np.concatenate([seqs[src_rows], new_tokens.reshape(-1, 1)], axis=1)
-
-            # A group is done once its best live beam cannot beat its worst finished hypothesis.
-            best_possible = scores[:, 0] / (cur_len ** length_penalty)
-            done = np.array([len(finished[g]) == beams and best_possible[g] <= finished[g][-1][0]
-                             for g in range(n)], dtype=bool)
+            search.finish(top_scores, top_beam, top_token, hits, cur_len, length_penalty)
+            src_rows, new_tokens = search.advance(top_scores, top_beam, top_token, hits)
+            done = search.done(cur_len, length_penalty)
             if step == max_new_tokens - 1 or hits.all():
                 done[:] = True
             for g in np.flatnonzero(done):
-                results[groups[g]] = finished[g][0][1] if finished[g] else seqs[g * beams, 1:].tolist()
+                results[search.groups[g]] = search.best(g)
             if done.all():
                 break
-            keep_groups = np.flatnonzero(~done)
             if done.any():
-                groups, scores = groups[keep_groups], scores[keep_groups]
-                finished = [finished[g] for g in keep_groups]
-                kept_rows = (keep_groups[:, None] * beams + np.arange(beams)).reshape(-1)
-                seqs, new_tokens = seqs[kept_rows], new_tokens[keep_groups]
-                src_rows = src_rows.reshape(n, beams)[keep_groups].reshape(-1)
+                src_rows, new_tokens = search.drop(done, src_rows, new_tokens)
             # Beams of one input share their cross-attention cache, so only the self-attention
             # cache follows the reordering.
             state.take(src_rows, self_only=not done.any())
             logits = state.step(new_tokens.reshape(-1, 1))
         return results
+
+
+@dataclass
+class _Beams:
+    """A beam search's state between steps, for the inputs still searching (one group each):
+    their beams' sequences and scores, and each group's best finished hypotheses."""
+
+    beams: int
+    groups: np.ndarray  # which input each live group belongs to
+    seqs: np.ndarray  # (groups * beams, tokens so far), the start token first
+    scores: np.ndarray  # (groups, beams), float32
+    finished: list[list[tuple[float, list[int]]]]  # per group: (score, tokens), best first
+
+    @classmethod
+    def start(cls, batch: int, beams: int, start_id: int) -> _Beams:
+        scores = np.zeros((batch, beams), dtype=np.float32)
+        scores[:, 1:] = _NEG
+        return cls(beams, np.arange(batch), np.full((batch * beams, 1), start_id, dtype=np.int64), scores,
+                   [[] for _ in range(batch)])
+
+    def candidates(self, log_probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each group's 2 x beams best continuations, best first: (scores, beam, token). Enough
+        live ones even if `beams` of them end in </s>."""
+        n, beams, vocab = len(self.groups), self.beams, log_probs.shape[-1]
+        k = 2 * beams
+        total = (log_probs.reshape(n, beams, vocab) + self.scores[:, :, None]).reshape(n, beams * vocab)
+        top = np.argpartition(-total, k - 1, axis=1)[:, :k]
+        top_scores = np.take_along_axis(total, top, axis=1)
+        order = np.argsort(-top_scores, axis=1, kind="stable")
+        top, top_scores = np.take_along_axis(top, order, axis=1), np.take_along_axis(top_scores, order, axis=1)
+        return top_scores, top // vocab, top % vocab
+
+    def finish(self, top_scores, top_beam, top_token, hits, generated: int, length_penalty: float) -> None:
+        """Keep the hypotheses that end here: only the best `beams` candidates may end, scored by
+        their length (`generated`: the new token included, the start token not)."""
+        beams = self.beams
+        for g in range(len(self.groups)):
+            for j in range(beams):
+                if hits[g, j] and np.isfinite(top_scores[g, j]):
+                    seq = self.seqs[g * beams + top_beam[g, j], 1:].tolist() + [int(top_token[g, j])]
+                    self.finished[g].append((float(top_scores[g, j]) / generated ** length_penalty, seq))
+            self.finished[g].sort(key=lambda item: -item[0])
+            del self.finished[g][beams:]
+
+    def advance(self, top_scores, top_beam, top_token, hits) -> tuple[np.ndarray, np.ndarray]:
+        """Live beams: the best `beams` candidates that did not end. Returns the rows they come
+        from and their new tokens (groups, beams)."""
+        n, beams = len(self.groups), self.beams
+        live = np.argsort(-(top_scores + hits * _NEG), axis=1, kind="stable")[:, :beams]
+        src_beam = np.take_along_axis(top_beam, live, axis=1)
+        new_tokens = np.take_along_axis(top_token, live, axis=1)
+        self.scores = np.take_along_axis(top_scores + hits * _NEG, live, axis=1).astype(np.float32)
+        src_rows = (np.arange(n)[:, None] * beams + src_beam).reshape(-1)
+        self.seqs = np.concatenate([self.seqs[src_rows], new_tokens.reshape(-1, 1)], axis=1)
+        return src_rows, new_tokens
+
+    def done(self, cur_len: int, length_penalty: float) -> np.ndarray:
+        """Groups whose best live beam cannot beat their worst finished hypothesis."""
+        best_possible = self.scores[:, 0] / (cur_len ** length_penalty)
+        return np.array([len(self.finished[g]) == self.beams and best_possible[g] <= self.finished[g][-1][0]
+                         for g in range(len(self.groups))], dtype=bool)
+
+    def best(self, g: int) -> list[int]:
+        return self.finished[g][0][1] if self.finished[g] else self.seqs[g * self.beams, 1:].tolist()
+
+    def drop(self, done: np.ndarray, src_rows: np.ndarray, new_tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Leave out the groups that are done; returns src_rows and new_tokens for those kept."""
+        n, beams = len(self.groups), self.beams
+        keep_groups = np.flatnonzero(~done)
+        self.groups, self.scores = self.groups[keep_groups], self.scores[keep_groups]
+        self.finished = [self.finished[g] for g in keep_groups]
+        kept_rows = (keep_groups[:, None] * beams + np.arange(beams)).reshape(-1)
+        self.seqs = self.seqs[kept_rows]
+        return src_rows.reshape(n, beams)[keep_groups].reshape(-1), new_tokens[keep_groups]
 
 
 class _DecoderState:
