@@ -31,7 +31,8 @@ from sumctl.benchmarks.errors import BenchError
 from sumctl.benchmarks.eval.memory import peak_distribution
 from sumctl.runtime.errors import InputError
 from sumctl.runtime.guards import copy_coverage, quality_flags
-from sumctl.benchmarks.eval.metrics import BOOTSTRAP_RESAMPLES, CONFIDENCE, RougeScorer, bertscore_f1, bertscore_status, bootstrap_ci, compression_ratio, percentile, sentence_splitter_name, word_count
+from sumctl.runtime.numbers import percentile
+from sumctl.benchmarks.eval.metrics import BOOTSTRAP_RESAMPLES, CONFIDENCE, RougeScorer, bertscore_f1, bertscore_status, bootstrap_ci, compression_ratio, sentence_splitter_name, word_count
 from sumctl.benchmarks.eval.records import Dataset, load_dataset
 from sumctl.runtime.models import resolve_model
 from sumctl.runtime.store import data_dir

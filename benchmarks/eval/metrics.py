@@ -89,11 +89,6 @@ def compression_ratio(transcript_words: int, summary_words: int) -> float | None
     return transcript_words / summary_words if summary_words else None
 
 
-def percentile(values, q: float) -> float | None:
-    data = [v for v in values if v is not None]
-    return float(np.percentile(np.asarray(data, dtype=float), q)) if data else None
-
-
 # --- BERTScore (optional) -----------------------------------------------------------------
 
 BERTSCORE_MODEL = "roberta-large"

@@ -33,7 +33,7 @@ from tokenizers import Tokenizer
 from sumctl.runtime.backends.base import Backend, Generation, GenerationOptions
 from sumctl.runtime.bundle import MANIFEST_NAME, Bundle
 from sumctl.runtime.bundle.configs import DECODER, ENCODER, TOKENIZER, WEIGHTS, OnnxT5Config
-from sumctl.runtime.errors import BundleError
+from sumctl.runtime.errors import BundleError, first_line
 from sumctl.runtime.prompts import fill
 from sumctl.runtime.backends import native_heap
 from sumctl.runtime.backends.weight_pages import MappedWeights, shedding
@@ -130,8 +130,8 @@ class OnnxT5Backend(Backend):
         try:
             return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as e:
-            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-            raise BundleError(f"{path}: ONNX Runtime cannot load it ({first}); re-export the model") from None
+            raise BundleError(f"{path}: ONNX Runtime cannot load it ({first_line(e)}); "
+                              "re-export the model") from None
 
     def _check_decoder(self, where) -> None:
         inputs = {i.name: i for i in self.decoder.get_inputs()}

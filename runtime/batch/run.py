@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import statistics
 import time
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
@@ -21,6 +20,7 @@ from sumctl.runtime.batch.jobs import BatchStatus, Plan, Result, plan_jobs
 from sumctl.runtime.batch.options import ENGINES, BatchOptions
 from sumctl.runtime.batch.storage import Destination, list_sources
 from sumctl.runtime.machine import plan_threads, usable_cores
+from sumctl.runtime.numbers import percentile
 from sumctl.runtime.options import SummaryOptions, check_choice
 
 
@@ -53,8 +53,8 @@ class BatchReport:
             "failed": self.failed,
             "skipped_done": self.count(BatchStatus.SKIPPED),
             "docs_per_s": round(len(ran) / self.elapsed, 3) if ran and self.elapsed else 0.0,
-            "s_per_doc_p50": round(percentile(seconds, 50), 4),
-            "s_per_doc_p95": round(percentile(seconds, 95), 4),
+            "s_per_doc_p50": round(percentile(seconds, 50) or 0.0, 4),
+            "s_per_doc_p95": round(percentile(seconds, 95) or 0.0, 4),
             "model_s": round(sum(r.model_seconds for r in ran), 4),
             "elapsed_s": round(self.elapsed, 3),
             "engine": self.engine,
@@ -62,16 +62,6 @@ class BatchReport:
             "threads": self.threads,
             **self.extra,
         }
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile of sorted values, linearly interpolated (0.0 for none)."""
-    if not values:
-        return 0.0
-    if len(values) == 1:
-        return float(values[0])
-    return float(statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]) if 0 < q < 100 \
-        else float(values[0] if q <= 0 else values[-1])
 
 
 def check_engine(engine: str) -> None:
