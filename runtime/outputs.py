@@ -57,6 +57,18 @@ class OutputPlace:
     source_key: str   # recorded inside them: the source's real path, or "<stdin>"
 
 
+def parse_record(data: bytes | None) -> dict | None:
+    """A JSON record's bytes as a dict, or None for nothing, not JSON, JSON nested deep enough
+    to exhaust the parser, or JSON that is not an object."""
+    if data is None:
+        return None
+    try:
+        record = json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
 def output_place(source: Path | None, *, out: Path | None = None, root: Path | None = None) -> OutputPlace:
     """The place of a source's outputs, for `summarize` and `watch` alike: beside the source, in
     the real location of its folder, or under `out`. With `root` (a watched tree) a source in a
@@ -134,14 +146,7 @@ class OutputFolder:
     def read_record(self, name: str) -> dict | None:
         """One of our JSON records (a dict), or None: missing, not a regular file, too large,
         or not JSON a hostile sharer could make us choke on."""
-        data = read_small(self.fd, name, RECORD_MAX_BYTES)
-        if data is None:
-            return None
-        try:
-            record = json.loads(data)
-        except (ValueError, RecursionError):
-            return None
-        return record if isinstance(record, dict) else None
+        return parse_record(read_small(self.fd, name, RECORD_MAX_BYTES))
 
     def error_owner(self, name: str) -> str | None:
         """The source key an error file of ours records, or None if it is not ours."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import fnmatch
 import glob
-import json
 import os
 import re
 from contextlib import contextmanager
@@ -22,7 +21,7 @@ from pathlib import Path, PurePosixPath
 
 from sumctl.runtime.errors import InputError, OutputError, SumctlError
 from sumctl.runtime.fsutil import temp_name, temp_writer_pid
-from sumctl.runtime.outputs import (RECORD_MAX_BYTES, OutputFolder, OutputPlace, parse_error_owner,
+from sumctl.runtime.outputs import (RECORD_MAX_BYTES, OutputFolder, OutputPlace, parse_error_owner, parse_record,
                                     output_place, safe_stem, sumctl_output_kind)
 from sumctl.runtime.watch.config import DEFAULT_INCLUDE
 from sumctl.runtime.watch.discovery import is_our_temp, may_be_ours, skip_reason, sweep_temp
@@ -358,14 +357,7 @@ class ArrowFolder:
         return data if len(data) <= limit else None
 
     def read_record(self, name: str) -> dict | None:
-        data = self._read(name, RECORD_MAX_BYTES)
-        if data is None:
-            return None
-        try:
-            record = json.loads(data)
-        except (ValueError, RecursionError):
-            return None
-        return record if isinstance(record, dict) else None
+        return parse_record(self._read(name, RECORD_MAX_BYTES))
 
     def error_owner(self, name: str) -> str | None:
         data = self._read(name, 1 << 20)

@@ -12,6 +12,7 @@ import pytest
 
 from sumctl.runtime.backends.extractive import build_extractive_bundle
 from sumctl.runtime.transcript import normalize_markup, read_transcript
+from cli_fixtures import assert_one_line_error
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "standup.vtt"
 
@@ -20,14 +21,6 @@ def sumctl(*args, env=None):
     return subprocess.run([sys.executable, "-m", "sumctl.cli", *map(str, args)], capture_output=True,
                           text=True, env=env, timeout=900)
 
-
-def assert_one_line_error(result, *fragments):
-    assert result.returncode == 1, (result.returncode, result.stderr)
-    assert "Traceback" not in result.stderr, result.stderr
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -67,11 +60,11 @@ def test_bad_input_is_one_line_and_exit_1(tmp_path, bundles):
     empty = tmp_path / "empty.txt"
     empty.write_text("")
     assert_one_line_error(sumctl("ask", empty, "What did we decide?", "--model", bundles["roomy"]),
-                          "empty.txt", "empty")
+                          "empty.txt", "empty", code=1)
     assert_one_line_error(sumctl("ask", tmp_path / "absent.vtt", "What?", "--model", bundles["roomy"]),
-                          "absent.vtt", "not a file")
+                          "absent.vtt", "not a file", code=1)
     assert_one_line_error(sumctl("ask", EXAMPLE, "  ", "--model", bundles["roomy"]),
-                          "standup.vtt", "the question is empty")
+                          "standup.vtt", "the question is empty", code=1)
 
 
 def test_a_question_longer_than_the_input_names_its_size_and_the_budget(bundles):
@@ -79,7 +72,7 @@ def test_a_question_longer_than_the_input_names_its_size_and_the_budget(bundles)
     result = sumctl("ask", EXAMPLE, question, "--model", bundles["roomy"])
     assert_one_line_error(result, "standup.vtt", "the question is 5,000 tokens",
                           "input budget for the question and the meeting together is 2,0",
-                          "shorten the question")
+                          "shorten the question", code=1)
 
 
 def test_json_is_the_answer_record_with_its_citations(tmp_path, bundles):

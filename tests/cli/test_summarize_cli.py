@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from sumctl.runtime.backends.extractive import build_extractive_bundle
+from cli_fixtures import assert_one_line_error
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "standup.vtt"
 
@@ -15,14 +16,6 @@ def sumctl(*args, input=None, cwd=None, env=None):
     return subprocess.run([sys.executable, "-m", "sumctl.cli", *map(str, args)], capture_output=True,
                           text=True, input=input, cwd=cwd, env=env, timeout=600)
 
-
-def assert_one_line_error(result, *fragments):
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr, result.stderr
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from bench_fixtures import sumctl_cmd
 from train_fixtures import train_records, write_jsonl
+from cli_fixtures import assert_one_line_error
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -21,15 +22,6 @@ def run(*args: str, env_home: Path | None = None, timeout: int = 300) -> subproc
         env["SUMCTL_HOME"] = str(env_home)
     return subprocess.run([*sumctl_cmd(), *args], capture_output=True, text=True, timeout=timeout, env=env)
 
-
-def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> str:
-    assert proc.returncode != 0, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), proc.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 def test_train_runs_as_typed_and_prints_the_export_command(train_t5_base, train_jsonl, tmp_path):

@@ -19,6 +19,7 @@ from sumctl.exporters.onnx_t5 import export_t5, host_kernel
 from sumctl.runtime.bundle import MANIFEST_NAME, load_bundle
 from sumctl.exporters.errors import ExportError
 from sumctl.runtime.prompts import default_templates
+from cli_fixtures import assert_one_line_error
 
 ONNX_FILES = {"encoder_model.onnx", "decoder_model_merged.onnx"}
 
@@ -29,14 +30,6 @@ def sumctl(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "sumctl.cli", *map(str, args)], capture_output=True,
                           text=True, cwd=cwd, env=env, timeout=600)
 
-
-def assert_one_line_error(result, *needles):
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 def leftovers(parent: Path) -> list[str]:
