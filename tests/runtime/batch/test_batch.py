@@ -56,7 +56,7 @@ def test_the_key_is_content_bundle_length_and_query_and_only_set_options_add_to_
     assert options(tasks="obsidian").job_key("a" * 64) == key
 
 
-# Keys that sumctl 0.1 wrote into done-records (computed by its BatchOptions.job_key, before
+# Keys that c9b9600 wrote into done-records (computed by its BatchOptions.job_key, before
 # SummaryOptions): a rerun after an upgrade must find them, or it would redo every transcript.
 RECORDED_KEYS = [
     ({}, "57ac777e36a8af729831ce4ecef1bbaaf13a27a584ac1bde54c483811b9dace7"),

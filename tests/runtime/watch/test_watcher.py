@@ -400,7 +400,7 @@ def test_retry_failed_with_minutes_gives_the_minutes_jobs_fresh_attempts(tmp_pat
     assert len(_minutes_ready(inbox)) == 1
 
 
-# What sumctl 0.1's WatchConfig.job_variant wrote into the state for these options.
+# What WatchConfig.job_variant (before SummaryOptions, commit c9b9600) wrote into the state for these options.
 RECORDED_VARIANTS = [
     ({}, "medium"),
     ({"length": "short", "minutes": True}, "short+minutes:default:gfm"),
@@ -424,7 +424,7 @@ def test_a_state_written_before_summary_options_keeps_its_jobs(tmp_path, extract
     model = load_bundle(extractive_bundle_dir).sha256
     path = inbox / ".sumctl" / "state.db"
     State(path).close()
-    # sumctl 0.1's state: the same tables, with the variant in a column named `length`.
+    # The state c9b9600 wrote: the same tables, with the variant in a column named `length`.
     db = sqlite3.connect(path)
     for table in ("jobs", "sessions"):
         db.execute(f"ALTER TABLE {table} RENAME COLUMN variant TO length")
