@@ -111,8 +111,8 @@ class SummaryOptions:
 
     def variant(self) -> str:
         """key_fields() as one line of text, for the watcher's state: the length, then
-        `minutes:<method>:<tasks>` and `keep-fillers` (as builds before SummaryOptions wrote them), then any
-        other field as `name=<json>`."""
+        `minutes:<method>:<tasks>` and `keep-fillers` (as builds before SummaryOptions wrote
+        them), then any other field as `name=<json>`."""
         key = self.key_fields()
         parts = [key.pop("length")]
         if key.pop("minutes", False):
