@@ -23,6 +23,7 @@ import logging
 import os
 import stat as stat_module
 import time
+from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator
 
@@ -255,9 +256,19 @@ class Settler:
             yield path, st
 
 
-def start_observer(root: Path, *, recursive: bool, poll: bool, put: Callable[[str, str], None],
+class Inbox(StrEnum):
+    """What the watcher's one queue carries, so that every producer (the observer's thread, the
+    scans, the workers, a signal) speaks to the dispatcher in the same few words."""
+
+    PATH = "path"      # a file to consider
+    DIR = "dir"        # a folder that appeared: scan it (recursive watches)
+    RESULT = "result"  # a worker's Outcome
+    WAKE = "wake"      # nothing to carry: look at the flags again (a stop, a fatal error)
+
+
+def start_observer(root: Path, *, recursive: bool, poll: bool, put: Callable[[Inbox, str], None],
                    shown_as: Path):
-    """A started watchdog observer that hands ("path" | "dir", path) events to `put`."""
+    """A started watchdog observer that hands (Inbox.PATH | Inbox.DIR, path) events to `put`."""
     from watchdog.events import (DirCreatedEvent, DirMovedEvent, FileClosedEvent,
                                  FileCreatedEvent, FileModifiedEvent, FileMovedEvent,
                                  FileSystemEventHandler)
@@ -268,12 +279,12 @@ def start_observer(root: Path, *, recursive: bool, poll: bool, put: Callable[[st
         # Runs on the observer's thread: only hand paths over, never block it.
         def on_any_event(self, event):
             if event.event_type == "moved":
-                put("dir" if event.is_directory else "path", os.fsdecode(event.dest_path))
+                put(Inbox.DIR if event.is_directory else Inbox.PATH, os.fsdecode(event.dest_path))
             elif event.is_directory:
                 if event.event_type == "created":
-                    put("dir", os.fsdecode(event.src_path))
+                    put(Inbox.DIR, os.fsdecode(event.src_path))
             elif event.event_type in ("created", "modified", "closed"):
-                put("path", os.fsdecode(event.src_path))
+                put(Inbox.PATH, os.fsdecode(event.src_path))
 
     # lstat, not stat: the polling snapshot would otherwise walk into symlinked folders (out
     # of the tree, or round a loop for ever).

@@ -38,7 +38,7 @@ from sumctl.runtime.fsutil import is_disk_full, os_error_hint
 from sumctl.runtime.models import resolve_model
 from sumctl.runtime.summarizer import Summarizer
 from sumctl.runtime.watch.config import WatchConfig
-from sumctl.runtime.watch.discovery import Refused, Settler, Tree, canonical, start_observer, sweep_folder
+from sumctl.runtime.watch.discovery import Inbox, Refused, Settler, Tree, canonical, start_observer, sweep_folder
 from sumctl.runtime.watch.jobs import LOG_ONCE_LIMIT, JobPipeline, Outcome, Status
 from sumctl.runtime.errors import StateLockedError
 from sumctl.runtime.watch.state import JobStatus, State
@@ -137,7 +137,7 @@ class Watcher:
         self._stop.set()
         if abandon:
             self._abandon.set()
-        self._inbox.put(("wake", ""))
+        self._inbox.put((Inbox.WAKE, ""))
 
     @property
     def busy(self) -> int:
@@ -214,7 +214,7 @@ class Watcher:
             if config.out is not None and not self.tree.inside(config.out):
                 sweep_folder(config.out)
             for path in self.state.pending_paths(self.model_hash, config.variant):
-                self._inbox.put(("path", path))
+                self._inbox.put((Inbox.PATH, path))
             log.info("%s %s with %s (%d worker(s) x %d thread(s), batches of up to %d file(s), "
                      "%s summaries, settle %.1f s)",
                      "processing" if config.once else "watching", config.folder,
@@ -234,7 +234,7 @@ class Watcher:
             self.report.elapsed = time.perf_counter() - started
 
     def _scan(self, top: Path) -> None:
-        self.tree.scan(top, lambda path: self._inbox.put(("path", path)))
+        self.tree.scan(top, lambda path: self._inbox.put((Inbox.PATH, path)))
 
     def _loop(self) -> None:
         config = self.config
@@ -344,13 +344,13 @@ class Watcher:
                 return False
         return True
 
-    def _handle(self, kind: str, payload) -> None:
-        if kind == "path":
+    def _handle(self, kind: Inbox, payload) -> None:
+        if kind == Inbox.PATH:
             self._dispatch_step(payload, self._consider, payload)
-        elif kind == "dir":
+        elif kind == Inbox.DIR:
             if self.config.recursive:
                 self._dispatch_step("", self._scan, Path(payload))
-        elif kind == "result":
+        elif kind == Inbox.RESULT:
             self._finished(payload)
 
     def _consider(self, path: str) -> None:
@@ -476,7 +476,7 @@ class Watcher:
                 kind, payload = self._inbox.get_nowait()
             except queue.Empty:
                 return
-            if kind == "result":
+            if kind == Inbox.RESULT:
                 self._finished(payload)
 
     def _abandon_in_flight(self) -> None:
@@ -500,7 +500,7 @@ class Watcher:
         except BaseException as e:  # a model that cannot load stops the whole watcher
             self._fatal = e if isinstance(e, SumctlError) else SumctlError(
                 f"{self.bundle.path}: the model failed to load in a worker ({type(e).__name__}: {e})")
-            self._inbox.put(("wake", ""))
+            self._inbox.put((Inbox.WAKE, ""))
             return
         try:
             stopping = False
@@ -531,7 +531,7 @@ class Watcher:
                 if self._abandon.is_set():
                     return
                 for outcome in outcomes:
-                    self._inbox.put(("result", outcome))
+                    self._inbox.put((Inbox.RESULT, outcome))
         finally:
             summarizer.close()
 
