@@ -36,6 +36,7 @@ from sumctl.runtime.errors import SumctlError
 from sumctl.runtime.batch.jobs import PlannedJob, Result, Worker
 from sumctl.runtime.batch.options import BatchOptions
 from sumctl.runtime.batch.storage import Destination
+from sumctl.runtime.machine import usable_cores
 
 RAY_HINT = "pip install 'sumctl[ray]'"
 LOOPBACK = "127.0.0.1"
@@ -97,7 +98,7 @@ def connect(ray, address: str | None, num_cpus: int | None = None) -> bool:
             ray.init(address=address)
         else:
             # "local": always a new cluster of our own, never one found on this machine.
-            ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1,
+            ray.init(address="local", num_cpus=num_cpus or usable_cores(),
                      include_dashboard=False, _node_ip_address=LOOPBACK)
     except (ConnectionError, ValueError, RuntimeError) as e:
         where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
