@@ -133,7 +133,9 @@ def watch(folder, model, out, workers, threads, batch, once, recursive, include,
         socket is refused, logged and counted in `sumctl status`; one bad path never
         stops the watcher. Outputs are never written through a symlink either.
       - A full disk pauses work with one log line; it resumes once space is back, and
-        the files it interrupted lose no attempt.
+        the files it interrupted lose no attempt. With --once (cron, CI) there is nobody
+        to wait for: a full disk exits non-zero at once, with one line naming the folder;
+        the files it interrupted stay pending for the next run.
       - SIGINT, SIGTERM and SIGHUP finish the jobs in flight and exit 0 (a second signal
         abandons them: they stay pending). SIGHUP does not reopen logs: sumctl logs to
         stderr, which journald or your shell owns.

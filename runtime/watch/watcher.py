@@ -303,6 +303,15 @@ class Watcher:
 
     def _pause_or_resume(self) -> None:
         now = time.monotonic()
+        if self._paused_at is None and self.config.once:
+            # A one-shot run (cron, CI) has no later to wait for: pausing would hang it for ever.
+            # The jobs it interrupted stay pending, so the next run picks them up.
+            folder = self._full_folder() or self.config.out or self.config.folder
+            self._fatal = SumctlError(
+                f"{folder}: the disk is full ({self._disk_full_reason}); --once does not wait "
+                "for space: free some space there and run again")
+            self._stop.set()
+            return
         if self._paused_at is None:
             self._paused_at = now
             self._next_probe = now + PROBE_SECONDS
@@ -335,14 +344,18 @@ class Watcher:
 
     def _space_back(self) -> bool:
         """Free space where we write: the state's folder and the outputs' root."""
-        for folder in {self.config.state_path.parent, self.config.out or self.root}:
+        return self._full_folder() is None
+
+    def _full_folder(self) -> Path | None:
+        """The first folder we write to that is short of space, or None when all have room."""
+        for folder in (self.config.out or self.root, self.config.state_path.parent):
             try:
                 st = os.statvfs(folder)
             except OSError:
                 continue
             if st.f_bavail * st.f_frsize < MIN_FREE_BYTES:
-                return False
-        return True
+                return folder
+        return None
 
     def _handle(self, kind: Inbox, payload) -> None:
         if kind == Inbox.PATH:

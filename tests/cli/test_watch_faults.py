@@ -12,15 +12,14 @@ import random
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from watch_fixtures import job_rows, meeting_text, summary_records, wait_until
+from watch_fixtures import (SUMCTL, job_rows, meeting_text, one_line_error, run, summary_records,
+                            wait_until)
 
-SUMCTL = [sys.executable, "-c", "from sumctl.cli.main import cli; cli(prog_name='sumctl')"]
 # Root reads and writes anything; these drop the two capabilities that let it.
 _DROP_DAC = ["setpriv", "--inh-caps=-dac_override,-dac_read_search",
              "--bounding-set=-dac_override,-dac_read_search"]
@@ -34,68 +33,6 @@ def unprivileged() -> list[str]:
     if shutil.which("setpriv") is None:
         pytest.skip("running as root without setpriv (util-linux): permissions cannot apply")
     return _DROP_DAC
-
-
-def run(*args, prefix: list[str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([*(prefix or []), *SUMCTL, *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-
-
-def one_line_error(result: subprocess.CompletedProcess, *needles: str) -> str:
-    """The command failed with exactly one `Error: ...` line and no traceback."""
-    assert result.returncode != 0, result
-    assert "Traceback" not in result.stderr, result.stderr
-    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("Error: ")]
-    assert len(lines) == 1, result.stderr
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
-
-
-class SmallDisk:
-    """A real filesystem that fills up: a tmpfs of a few MB, mounted for one test."""
-
-    def __init__(self, path: Path, size_kb: int):
-        path.mkdir()
-        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k,mode=0755",
-                                 "tmpfs", str(path)], capture_output=True, text=True)
-        if result.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip()}): needs root")
-        self.path = path
-        self.filler = path / "filler.bin"
-
-    def fill(self) -> None:
-        """Take every free byte, as a runaway log would."""
-        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            for size in (1 << 20, 64 << 10, 4096, 512, 1):
-                try:
-                    while True:
-                        os.write(fd, b"\0" * size)
-                except OSError:
-                    pass
-        finally:
-            os.close(fd)
-
-    def free(self) -> None:
-        self.filler.unlink(missing_ok=True)
-
-    def umount(self) -> None:
-        subprocess.run(["umount", "-l", str(self.path)], capture_output=True)
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    disks = []
-
-    def make(name: str = "disk", size_kb: int = 8192) -> SmallDisk:
-        disk = SmallDisk(tmp_path / name, size_kb)
-        disks.append(disk)
-        return disk
-
-    yield make
-    for disk in disks:
-        disk.umount()
 
 
 def temporaries(folder: Path) -> list[Path]:

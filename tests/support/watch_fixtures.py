@@ -19,7 +19,8 @@ from typing import Callable
 import pytest
 
 __all__ = ["extractive_bundle_dir", "meeting_text", "wait_until", "summary_records", "job_rows",
-           "WatchProcess", "watch_process", "Deadline", "make", "running"]
+           "WatchProcess", "watch_process", "Deadline", "make", "running", "SUMCTL", "run",
+           "one_line_error", "SmallDisk", "small_disk"]
 
 _WORDS = ("budget release login tests docs design roadmap customer launch pricing hiring server "
           "database migration security audit invoice onboarding dashboard latency backlog sprint "
@@ -81,6 +82,71 @@ def job_rows(state_db: Path, where: str = "1") -> list[dict]:
         return []
     finally:
         db.close()
+
+
+SUMCTL = [sys.executable, "-c", "from sumctl.cli.main import cli; cli(prog_name='sumctl')"]
+
+
+def run(*args, prefix: list[str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([*(prefix or []), *SUMCTL, *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def one_line_error(result: subprocess.CompletedProcess, *needles: str) -> str:
+    """The command failed with exactly one `Error: ...` line and no traceback."""
+    assert result.returncode != 0, result
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("Error: ")]
+    assert len(lines) == 1, result.stderr
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+class SmallDisk:
+    """A real filesystem that fills up: a tmpfs of a few MB, mounted for one test."""
+
+    def __init__(self, path: Path, size_kb: int):
+        path.mkdir()
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k,mode=0755",
+                                 "tmpfs", str(path)], capture_output=True, text=True)
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip()}): needs root")
+        self.path = path
+        self.filler = path / "filler.bin"
+
+    def fill(self) -> None:
+        """Take every free byte, as a runaway log would."""
+        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            for size in (1 << 20, 64 << 10, 4096, 512, 1):
+                try:
+                    while True:
+                        os.write(fd, b"\0" * size)
+                except OSError:
+                    pass
+        finally:
+            os.close(fd)
+
+    def free(self) -> None:
+        self.filler.unlink(missing_ok=True)
+
+    def umount(self) -> None:
+        subprocess.run(["umount", "-l", str(self.path)], capture_output=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    disks = []
+
+    def make(name: str = "disk", size_kb: int = 8192) -> SmallDisk:
+        disk = SmallDisk(tmp_path / name, size_kb)
+        disks.append(disk)
+        return disk
+
+    yield make
+    for disk in disks:
+        disk.umount()
 
 
 class WatchProcess:
