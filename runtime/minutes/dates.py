@@ -43,10 +43,22 @@ def find_date_phrase(text: str) -> str | None:
 
 def resolve(phrase: str, meeting_date: str | None) -> str | None:
     """The ISO day a phrase names, relative to the meeting's date; None when it cannot be
-    known (a relative phrase or a date without a year, and no meeting date)."""
+    known (a relative phrase or a date without a year, and no meeting date).
+
+    A day that cannot be computed is unresolved too, never an error: "next Monday" after
+    9999-12-31 or "last Monday" before 0001-01-01 is past what a date can hold, and a meeting
+    date that is not a day cannot anchor anything. One such phrase must not fail a whole
+    meeting's minutes; the minutes count it in `dates_unresolved`."""
+    try:
+        return _resolve(phrase, meeting_date)
+    except (OverflowError, ValueError):
+        return None
+
+
+def _resolve(phrase: str, meeting_date: str | None) -> str | None:
     text = _PART_OF_DAY.sub("", " ".join(phrase.lower().split()))
     absolute = bool(_YEAR.search(text))
-    if meeting_date is None and not absolute:
+    if not meeting_date and not absolute:
         return None
     base = date.fromisoformat(meeting_date) if meeting_date else None
     if base is not None:
