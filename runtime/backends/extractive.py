@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from functools import cached_property
 from pathlib import Path
 
 from sumctl.runtime.backends.base import Backend, Generation, GenerationOptions
 from sumctl.runtime.bundle.configs import CONFIG, ExtractiveConfig
 from sumctl.runtime.bundle import Bundle, GenerationDefaults, Manifest, package_versions, write_manifest
-from sumctl.runtime.prompts import LENGTHS, TRANSCRIPT_SLOT
+from sumctl.runtime.prompts import LENGTHS, TRANSCRIPT_SLOT, VERDICT_INSTRUCTION, default_templates
 
 _WORD = re.compile(r"[a-z][a-z']+")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
@@ -45,7 +46,27 @@ class ExtractiveBackend(Backend):
     def generate(self, prompts: list[str], options: GenerationOptions) -> list[Generation]:
         return [self._summarize(p, options.max_new_tokens) for p in prompts]
 
-    def _summarize(self, text: str, max_words: int) -> Generation:
+    def transcript_of(self, prompt: str) -> str:
+        """What a prompt holds in its transcript slot. The Summarizer fills the default query,
+        minutes and verdict templates in even for this bundle, whose own prompts are bare:
+        without this, the instruction and the question were the most "central" sentences and
+        the baseline answered a --query by quoting sumctl's prompt (issue 27)."""
+        for frame in self._frames:
+            m = frame.fullmatch(prompt)
+            if m:
+                return m.group("transcript")
+        return prompt
+
+    @cached_property
+    def _frames(self) -> list[re.Pattern]:
+        templates = {*self.bundle.manifest.prompts.values(), *default_templates().values(),
+                     VERDICT_INSTRUCTION}
+        # The most text around the slot first: a bare "{transcript}" matches anything.
+        ordered = sorted((t for t in templates if t.count(TRANSCRIPT_SLOT) == 1), key=lambda t: -len(t))
+        return [_frame(t) for t in ordered]
+
+    def _summarize(self, prompt: str, max_words: int) -> Generation:
+        text = self.transcript_of(prompt)
         sentences = [s.strip() for s in _SENTENCE.split(text) if len(s.split()) >= 4]
         if not sentences:
             sentences = [text.strip()]
@@ -66,7 +87,15 @@ class ExtractiveBackend(Backend):
             if used >= max_words:
                 break
         words = " ".join(sentences[i] for i in sorted(chosen)).split()[:max_words]
-        return Generation(" ".join(words), self.count_tokens(text), len(words))
+        return Generation(" ".join(words), self.count_tokens(prompt), len(words))
+
+
+def _frame(template: str) -> re.Pattern:
+    """A pattern for prompts made from `template`: its text as written around the transcript,
+    any other slot (the question, a hybrid item) as any text."""
+    before, after = (re.sub(r"\\\{\w+\\\}", "(?:.*?)", re.escape(side))
+                     for side in template.split(TRANSCRIPT_SLOT))
+    return re.compile(f"{before}(?P<transcript>.*){after}", re.S)
 
 
 def _content_words(sentence: str) -> list[str]:
