@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from sumctl.runtime.fsutil import display_name
 from sumctl.runtime.outputs import OutputFolder, claim_stem, output_place, write_summary
 from sumctl.runtime.transcript import parse_bytes, read_transcript
 
@@ -83,7 +84,7 @@ def summarize(files, model, out_dir, threads, input_format, options, meeting_dat
                                     source_key=place.source_key)
         taken.update(p.resolve() for p in written)
         for p in written:
-            click.echo(f"wrote {p}", err=True)
+            click.echo(f"wrote {display_name(p)}", err=True)
 
 
 def register(cli: click.Group) -> None:

@@ -52,6 +52,16 @@ def utf8_cap(text: str, max_bytes: int) -> str:
     return encoded[:max_bytes].decode("utf-8", errors="ignore")
 
 
+def display_name(name: str | bytes | os.PathLike) -> str:
+    """The one rule for a name that comes from a filesystem: it is opened as the OS gave it (a
+    str with surrogateescape, or bytes), and it is shown, hashed and recorded (logs, JSON
+    records, Markdown, error files, the watch state) as its bytes read as UTF-8, every byte that
+    is not UTF-8 written as `\\xNN` (`caf\\xe9 notes.txt`). A UTF-8 name shows as it is, so the
+    records of every name that was fine before are unchanged; and the form always encodes,
+    where the raw name would raise UnicodeEncodeError in json, sqlite or a log file."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
 def is_disk_full(e: BaseException) -> bool:
     """A write that failed for lack of space (or quota): from the OS, from SQLite, or one of our
     errors that carries the OS error's number."""

@@ -7,7 +7,9 @@ Naming lives here, once, for `sumctl summarize` and `sumctl watch` alike:
   bytes each character of the transcript's name takes;
 - the source a file belongs to is recorded inside it (the JSON record's `source_key`, the error
   file's `source:` line, JSON-escaped so a newline in a name cannot forge or break it), which is
-  how a later run tells its own files from a user's.
+  how a later run tells its own files from a user's; a name that is not UTF-8 is recorded, and
+  its stem made, by fsutil.display_name's rule, so every name can be written;
+- a record holds no NaN or infinity: it is written strictly, or not at all.
 
 A summary's files are written as one set: every temporary first, then the renames, so a full
 disk or a kill leaves either the whole set or none of it (and a swept temporary).
@@ -24,9 +26,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sumctl.runtime.errors import OutputError
-from sumctl.runtime.fsutil import (FILE_MODE, NAME_MAX_BYTES, TEMP_OVERHEAD_BYTES, UnsafePath, fsync_dir,
-                     lexists, open_dir, read_small, relative_parts, unlink_quietly, utf8_cap,
-                     write_temp)
+from sumctl.runtime.fsutil import (FILE_MODE, NAME_MAX_BYTES, TEMP_OVERHEAD_BYTES, UnsafePath,
+                     display_name, fsync_dir, lexists, open_dir, read_small, relative_parts,
+                     unlink_quietly, utf8_cap, write_temp)
 
 if TYPE_CHECKING:  # the summarizer (and its backends) are not needed to name a file
     from sumctl.runtime.summarizer import Summary
@@ -85,7 +87,7 @@ def output_place(source: Path | None, *, out: Path | None = None, root: Path | N
             except ValueError:
                 rel = None
         parent = Path(out) if rel is None or str(rel) == "." else Path(out) / rel
-    return OutputPlace(parent, safe_stem(Path(source).name), os.path.realpath(source))
+    return OutputPlace(parent, safe_stem(Path(source).name), display_name(os.path.realpath(source)))
 
 
 def safe_stem(name: str) -> str:
@@ -217,7 +219,12 @@ def write_summary(summary: Summary, folder: OutputFolder, stem: str, formats: tu
     texts = {}
     for fmt, name in sorted(output_names(stem, formats).items(), key=lambda kv: kv[0] != "json"):
         if fmt == "json":
-            texts[name] = json.dumps(record, indent=2, ensure_ascii=False) + "\n"
+            try:
+                texts[name] = json.dumps(record, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+            except ValueError as e:  # a NaN or infinity that got past the readers' checks
+                raise OutputError(f"{folder.path(name)}: the summary record holds a number JSON "
+                                  f"cannot say ({e}); this is a bug in sumctl, please report "
+                                  "it") from None
         elif fmt == "md":
             texts[name] = summary.to_markdown()
         else:

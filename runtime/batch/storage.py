@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from sumctl.runtime.errors import InputError, OutputError, SumctlError
-from sumctl.runtime.fsutil import temp_name, temp_writer_pid
+from sumctl.runtime.fsutil import display_name, temp_name, temp_writer_pid
 from sumctl.runtime.outputs import (RECORD_MAX_BYTES, OutputFolder, OutputPlace, parse_error_owner, parse_record,
                                     output_place, safe_stem, sumctl_output_kind)
 from sumctl.runtime.watch.config import DEFAULT_INCLUDE
@@ -111,7 +111,8 @@ def _list_local(spec: str, recursive: bool, include: tuple[str, ...]) -> list[So
     path = Path(spec).expanduser()
     if path.is_file():
         absolute = os.path.abspath(path)
-        return [SourceFile(None, absolute, absolute, os.path.realpath(os.path.dirname(absolute)))]
+        return [SourceFile(None, absolute, display_name(absolute),
+                           os.path.realpath(os.path.dirname(absolute)))]
     if path.is_dir():
         root = os.path.realpath(path)
         files = []
@@ -121,13 +122,13 @@ def _list_local(spec: str, recursive: bool, include: tuple[str, ...]) -> list[So
                 full = os.path.join(dirpath, name)
                 rel = PurePosixPath(Path(os.path.relpath(full, path)).as_posix())
                 if _wanted(rel, include) and os.path.isfile(full) and not _ours(full):
-                    files.append(SourceFile(None, full, full, root))
+                    files.append(SourceFile(None, full, display_name(full), root))
         return files
     if _GLOB.search(spec):
         base = _glob_base(spec)
         root = os.path.realpath(base)
         matches = sorted(glob.glob(os.path.expanduser(spec), recursive=recursive))
-        return [SourceFile(None, os.path.abspath(m), os.path.abspath(m), root)
+        return [SourceFile(None, os.path.abspath(m), display_name(os.path.abspath(m)), root)
                 for m in matches if os.path.isfile(m) and not _ours(m)]
     raise InputError(f"{spec}: no such file or folder")
 
@@ -265,7 +266,7 @@ class Destination:
         if source.fs_uri is None:
             parent = os.path.realpath(os.path.dirname(source.path))
             rel = os.path.relpath(parent, source.root)
-            key = os.path.realpath(source.path)
+            key = display_name(os.path.realpath(source.path))
         else:
             rel = source.path.rpartition("/")[0][len(source.root):].strip("/") or "."
             key = source.name

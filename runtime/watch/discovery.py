@@ -28,7 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator
 
 from sumctl.runtime.errors import SumctlError
-from sumctl.runtime.fsutil import TEMP_SUFFIX, inside, os_error_hint, pid_alive, temp_writer_pid
+from sumctl.runtime.fsutil import TEMP_SUFFIX, display_name, inside, os_error_hint, pid_alive, temp_writer_pid
 from sumctl.runtime.outputs import ERROR_SUFFIX, SUMMARY_NAME, OutputFolder, sumctl_output_kind
 
 log = logging.getLogger("sumctl.watch")
@@ -85,8 +85,8 @@ def sweep_temp(path: Path, min_age: float = 60.0) -> None:
         if (pid is None or pid_alive(pid)) and time.time() - path.lstat().st_mtime < min_age:
             return
         path.unlink()
-        log.info("removed %s, left by an interrupted write", path,
-                 extra={"event": "swept", "path": str(path)})
+        log.info("removed %s, left by an interrupted write", display_name(path),
+                 extra={"event": "swept", "path": display_name(path)})
     except OSError:
         pass
 

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Callable
 
 from sumctl.runtime.errors import InputError, SumctlError
-from sumctl.runtime.fsutil import UnsafePath, hash_stream, is_disk_full, open_dir, open_regular, os_error_hint, relative_parts
+from sumctl.runtime.fsutil import (UnsafePath, display_name, hash_stream, is_disk_full, open_dir, open_regular,
+                                   os_error_hint, relative_parts)
 from sumctl.runtime.outputs import (OutputFolder, OutputPlace, claim_stem, error_text, output_place,
                                     remove_own_error_files, write_error_file, write_summary)
 from sumctl.runtime.summarizer import Summarizer
@@ -180,7 +181,8 @@ class JobPipeline:
             if is_disk_full(e):
                 self.disk_full(e)
                 return Outcome(path, Status.DEFERRED, str(e))
-            log.exception("internal error on %s", path, extra={"event": "internal_error", "path": path})
+            shown = display_name(path)
+            log.exception("internal error on %s", shown, extra={"event": "internal_error", "path": shown})
             return Outcome(path, Status.FAILED, f"internal error: {type(e).__name__}: {e}")
 
     # --- the steps ---------------------------------------------------------------------------
@@ -189,10 +191,11 @@ class JobPipeline:
         if (path, reason) not in self._refused_logged:  # once per path, not once per event
             if len(self._refused_logged) >= LOG_ONCE_LIMIT:
                 self._refused_logged.clear()
-            self.state.refuse(path, reason)
+            shown = display_name(path)
+            self.state.refuse(shown, reason)
             self._refused_logged.add((path, reason))
-            log.warning("refusing %s: %s", path, reason,
-                        extra={"event": "refused", "path": path, "reason": reason})
+            log.warning("refusing %s: %s", shown, reason,
+                        extra={"event": "refused", "path": shown, "reason": reason})
         return Outcome(path, Status.REFUSED, reason)
 
     def _claim(self, index: int, path: str, queued_at: float,
@@ -211,13 +214,15 @@ class JobPipeline:
             return self._unreadable(path, queued_at, picked_at, e)
         if sha in batch_shas:
             return None
-        claim = self.state.claim(sha, self.model_hash, self.config.variant, path,
+        # The state stores (and `status` shows) the name as fsutil.display_name writes it.
+        shown = display_name(path)
+        claim = self.state.claim(sha, self.model_hash, self.config.variant, shown,
                                  max_attempts=self.config.max_attempts, st=st)
         job = claim.job
         if claim.decision == ClaimDecision.DONE:
-            if job.path != path:
+            if job.path != shown:
                 log.info("%s: same content as an already summarized file; not summarizing again",
-                         path, extra={"event": "already", "path": path, "sha256": sha})
+                         shown, extra={"event": "already", "path": shown, "sha256": sha})
             # Its content is summarized: an error file from a failed earlier content is stale.
             place = self.place(path)
             with self._output_lock, self._output_folder(place.folder) as folder:
@@ -269,18 +274,18 @@ class JobPipeline:
             return Outcome(path, Status.VANISHED)
         real = os.path.realpath(path)
         key = "unreadable:" + hashlib.sha256(
-            f"{real}\0{st.st_dev}\0{st.st_ino}\0{st.st_ctime_ns}".encode()).hexdigest()
-        claim = self.state.claim(key, self.model_hash, self.config.variant, path,
+            os.fsencode(real) + f"\0{st.st_dev}\0{st.st_ino}\0{st.st_ctime_ns}".encode()).hexdigest()
+        claim = self.state.claim(key, self.model_hash, self.config.variant, display_name(path),
                                  max_attempts=self.config.max_attempts)
         if claim.decision != ClaimDecision.RUN:
             return not_run(path, claim)
         c = Claimed(path, queued_at, picked_at, st, None, key, claim.job)
-        return self._fail(c, InputError(f"{path}: cannot read it ({os_error_hint(e)})"))
+        return self._fail(c, InputError(f"{display_name(path)}: cannot read it ({os_error_hint(e)})"))
 
     def _parse(self, c: Claimed) -> Transcript:
         max_bytes = self.config.summary.max_bytes
         if c.data is None:
-            raise InputError(f"{c.path}: {c.st.st_size:,} bytes is over the {max_bytes:,}-byte "
+            raise InputError(f"{display_name(c.path)}: {c.st.st_size:,} bytes is over the {max_bytes:,}-byte "
                              f"cap (raise it with --max-bytes or {MAX_BYTES_ENV})")
         return parse_bytes(c.data, name=c.path, fmt=format_from_extension(Path(c.path)),
                            max_bytes=max_bytes)
@@ -323,7 +328,8 @@ class JobPipeline:
         model_seconds = float(summary.timings.get("summarize_s", 0.0))
         extra = {"watch": {
             "job_id": job.id, "attempt": job.attempts + 1,
-            "source_path": path, "relative_path": str(self.tree.relative(path)),
+            "source_path": display_name(path),
+            "relative_path": display_name(self.tree.relative(path)),
             "sha256": c.sha, "bytes": len(c.data),
             "model_sha256": self.model_hash, "length": config.summary.length,
             "queued_at": round(c.queued_at, 3), "started_at": round(c.picked_at, 3),
@@ -349,8 +355,8 @@ class JobPipeline:
         if not self.state.finish(job.id, outputs=outputs, seconds=seconds,
                                  model_seconds=model_seconds):
             return Outcome(path, Status.ABANDONED)
-        log.info("summarized %s -> %s (%.2f s)", path, written[0].name, seconds,
-                 extra={"event": "summarized", "path": path, "sha256": c.sha,
+        log.info("summarized %s -> %s (%.2f s)", display_name(path), written[0].name, seconds,
+                 extra={"event": "summarized", "path": display_name(path), "sha256": c.sha,
                         "outputs": outputs, "seconds": round(seconds, 4),
                         "model_seconds": round(model_seconds, 4)})
         return Outcome(path, Status.SUMMARIZED, seconds=seconds, model_seconds=model_seconds,
@@ -363,10 +369,11 @@ class JobPipeline:
         disk is full, neither is recorded and the job is requeued once space is back, so an
         error counted in `status` always has its file."""
         path, config = c.path, self.config
+        shown = display_name(path)
         # InputError messages already name the file; anything else gets the name prepended.
-        reason = str(e) if isinstance(e, SumctlError) else f"{path}: {type(e).__name__}: {e}"
+        reason = str(e) if isinstance(e, SumctlError) else f"{shown}: {type(e).__name__}: {e}"
         if not isinstance(e, SumctlError):
-            log.debug("traceback for %s", path, exc_info=e)
+            log.debug("traceback for %s", shown, exc_info=e)
         now = time.time()
         attempts = c.job.attempts + 1
         next_retry = retry_at(attempts, config.max_attempts, config.backoff_seconds, now)
@@ -379,7 +386,7 @@ class JobPipeline:
                 f"{time.strftime('%H:%M:%S', time.localtime(failed.next_retry))}"
                 if failed.next_retry else "gave up until the file changes")
         log.warning("failed: %s (%s)", reason, when,
-                    extra={"event": "failed", "path": path, "sha256": c.sha, "reason": reason,
+                    extra={"event": "failed", "path": shown, "sha256": c.sha, "reason": reason,
                            "attempts": failed.attempts, "next_retry": failed.next_retry})
         return Outcome(path, Status.FAILED, reason, seconds=c.own_seconds,
                        retry_at=failed.next_retry, sha256=c.sha)

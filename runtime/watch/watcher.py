@@ -34,7 +34,7 @@ from typing import Callable
 
 from sumctl.runtime.bundle import Bundle
 from sumctl.runtime.errors import StateError, SumctlError
-from sumctl.runtime.fsutil import is_disk_full, os_error_hint
+from sumctl.runtime.fsutil import display_name, is_disk_full, os_error_hint
 from sumctl.runtime.models import resolve_model
 from sumctl.runtime.summarizer import Summarizer
 from sumctl.runtime.watch.config import WatchConfig
@@ -217,10 +217,10 @@ class Watcher:
                 self._inbox.put((Inbox.PATH, path))
             log.info("%s %s with %s (%d worker(s) x %d thread(s), batches of up to %d file(s), "
                      "%s summaries, settle %.1f s)",
-                     "processing" if config.once else "watching", config.folder,
+                     "processing" if config.once else "watching", display_name(config.folder),
                      self.bundle.display_name, config.workers, config.threads, config.batch,
                      config.summary.length, config.settle_seconds,
-                     extra={"event": "start", "path": str(config.folder), "model": self.model_hash,
+                     extra={"event": "start", "path": display_name(config.folder), "model": self.model_hash,
                             "workers": config.workers, "threads": config.threads,
                             "batch": config.batch})
             self.started.set()
@@ -292,8 +292,8 @@ class Watcher:
                 return None
             if isinstance(e, StateError):
                 raise  # the state itself is broken: one line that names --state, and stop
-            log.exception("internal error on %s", path or "the watcher",
-                          extra={"event": "internal_error", "path": path})
+            log.exception("internal error on %s", display_name(path) if path else "the watcher",
+                          extra={"event": "internal_error", "path": display_name(path)})
             return None
 
     def _disk_full(self, e: BaseException) -> None:
@@ -384,8 +384,8 @@ class Watcher:
             self._skips_logged.clear()
         self._skips_logged.add(path)
         self.report.skipped[reason] = self.report.skipped.get(reason, 0) + 1
-        log.info("skipping %s (%s)", path, reason,
-                 extra={"event": "skip", "path": path, "reason": reason})
+        log.info("skipping %s (%s)", display_name(path), reason,
+                 extra={"event": "skip", "path": display_name(path), "reason": reason})
 
     def _settle(self) -> None:
         if not self.settling:
@@ -405,7 +405,7 @@ class Watcher:
 
     def _already_handled(self, path: str, st: os.stat_result) -> bool:
         """Known content whose job is finished: skip it without a worker (restarts, rescans)."""
-        sha = self.state.cached_hash(path, st)
+        sha = self.state.cached_hash(display_name(path), st)
         if sha is None:
             return False
         job = self.state.job(sha, self.model_hash, self.config.variant)
@@ -537,8 +537,8 @@ class Watcher:
                 except Exception as e:  # a bug of ours past the per-file guards: keep going
                     if self._abandon.is_set():
                         return
-                    log.exception("internal error on %s", ", ".join(p for p, _ in batch),
-                                  extra={"event": "internal_error", "path": batch[0][0]})
+                    log.exception("internal error on %s", ", ".join(display_name(p) for p, _ in batch),
+                                  extra={"event": "internal_error", "path": display_name(batch[0][0])})
                     outcomes = [Outcome(p, Status.FAILED, f"internal error: {type(e).__name__}: {e}")
                                 for p, _ in batch]
                 if self._abandon.is_set():
@@ -568,7 +568,8 @@ def lock_watched_folder(root: Path) -> int | None:
     except OSError as e:
         os.close(fd)
         log.warning("%s: cannot lock the folder (%s); make sure no other watcher uses it",
-                    root, os_error_hint(e), extra={"event": "no_folder_lock", "path": str(root)})
+                    display_name(root), os_error_hint(e),
+                    extra={"event": "no_folder_lock", "path": display_name(root)})
         return None
     return fd
 
