@@ -25,7 +25,7 @@ from sumctl.runtime.errors import SumctlError
 from sumctl.runtime.minutes import METHODS as MINUTES_METHODS, TASK_STYLES
 from sumctl.runtime.outputs import DEFAULT_FORMATS, OUTPUT_FORMATS
 from sumctl.runtime.prompts import DEFAULT_LENGTH, LENGTHS
-from sumctl.runtime.transcript import max_bytes_default
+from sumctl.runtime.transcript import clean_string, max_bytes_default
 
 # The fields that change nothing written when they keep these values. A key leaves them out,
 # so that adding an option never changes (and redoes) the jobs of runs that did not use it.
@@ -83,8 +83,9 @@ class SummaryOptions:
                 raise SumctlError(f"{flag} {value!r}: must be a whole number of at least 1")
         if self.query is not None and not isinstance(self.query, str):
             raise SumctlError(f"--query {self.query!r}: must be text")
-        # The summarizer asks a blank question as no question, and folds its whitespace.
-        put("query", " ".join(self.query.split()) or None if self.query else None)
+        # The summarizer asks a blank question as no question, and folds its whitespace; a
+        # question that is not UTF-8 is kept as transcript strings are (transcript.clean_string).
+        put("query", " ".join(clean_string(self.query).split()) or None if self.query else None)
         put("formats", tuple(dict.fromkeys(self.formats)) or DEFAULT_FORMATS)
         put("max_bytes", max_bytes_default() if self.max_bytes is None else self.max_bytes)
 

@@ -30,7 +30,7 @@ from sumctl.runtime.cleaning import clean_turns
 from sumctl.runtime.errors import InputError
 from sumctl.runtime.prompts import template_for
 from sumctl.runtime.summarizer import Summarizer, check_length
-from sumctl.runtime.transcript import Transcript, Turn
+from sumctl.runtime.transcript import Transcript, Turn, clean_string
 
 # bm25s sets its logger to DEBUG when imported: an application that logs would print a line of
 # index building for every question.
@@ -99,7 +99,8 @@ def rank_chapters(chapters: list[Chapter], question: str) -> list[tuple[int, flo
 def check_question(question: str, source: str) -> str:
     """The question with its whitespace normalized, or an InputError naming `source` when there
     is nothing to ask."""
-    question = " ".join(question.split())
+    # The command line can hand over bytes that are not UTF-8: the transcripts' rule keeps them.
+    question = " ".join(clean_string(question).split())
     if not question:
         raise InputError(f"{source}: the question is empty; ask something the meeting answers, "
                          "e.g. sumctl ask meeting.vtt \"What did we decide about the battery?\"")

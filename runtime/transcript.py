@@ -4,12 +4,25 @@ Reads plain text (with or without `Speaker:` prefixes), WebVTT (Zoom, Teams), SR
 of turns, or QMSum's {"meeting_transcripts": [...]}) and DialogSum's `#Person1#:` lines. The
 format comes from the extension, then the content. Every problem is an InputError whose message
 names the file and what to do about it.
+
+What a file may hold, and what becomes of it (the rules at this boundary, for every format):
+- Bytes: UTF-8 (with or without its BOM), or UTF-16 or UTF-32 with their BOM (LE or BE).
+  Anything else, invalid or overlong UTF-8 included, is refused, as is a NUL anywhere in the
+  decoded text (a binary file, or UTF-16/32 without its BOM).
+- Strings (turn text, speakers, a title; the question of --query and `ask` too, through
+  clean_string): a lone surrogate, which JSON's `\ud83d` escape can make and no encoder
+  writes, becomes U+FFFD; a control character (C0 but tab and newline, DEL, C1) becomes a
+  space. So every string past this point encodes as UTF-8 and prints on one line.
+- Numbers (cue times, JSON `start`/`end`): finite seconds of at most MAX_SECONDS either way,
+  else the file is refused naming the turn or cue; NaN and infinity never reach a record.
+- The file's name is shown as fsutil.display_name gives it; it is opened as the OS gave it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 from dataclasses import asdict, dataclass
@@ -17,10 +30,21 @@ from datetime import date
 from pathlib import Path
 
 from sumctl.runtime.errors import InputError
+from sumctl.runtime.fsutil import display_name
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 MAX_BYTES_ENV = "SUMCTL_MAX_BYTES"
 FORMATS = ("text", "vtt", "srt", "json", "dialogsum")
+# About 31,700 years: far past any meeting, and small enough that an end minus a start is finite.
+MAX_SECONDS = 1e12
+_UNENCODABLE = re.compile("[\ud800-\udfff]")
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean_string(text: str) -> str:
+    """`text` as every string from a transcript or the command line is kept: a lone surrogate
+    (a str holds a surrogate only unpaired) becomes U+FFFD, a control character a space."""
+    return _CONTROL.sub(" ", _UNENCODABLE.sub("\ufffd", text))
 
 
 @dataclass(frozen=True)
@@ -82,22 +106,23 @@ def max_bytes_default() -> int:
 def read_transcript(path: str | Path, *, fmt: str | None = None, max_bytes: int | None = None) -> Transcript:
     """Read and parse one transcript file. The file is opened read-only and never changed."""
     path = Path(path)
+    name = display_name(path)
     cap = max_bytes_default() if max_bytes is None else max_bytes
     try:
         if not path.is_file():
-            raise InputError(f"{path}: not a file (pass the path of a transcript)")
+            raise InputError(f"{name}: not a file (pass the path of a transcript)")
         size = path.stat().st_size
         if size > cap:
             raise InputError(
-                f"{path}: {size:,} bytes is over the {cap:,}-byte cap "
+                f"{name}: {size:,} bytes is over the {cap:,}-byte cap "
                 f"(raise it with --max-bytes or {MAX_BYTES_ENV})"
             )
         data = path.read_bytes()
     except PermissionError:
-        raise InputError(f"{path}: permission denied (check the file's permissions)") from None
+        raise InputError(f"{name}: permission denied (check the file's permissions)") from None
     except OSError as e:
-        raise InputError(f"{path}: cannot read ({e.strerror})") from None
-    return parse_bytes(data, name=str(path), fmt=fmt or format_from_extension(path), max_bytes=cap)
+        raise InputError(f"{name}: cannot read ({e.strerror})") from None
+    return parse_bytes(data, name=name, fmt=fmt or format_from_extension(path), max_bytes=cap)
 
 
 _NAME_DATE = re.compile(r"(?<!\d)(\d{4})-(\d{2})-(\d{2})(?!\d)")
@@ -121,6 +146,7 @@ def iso_date(value) -> str | None:
 
 def parse_bytes(data: bytes, *, name: str = "<stdin>", fmt: str | None = None,
                 max_bytes: int | None = None) -> Transcript:
+    name = display_name(name)  # whoever calls, a name that is not UTF-8 is shown, not raised on
     cap = max_bytes_default() if max_bytes is None else max_bytes
     if len(data) > cap:
         raise InputError(f"{name}: {len(data):,} bytes is over the {cap:,}-byte cap "
@@ -135,17 +161,29 @@ def parse_bytes(data: bytes, *, name: str = "<stdin>", fmt: str | None = None,
 def decode(data: bytes, name: str) -> str:
     if not data.strip():
         raise InputError(f"{name}: the file is empty (nothing to summarize)")
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+    # UTF-32LE's BOM begins with UTF-16LE's: it must be looked for first.
+    for bom, encoding in ((b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"),
+                          (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16")):
+        if data.startswith(bom):
+            try:
+                text = data.decode(encoding)
+            except UnicodeDecodeError:
+                raise InputError(f"{name}: broken {encoding.upper()} text "
+                                 "(save the file as UTF-8)") from None
+            break
+    else:
         try:
-            return data.decode("utf-16")
-        except UnicodeDecodeError:
-            raise InputError(f"{name}: broken UTF-16 text (save the file as UTF-8)") from None
-    if b"\x00" in data[:65536]:
-        raise InputError(f"{name}: looks like a binary file, not a transcript (NUL bytes found)")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise InputError(f"{name}: invalid UTF-8 at byte {e.start} (save the file as UTF-8)") from None
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            if b"\x00" in data:
+                raise InputError(f"{name}: looks like a binary file, not a transcript "
+                                 "(NUL bytes found)") from None
+            raise InputError(f"{name}: invalid UTF-8 at byte {e.start} "
+                             "(save the file as UTF-8)") from None
+    if "\x00" in text:
+        raise InputError(f"{name}: looks like a binary file, not a transcript (NUL bytes found; "
+                         "UTF-16 and UTF-32 need their byte order mark)")
+    return text
 
 
 def format_from_extension(path: Path) -> str | None:
@@ -183,7 +221,8 @@ def parse_text(text: str, *, name: str = "<stdin>", fmt: str | None = None) -> T
         raise InputError(f"{name}: no speech found after removing markers and empty turns")
     title = meta.get("title")
     return Transcript(turns=turns, source=name, format=fmt,
-                      title=" ".join(title.split())[:200] or None if isinstance(title, str) else None,
+                      title=" ".join(clean_string(title).split())[:200] or None
+                      if isinstance(title, str) else None,
                       date=iso_date(meta.get("date")))
 
 
@@ -208,11 +247,11 @@ def normalize_markup(text: str) -> str:
 def _normalize_turns(turns: list[Turn], *, merge_same_speaker: bool) -> list[Turn]:
     cleaned: list[Turn] = []
     for turn in turns:
-        text = normalize_markup(turn.text)
+        text = normalize_markup(clean_string(turn.text))
         # A turn of only markers or punctuation ("{vocalsound} .") carries nothing.
         if not re.search(r"\w", text):
             continue
-        speaker = normalize_markup(turn.speaker) if turn.speaker else None
+        speaker = normalize_markup(clean_string(turn.speaker)) if turn.speaker else None
         turn = Turn(speaker or None, text, turn.start, turn.end)
         prev = cleaned[-1] if cleaned else None
         # Caption formats cut one speaker's speech into many short cues.
@@ -293,15 +332,32 @@ _VOICE = re.compile(r"<v(?:\.[\w.-]+)?\s+([^>]+)>")
 
 
 def _seconds(h: str | None, m: str, s: str, frac: str) -> float:
-    return int(h or 0) * 3600 + int(m) * 60 + int(s) + int(frac.ljust(3, "0")) / 1000
+    # Whole numbers first: a cue's hours can have any number of digits.
+    whole = int(h or 0) * 3600 + int(m) * 60 + int(s)
+    return whole + int(frac.ljust(3, "0")) / 1000 if whole <= MAX_SECONDS else math.inf
 
 
-def _parse_timing(line: str) -> tuple[float, float] | None:
+def _parse_timing(line: str, name: str = "<stdin>") -> tuple[float, float] | None:
     m = _CUE_TIMING.match(line)
     if not m:
         return None
     g = m.groups()
-    return _seconds(*g[:4]), _seconds(*g[4:])
+    try:
+        times = _seconds(*g[:4]), _seconds(*g[4:])
+    except ValueError:  # more digits than Python converts to an int
+        times = math.inf, math.inf
+    for t in times:
+        finite_seconds(t, name, f"cue {line.strip()[:60]!r}")
+    return times
+
+
+def finite_seconds(value: float, name: str, where: str) -> float:
+    """`value` if it is a time a file may give (finite, at most MAX_SECONDS either way), else an
+    InputError naming the file and where in it."""
+    if not math.isfinite(value) or abs(value) > MAX_SECONDS:
+        raise InputError(f"{name}: {where} has a time of {value!r} seconds, which is not a finite "
+                         f"number up to {MAX_SECONDS:.0e} (fix the time in the file)")
+    return value
 
 
 def _blocks(text: str) -> list[list[str]]:
@@ -346,7 +402,7 @@ def _parse_vtt(text: str, name: str) -> list[Turn]:
         if block[0].startswith(("NOTE", "STYLE", "REGION")):
             continue
         timing_at = 0 if "-->" in block[0] else 1
-        if timing_at >= len(block) or (timing := _parse_timing(block[timing_at])) is None:
+        if timing_at >= len(block) or (timing := _parse_timing(block[timing_at], name)) is None:
             raise InputError(f"{name}: malformed WebVTT cue near {block[0][:60]!r} "
                              "(expected `00:00:01.000 --> 00:00:04.000`)")
         turns.extend(_cue_turns(block[timing_at + 1:], *timing))
@@ -359,7 +415,7 @@ def _parse_srt(text: str, name: str) -> list[Turn]:
     turns: list[Turn] = []
     for block in _blocks(text.lstrip("\ufeff")):
         timing_at = 1 if block[0].strip().isdigit() else 0
-        if timing_at >= len(block) or (timing := _parse_timing(block[timing_at])) is None:
+        if timing_at >= len(block) or (timing := _parse_timing(block[timing_at], name)) is None:
             raise InputError(f"{name}: malformed SRT block near {block[0][:60]!r} "
                              "(expected a number, then `00:00:01,000 --> 00:00:04,000`)")
         turns.extend(_cue_turns(block[timing_at + 1:], *timing))
@@ -412,16 +468,18 @@ def _number(value, name: str, i: int) -> float | None:
         return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         try:
-            return float(value)
+            return finite_seconds(float(value), name, f"turn {i}")
         except OverflowError:
             raise InputError(f"{name}: turn {i} has a time of {len(str(value))} digits "
                              "(times are seconds)") from None
     if isinstance(value, str):
-        timing = _parse_timing(f"{value} --> {value}") if ":" in value else None
+        timing = _parse_timing(f"{value} --> {value}", name) if ":" in value else None
         if timing:
             return timing[0]
         try:
-            return float(value)
+            seconds = float(value)
         except ValueError:
             pass
+        else:
+            return finite_seconds(seconds, name, f"turn {i}")
     raise InputError(f"{name}: turn {i} has a start/end time {value!r} that is not a number of seconds")
