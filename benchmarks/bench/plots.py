@@ -64,7 +64,7 @@ def quality_vs_latency(ax, systems) -> None:
     for s in systems:
         m = s.metrics
         q = m.get("rougeLsum")
-        if m.get("latency_p50_s") is None or not q:
+        if m.get("latency_p50_s") is None or not q or not q.get("n"):
             missing.append(s.name)
             continue
         x, p95 = m["latency_p50_s"], m["latency_p95_s"]

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from pathlib import Path
 
 from sumctl.benchmarks.eval.files import write_public_text
 from sumctl.benchmarks.eval.metrics import word_count
+from sumctl.runtime.jsonout import strict_dumps
 
 MIB = 1024 * 1024
 REPORT_FORMAT = 1
@@ -108,7 +108,7 @@ def write_report(result, config) -> dict[str, Path]:
     write_public_text(files["csv"], per_document_csv(result))
     write_public_text(files["md"], markdown(result, plots))
     # Last: a report.json on disk means the whole report was written.
-    write_public_text(files["json"], json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n")
+    write_public_text(files["json"], strict_dumps(report, indent=2, ensure_ascii=False, default=str) + "\n")
     result.report = report
     return files
 
@@ -222,7 +222,7 @@ def markdown(result, plots: dict[str, Path]) -> str:
         lines.append("")
     if result.notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in result.notes] + [""]
-    lines += ["## Reproducibility", "", "```json", json.dumps(env, indent=2, default=str), "```", ""]
+    lines += ["## Reproducibility", "", "```json", strict_dumps(env, indent=2, default=str), "```", ""]
     return "\n".join(lines)
 
 

@@ -8,7 +8,6 @@ Summarizer as the local models.
 
 from __future__ import annotations
 
-import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,10 +20,16 @@ from sumctl.runtime.backends.openai_compat import ChatClient, OpenAICompatBacken
 from sumctl.runtime.bundle.configs import DEFAULT_CONTEXT_TOKENS
 from sumctl.runtime.bundle import Bundle
 from sumctl.runtime.errors import InputError
+from sumctl.runtime.jsonout import strict_dumps
 from sumctl.runtime.summarizer import Summarizer
 
 
 # --- outputs from a file ----------------------------------------------------------------------
+
+# Past these a value is a mistake, not a measurement (a day per summary; far more tokens than
+# any context holds), and within them sums and means stay exact.
+MAX_LATENCY_S = 86_400.0
+MAX_TOKENS = 10**9
 
 @dataclass
 class CloudOutput:
@@ -61,7 +66,8 @@ def load_cloud_outputs(path: str | Path, dataset_ids: list[str]) -> dict[str, Cl
         if rid in outputs:
             raise InputError(f"{where}: id {rid!r} appears twice (one summary per id)")
         outputs[rid] = CloudOutput(
-            rid, obj["summary"].strip(), _number(obj.get("latency_s"), where, "latency_s"),
+            rid, obj["summary"].strip(),
+            _number(obj.get("latency_s"), where, "latency_s", MAX_LATENCY_S),
             _count(obj.get("prompt_tokens"), where, "prompt_tokens"),
             _count(obj.get("completion_tokens", obj.get("output_tokens")), where, "completion_tokens"))
     wanted = set(dataset_ids)
@@ -75,26 +81,34 @@ def load_cloud_outputs(path: str | Path, dataset_ids: list[str]) -> dict[str, Cl
     return {i: outputs[i] for i in dataset_ids}
 
 
-def _number(value, where: str, name: str) -> float | None:
+def _number(value, where: str, name: str, limit: float) -> float | None:
+    """A number from the file, finite and in [0, limit], or a one-line error at its line: the
+    file's values are summed and averaged into the report, where one infinity poisons all."""
     if value is None:
         return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= limit:
         return float(value)
-    raise InputError(f"{where}: {name!r} must be a non-negative number")
+    raise InputError(f"{where}: {name!r} must be a non-negative number (at most {limit:g}), "
+                     f"not {_shown(value)}")
 
 
 def _count(value, where: str, name: str) -> int | None:
-    number = _number(value, where, name)
+    number = _number(value, where, name, MAX_TOKENS)
     return None if number is None else int(number)
+
+
+def _shown(value) -> str:
+    text = repr(value) if isinstance(value, (int, float, str)) else type(value).__name__
+    return text if len(text) <= 30 else text[:27] + "..."
 
 
 def write_cloud_outputs(outputs: list[CloudOutput], path: str | Path) -> Path:
     """Save live outputs in the file format above, so a live run can be re-scored offline."""
     lines = []
     for o in outputs:
-        lines.append(json.dumps({"id": o.id, "summary": o.summary, "latency_s": o.latency_s,
-                                 "prompt_tokens": o.prompt_tokens,
-                                 "completion_tokens": o.completion_tokens}, ensure_ascii=False))
+        lines.append(strict_dumps({"id": o.id, "summary": o.summary, "latency_s": o.latency_s,
+                                   "prompt_tokens": o.prompt_tokens,
+                                   "completion_tokens": o.completion_tokens}, ensure_ascii=False))
     path = Path(path)
     write_public_text(path, "\n".join(lines) + "\n")
     return path

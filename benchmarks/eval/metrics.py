@@ -68,11 +68,12 @@ class RougeScorer:
 
 
 def bootstrap_ci(values, *, seed: int, resamples: int = BOOTSTRAP_RESAMPLES,
-                 confidence: float = CONFIDENCE) -> dict[str, float]:
+                 confidence: float = CONFIDENCE) -> dict[str, float | None]:
     """Mean and percentile-bootstrap interval of the mean. Resampling is seeded: same in, same out."""
     data = np.asarray([v for v in values if v is not None], dtype=float)
     if data.size == 0:
-        return {"mean": float("nan"), "low": float("nan"), "high": float("nan"), "n": 0}
+        # Nothing to average: null in a report, where NaN would make report.json not JSON.
+        return {"mean": None, "low": None, "high": None, "n": 0}
     rng = np.random.default_rng(seed)
     means = data[rng.integers(0, data.size, size=(resamples, data.size))].mean(axis=1)
     tail = (1 - confidence) / 2 * 100

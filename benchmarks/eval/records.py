@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 from sumctl.runtime.errors import InputError
+from sumctl.runtime.jsonout import strict_dumps, strict_loads
 from sumctl.runtime.transcript import Transcript, parse_text, read_transcript
 
 REQUIRED_FIELDS = ("id", "transcript", "reference")
@@ -56,7 +57,7 @@ class Dataset:
         so two runs with the same hash scored the same pairs."""
         digest = hashlib.sha256()
         for r in self.records:
-            digest.update(json.dumps([r.id, r.transcript.sha256, r.reference]).encode("utf-8"))
+            digest.update(strict_dumps([r.id, r.transcript.sha256, r.reference]).encode("utf-8"))
             digest.update(b"\n")
         return digest.hexdigest()
 
@@ -91,11 +92,14 @@ def read_jsonl(path: str | Path, *, expected: str, what: str = "file",
                 continue
             where = f"{path}:{lineno}"
             try:
-                obj = json.loads(line)
+                obj = strict_loads(line)
             except (json.JSONDecodeError, RecursionError) as e:
                 detail = f"{e.msg} at column {e.colno}" if isinstance(e, json.JSONDecodeError) else "nested too deeply"
                 raise InputError(f"{where}: not valid JSON ({detail}); each line must be one "
                                  f"{expected} object") from None
+            except ValueError as e:  # NaN, Infinity, 1e999, an integer of thousands of digits
+                raise InputError(f"{where}: {e}; write a finite number (or leave the field "
+                                 "out)") from None
             if not isinstance(obj, dict):
                 raise InputError(f"{where}: expected a JSON object with {expected}, got "
                                  f"{type(obj).__name__}")
