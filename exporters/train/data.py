@@ -83,6 +83,12 @@ def load_records(path: str | Path) -> Dataset:
             raise TrainError(f"{dataset.path}:{r.line}: 'length' is {length!r}; use one of "
                              f"{', '.join(LENGTHS)} (or leave it out for --default-length)")
         minutes_fields(r, dataset.path)  # checked now, not halfway through building examples
+        query = r.extra.get("query")
+        if query is not None and not isinstance(query, str):
+            # Not silently a plain summary: the reference answers a question the model would
+            # never be asked.
+            raise TrainError(f"{dataset.path}:{r.line}: 'query' is {json_kind(query)}; it must be "
+                             "the question as text, or left out")
         given = r.extra.get("reduce_input")
         if given is not None and (not isinstance(given, str) or not given.strip()):
             raise TrainError(f"{dataset.path}:{r.line}: 'reduce_input' must be non-empty text (the "
@@ -97,24 +103,42 @@ def minutes_fields(record: EvalRecord, path) -> tuple[list, list, list] | None:
     if not any(key in record.extra for key in MINUTES_FIELDS):
         return None
 
+    def listed(key: str) -> list:
+        # Only a list (or null) is a list of items: a number or `true` would be iterated into a
+        # TypeError, and a string into one item per character.
+        items = record.extra.get(key)
+        if items is not None and not isinstance(items, list):
+            raise TrainError(f"{path}:{record.line}: {key!r} is {json_kind(items)}; it must be a "
+                             "list (or null); see sumctl train --help")
+        return items or []
+
     def texts(key: str) -> list[str]:
-        items = record.extra.get(key) or []
-        out = [i.get("text") if isinstance(i, dict) else i for i in items] if isinstance(items, list) else None
-        if out is None or not all(isinstance(t, str) and t.strip() for t in out):
+        out = [i.get("text") if isinstance(i, dict) else i for i in listed(key)]
+        if not all(isinstance(t, str) and t.strip() for t in out):
             raise TrainError(f"{path}:{record.line}: {key!r} must be a list of texts (or of "
                              "objects with a 'text'); see sumctl train --help")
         return [t.strip() for t in out]
 
     actions = []
-    for item in record.extra.get("action_items") or []:
+    for item in listed("action_items"):
         item = {"task": item} if isinstance(item, str) else item
         if not isinstance(item, dict) or not isinstance(item.get("task"), str) or not item["task"].strip() \
-                or any(item.get(k) is not None and not isinstance(item.get(k), str) for k in ("owner", "due")):
+                or any(item.get(k) is not None and not isinstance(item.get(k), str)
+                       for k in ("owner", "due", "due_text")):
             raise TrainError(f"{path}:{record.line}: each of 'action_items' needs a 'task' text, and "
-                             "'owner' and 'due' must be text or null")
+                             "'owner', 'due' and 'due_text' must be text or null")
         actions.append(ProposedAction(item["task"].strip(), item.get("owner") or None,
                                       item.get("due_text") or item.get("due") or None))
     return texts("decisions"), actions, texts("open_questions")
+
+
+def json_kind(value) -> str:
+    """What a JSON value is, for an error that says what was found instead."""
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    if isinstance(value, (int, float)):
+        return f"a number ({value!r})"
+    return {str: "text", dict: "an object", list: "a list"}.get(type(value), type(value).__name__)
 
 
 def minutes_reference(items: tuple[list, list, list], causal: bool) -> str:
