@@ -58,7 +58,12 @@ def display_name(name: str | bytes | os.PathLike) -> str:
     records, Markdown, error files, the watch state) as its bytes read as UTF-8, every byte that
     is not UTF-8 written as `\\xNN` (`caf\\xe9 notes.txt`). A UTF-8 name shows as it is, so the
     records of every name that was fine before are unchanged; and the form always encodes,
-    where the raw name would raise UnicodeEncodeError in json, sqlite or a log file."""
+    where the raw name would raise UnicodeEncodeError in json, sqlite or a log file.
+
+    The form is not one-to-one: a name that spells `\\xe9` with a real backslash shows like one
+    holding the byte 0xE9, and is then taken for the same source. Their outputs' stems differ
+    (outputs.safe_stem keeps `xe9` and turns the byte into `_`) unless the name also has a
+    backslash after that byte: a name made for the purpose, never one a recorder writes."""
     return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
