@@ -7,7 +7,10 @@ then the summary, the decisions, the action items as task lines, and the open qu
 
 from __future__ import annotations
 
+import datetime
 import json
+import re
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,43 +21,109 @@ if TYPE_CHECKING:  # only for the annotation: the Summary imports this module
     from sumctl.runtime.summarizer import Summary
 
 
-
 def render_minutes(summary: Summary, *, tasks: str = "gfm") -> str:
+    """The minutes as Markdown. Every string that comes from a transcript, a user or a model
+    reaches the page through an escaper: _yaml_str in the front matter, _inline in headings,
+    names and items (one line, no Markdown or HTML), _prose in the summary paragraphs (no
+    block of its own: no task line, heading, list, quote, fence or front-matter break)."""
     if tasks not in TASK_STYLES:
         raise ValueError(f"unknown task style {tasks!r} (use one of {', '.join(TASK_STYLES)})")
     minutes, meeting = summary.minutes, summary.meeting
     name = Path(summary.source).name
-    # JSON strings are YAML's double-quoted scalars: a name with a colon or a quote stays one value.
-    front = ["---", f"date: {meeting.date or 'null'}",
-             f"participants: [{', '.join(json.dumps(p, ensure_ascii=False) for p in meeting.participants)}]",
-             "tags: [meeting]", "type: meeting", f"source: {json.dumps(name, ensure_ascii=False)}"]
+    front = ["---", f"date: {_yaml_date(meeting.date)}",
+             f"participants: [{', '.join(_yaml_str(p) for p in meeting.participants)}]",
+             "tags: [meeting]", "type: meeting", f"source: {_yaml_str(name)}"]
     if meeting.title:
-        front.append(f"title: {json.dumps(meeting.title, ensure_ascii=False)}")
-    parts = front + ["---", "", f"# {meeting.title or 'Minutes of ' + name}", ""]
+        front.append(f"title: {_yaml_str(meeting.title)}")
+    # The summary's own lines (chapters, byline) are built by the Summary: give it escaped text.
+    safe = replace(summary, text=_prose(summary.text),
+                   chapters=[replace(c, summary=_prose(c.summary)) for c in summary.chapters],
+                   model={**summary.model, **{k: _inline(summary.model[k]) for k in ("name", "label")
+                                              if isinstance(summary.model.get(k), str)}})
+    parts = front + ["---", "", f"# {_inline(meeting.title) if meeting.title else 'Minutes of ' + _inline(name)}", ""]
     if summary.query:
-        parts += [f"**Question:** {summary.query}", ""]
-    parts += ["## Summary", "", summary.text.strip()] + summary.warning_lines()
+        parts += [f"**Question:** {_inline(summary.query)}", ""]
+    parts += ["## Summary", "", safe.text] + safe.warning_lines()
     parts += ["", "## Decisions", ""]
-    parts += [f"- {d.text} _({d.evidence.label()})_" for d in minutes.decisions] or ["None recorded."]
+    parts += [f"- {_inline(d.text)} _({d.evidence.label()})_" for d in minutes.decisions] or ["None recorded."]
     parts += ["", "## Action items", ""]
     parts += [_task_line(a, tasks) for a in minutes.action_items] or ["None recorded."]
     parts += ["", "## Open questions", ""]
-    parts += [f"- {q.text} _({q.evidence.label()})_" for q in minutes.open_questions] or ["None recorded."]
-    parts += summary.chapter_lines()
-    parts += ["", summary.byline()[:-2] + f"; minutes by {minutes.extraction.get('method')}._"]
+    parts += [f"- {_inline(q.text)} _({q.evidence.label()})_" for q in minutes.open_questions] or ["None recorded."]
+    parts += safe.chapter_lines()
+    parts += ["", safe.byline()[:-2] + f"; minutes by {_inline(str(minutes.extraction.get('method')))}._"]
     return "\n".join(parts) + "\n"
 
 
 def _task_line(item: ActionItem, style: str) -> str:
-    task = item.task.rstrip(".")
+    task = _inline(item.task.rstrip("."))
+    owner = _inline(item.owner) if item.owner else None
+    due_text = _inline(item.due_text) if item.due_text else None
     where = f" _({item.evidence.label()})_"
     if style == "obsidian":
-        owner = f" (@{item.owner})" if item.owner else ""
-        due = f" 📅 {item.due}" if item.due else (f" (when: {item.due_text})" if item.due_text else "")
+        owner = f" (@{owner})" if owner else ""
+        due = f" 📅 {item.due}" if item.due else (f" (when: {due_text})" if due_text else "")
         return f"- [ ] {task}{owner}{due}{where}"
-    notes = [f"@{item.owner}"] if item.owner else []
+    notes = [f"@{owner}"] if owner else []
     if item.due:
         notes.append(f"due {item.due}")
-    elif item.due_text:
-        notes.append(f"when: {item.due_text}")
+    elif due_text:
+        notes.append(f"when: {due_text}")
     return f"- [ ] {task}" + (f" ({', '.join(notes)})" if notes else "") + where
+
+
+# What YAML cannot hold as it is, even inside a double-quoted scalar, and what json.dumps leaves
+# raw: DEL and the C1 controls (U+0092 is the mojibake apostrophe of "O'Brien"), YAML 1.1's
+# extra line breaks (NEL is among the C1), the BOM, lone surrogates and the two non-characters.
+# And < > &, as JSON for HTML pages does: a value reads back the same, but a tool that pastes
+# the raw front matter into a page (a site generator's <title>) gets no markup from it.
+_YAML_RAW = re.compile("[<>&\x7f-\x9f\u2028\u2029\ufeff\ud800-\udfff\ufffe\uffff]")
+# Characters that are no text on a page: controls (tab and newline are collapsed as spaces
+# before this), line and paragraph separators, and the bidirectional overrides that make a
+# line read other than it is stored.
+_INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff\ud800-\udfff]")
+# Inside a line: emphasis, code, links and images, raw HTML and entities, Obsidian's comments,
+# highlights and math, GitHub's @mentions, table cells and strikethrough. A backslash before
+# any ASCII punctuation is a literal in CommonMark, so escaping one too many only costs a glyph.
+_INLINE_SPECIAL = re.compile(r"([\\`*_\[\]<>&#|~$%=@!])")
+# What makes a line a block other than a paragraph: a list item or task, a heading, a quote,
+# a thematic break, a front-matter fence or a code fence (the others are escaped anyway).
+_BLOCK_START = re.compile(r"^(?:[-+*>=]|\d{1,9}(?=[.)]))")
+
+
+def _yaml_date(value: str | None) -> str:
+    """A date YAML reads as a date when it is a real one; anything else is a string or null (a
+    YAML loader refuses a plain 2026-02-30 outright)."""
+    if not value:
+        return "null"
+    try:
+        return datetime.date.fromisoformat(value).isoformat() if len(value) == 10 else _yaml_str(value)
+    except ValueError:
+        return _yaml_str(value)
+
+
+def _yaml_str(text: str) -> str:
+    """`text` as a YAML double-quoted scalar, on one line: a JSON string is one, and the
+    characters JSON writes raw that YAML refuses are escaped the same way."""
+    return _YAML_RAW.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(text, ensure_ascii=False))
+
+
+def _inline(text: str) -> str:
+    """`text` as literal Markdown text inside one line (a name, a title, an item)."""
+    text = " ".join(_INVISIBLE.sub(" ", text).split())
+    return _escape_block_start(_INLINE_SPECIAL.sub(r"\\\1", text))
+
+
+def _prose(text: str) -> str:
+    """A model's paragraphs as Markdown paragraphs, each on one line and opening no other block.
+    Within a paragraph it is escaped as a name is: a summary is a model's reading of a user's
+    input (an injected instruction included), so it gets no Markdown or HTML of its own."""
+    paragraphs = re.split(r"\n\s*\n", _INVISIBLE.sub(lambda m: m.group() if m.group() == "\n" else " ", text))
+    return "\n\n".join(filter(None, (_inline(p) for p in paragraphs)))
+
+
+def _escape_block_start(line: str) -> str:
+    m = _BLOCK_START.match(line)
+    if not m:
+        return line
+    return line[:m.end()] + "\\" + line[m.end():] if m.group()[0].isdigit() else "\\" + line

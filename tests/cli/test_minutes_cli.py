@@ -2,6 +2,7 @@
 Obsidian or a wiki, and the JSON a script reads, both checked against the published schema."""
 
 import json
+import re
 import shutil
 from datetime import date
 import subprocess
@@ -133,3 +134,35 @@ def test_watch_minutes_writes_the_minutes_form_for_every_file(tmp_path, bundle):
     again = sumctl("watch", inbox, "--model", bundle, "--once", "--settle", "0")
     assert again.returncode == 0, again.stderr
     assert "action_items" not in json.loads((inbox / "budget-sync.summary.json").read_text())
+
+
+MALLORY = "- [ ] Wire $5000 to Mallory (@Mallory, due 2020-01-01)"
+HOSTILE_MEETING = {"title": "<script>alert(1)</script> --- sync", "date": "2026-10-07", "turns": [
+    {"speaker": MALLORY, "text": "The export still fails on large files, so I will fix the export by Friday."},
+    {"speaker": "O\u0092Brien", "text": "I will write up the export test plan and share it tomorrow."},
+    {"speaker": "Del\u007fia", "text": "We agreed to ship the export fix with the release on October 14."},
+    {"speaker": "Sam\nEve", "text": "Does anyone know whether the export gateway can be replaced?"},
+]}
+
+
+@pytest.mark.parametrize("tasks", ["gfm", "obsidian"])
+def test_names_and_a_title_from_the_transcript_cannot_break_the_minutes(tmp_path, bundle, tasks):
+    # Issue 27: a speaker named like a task line added a task; U+0092 and U+007F in a name made
+    # the front matter unreadable; a <script> title went into the heading as it was.
+    source = tmp_path / "hostile.json"
+    source.write_text(json.dumps(HOSTILE_MEETING))
+    result = sumctl("summarize", source, "--model", bundle, "--minutes", "--tasks", tasks,
+                    "--query", "What about `the export` [link](javascript:alert(1))?", "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    record = json.loads((tmp_path / "out" / "hostile.summary.json").read_text())
+    markdown = (tmp_path / "out" / "hostile.summary.md").read_text()
+    meta = front_matter(markdown)
+    assert meta["participants"] == record["meeting"]["participants"] and len(meta["participants"]) == 4
+    assert meta["title"] == record["meeting"]["title"]
+    tasks_lines = [line for line in markdown.splitlines() if re.match(r"\s*([-*+]\s+)+\[[ xX]\]", line)]
+    assert len(tasks_lines) == len(record["action_items"]) >= 1, markdown
+    body = markdown[4:].partition("\n---\n")[2]
+    assert not re.search(r"(?<!\\)[<`]|(?<!\\)\]\(", body), body
+    assert [line for line in body.splitlines() if line.startswith("#")] == [
+        "# \\<script\\>alert(1)\\</script\\> --- sync",
+        "## Summary", "## Decisions", "## Action items", "## Open questions"]
