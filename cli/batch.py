@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import click
 from sumctl.runtime.batch import ENGINES
 
 from sumctl.cli.options import model_option, summary_options
+from sumctl.runtime.jsonout import strict_dumps
 
 
 @click.command()
@@ -82,7 +82,7 @@ def batch(sources, out, model, engine, address, workers, threads, recursive, ret
             progress.stop()
     if not quiet:
         _print_table(report, out)
-    click.echo(json.dumps(report.summary()))
+    click.echo(strict_dumps(report.summary()))
 
 
 class _Progress:

@@ -8,6 +8,7 @@ import click
 
 from sumctl.runtime.models import MODEL_ENV, resolve_model
 from sumctl.runtime.store import installed_models, models_dir
+from sumctl.runtime.jsonout import strict_dumps
 
 
 @click.group()
@@ -47,10 +48,8 @@ def models_path():
 @click.argument("model")
 def show_model(model):
     """Print a bundle's manifest after checking its file hashes."""
-    import json
-
     bundle = resolve_model(model, verify=True)
-    click.echo(json.dumps(bundle.manifest.to_dict(), indent=2))
+    click.echo(strict_dumps(bundle.manifest.to_dict(), indent=2))
 
 
 def register(cli: click.Group) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 import click
 
 from sumctl.cli.options import model_option, summary_options
+from sumctl.runtime.jsonout import strict_dumps
 
 _JSON_FIELDS = ("event", "path", "sha256", "reason", "seconds", "model_seconds", "outputs",
                 "attempts", "next_retry", "count", "signal", "model", "workers", "threads", "batch")
@@ -30,7 +30,7 @@ class JsonLines(logging.Formatter):
                 entry[key] = record.__dict__[key]
         if record.exc_info:
             entry["traceback"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False, default=str)
+        return strict_dumps(entry, ensure_ascii=False, default=str)
 
 
 def configure_logging(*, json_lines: bool, verbose: bool, console=None) -> logging.Handler:
@@ -294,7 +294,7 @@ def status(folder, state_path, as_json, errors):
     finally:
         state.close()
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        click.echo(strict_dumps(report, indent=2))
         return
 
     def rel(p: str) -> str:

@@ -18,7 +18,6 @@ sumctl never redoes finished work.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, fields, replace
 
 from sumctl.runtime.errors import SumctlError
@@ -26,6 +25,7 @@ from sumctl.runtime.minutes import METHODS as MINUTES_METHODS, TASK_STYLES
 from sumctl.runtime.outputs import DEFAULT_FORMATS, OUTPUT_FORMATS
 from sumctl.runtime.prompts import DEFAULT_LENGTH, LENGTHS
 from sumctl.runtime.transcript import clean_string, max_bytes_default
+from sumctl.runtime.jsonout import strict_dumps
 
 # The fields that change nothing written when they keep these values. A key leaves them out,
 # so that adding an option never changes (and redoes) the jobs of runs that did not use it.
@@ -121,7 +121,7 @@ class SummaryOptions:
                          f"{key.pop('tasks', 'gfm')}")
         if key.pop("clean", True) is False:
             parts.append("keep-fillers")
-        parts += [f"{name}={json.dumps(value, ensure_ascii=False)}"
+        parts += [f"{name}={strict_dumps(value, ensure_ascii=False)}"
                   for name, value in key.items() if value is not None]
         return "+".join(parts)
 

@@ -38,6 +38,7 @@ from sumctl.runtime.models import resolve_model
 from sumctl.runtime.store import data_dir
 from sumctl.runtime.prompts import DEFAULT_LENGTH, default_templates, fill
 from sumctl.runtime.summarizer import check_length
+from sumctl.runtime.jsonout import strict_dumps
 
 REPORT_FILES = ("report.md", "report.json", "per_document.csv")
 QUALITY_KEYS = ("rouge1", "rouge2", "rougeLsum")
@@ -249,7 +250,7 @@ def _run_worker(bundle: Bundle, records, config: BenchConfig, advance) -> tuple[
     info: dict = {}
     with tempfile.TemporaryDirectory(prefix="sumctl-bench-") as tmp:
         job_path = Path(tmp) / "job.json"
-        job_path.write_text(json.dumps(job), encoding="utf-8")
+        job_path.write_text(strict_dumps(job), encoding="utf-8")
         stderr_path = Path(tmp) / "stderr.txt"
         with open(stderr_path, "wb") as stderr:
             proc = subprocess.Popen([sys.executable, "-m", "sumctl.benchmarks.bench.worker", str(job_path)],

@@ -21,6 +21,7 @@ import sys
 import time
 
 from sumctl.benchmarks.eval.memory import peak_rss_bytes
+from sumctl.runtime.jsonout import strict_dumps
 
 
 def current_rss_bytes() -> int | None:
@@ -38,7 +39,7 @@ def main(argv: list[str]) -> int:
     sys.stdout = sys.stderr
 
     def send(event: str, **data) -> None:
-        channel.write(json.dumps({"event": event, **data}) + "\n")
+        channel.write(strict_dumps({"event": event, **data}) + "\n")
         channel.flush()
 
     from sumctl.runtime.errors import SumctlError

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from sumctl.benchmarks.eval.files import write_public_text
 from sumctl.runtime.errors import InputError
+from sumctl.runtime.jsonout import strict_dumps
 
 QMSUM_SPLITS = ("train", "val", "test")
 
@@ -154,5 +155,5 @@ def write_jsonl(records: list[dict], out: str | Path, *, force: bool = False) ->
     if out.exists() and not force:
         raise InputError(f"{out}: already exists (choose another --out, or pass --force to replace it)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_public_text(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    write_public_text(out, "".join(strict_dumps(r, ensure_ascii=False) + "\n" for r in records))
     return out

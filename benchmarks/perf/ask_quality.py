@@ -35,6 +35,7 @@ from sumctl.benchmarks.perf.kit import print_headline
 from sumctl.runtime.retrieval import answer_question
 from sumctl.runtime.summarizer import Summarizer
 from sumctl.runtime.transcript import Transcript, normalize_markup, parse_text, read_transcript
+from sumctl.runtime.jsonout import strict_dumps
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 SETTINGS = ("retrieval", "gold")
@@ -152,7 +153,7 @@ def main(argv=None) -> int:
           f"{m['chapters_read']:.2f}; meeting read whole for {100 * m['whole_meeting_share']:.0f}% "
           "of queries")
     if args.out:
-        args.out.write_text(json.dumps({"metrics": m, "queries": docs}, indent=2))
+        args.out.write_text(strict_dumps({"metrics": m, "queries": docs}, indent=2))
     headline = {"queries": m["queries"], "meetings": m["meetings"], "length": args.length,
                 "model": summarizer.model_info["name"]}
     for setting in SETTINGS:

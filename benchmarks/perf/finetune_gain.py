@@ -26,7 +26,6 @@ of JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import sys
@@ -34,6 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 from sumctl.benchmarks.perf.kit import print_headline
+from sumctl.runtime.jsonout import strict_dumps
 
 # Training (torch) and scoring (llama.cpp) share one process and one OpenMP runtime, which reads
 # its wait policy once, at torch's import. Spinning waits stall llama.cpp on a busy machine (see
@@ -61,7 +61,7 @@ def split(data: Path, seed: int, train_examples: int) -> tuple[list[dict], list[
 
 
 def write(records: list[dict], path: Path) -> Path:
-    path.write_text("".join(json.dumps({**r, "length": LENGTH}, ensure_ascii=False) + "\n" for r in records),
+    path.write_text("".join(strict_dumps({**r, "length": LENGTH}, ensure_ascii=False) + "\n" for r in records),
                     encoding="utf-8")
     return path
 
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> dict:
     details = {"work": str(work), "train": {k: report[k] for k in ("steps", "train_seconds", "loss_first",
                                                                      "loss_last", "settings", "params")},
                "timings": timings, "results": results, "gains": gains, "reductions": reductions}
-    (work / "finetune_gain.json").write_text(json.dumps(details, indent=2) + "\n", encoding="utf-8")
+    (work / "finetune_gain.json").write_text(strict_dumps(details, indent=2) + "\n", encoding="utf-8")
     headline = {"model": model, "train_examples": len(train_records), "heldout_scored": len(heldout),
                 "steps": report["steps"], "epochs": args.epochs, "lr": args.lr, "lora_r": args.lora_r,
                 "train_seconds": report["train_seconds"], "loss_first": report["loss_first"],

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from sumctl.benchmarks.eval.memory import peak_rss_mb
 from sumctl.benchmarks.perf.kit import bandwidth_method, print_headline, read_bandwidth_gbs, run_in_child
+from sumctl.runtime.jsonout import strict_dumps
 
 PROMPT_TOKENS = 512
 NEW_TOKENS = 64
@@ -138,7 +139,7 @@ def truncated_tokenizer(tokenizer_dir: Path, size: int):
     data["model"]["vocab"], data["model"]["merges"] = vocab, merges
     data["added_tokens"] = [t for t in data["added_tokens"] if t["id"] < size]
     return PreTrainedTokenizerFast(
-        tokenizer_object=Tokenizer.from_str(json.dumps(data)), bos_token=original.bos_token,
+        tokenizer_object=Tokenizer.from_str(strict_dumps(data)), bos_token=original.bos_token,
         eos_token=original.eos_token, unk_token=original.unk_token, pad_token=original.pad_token,
         chat_template=original.chat_template, model_max_length=TINYLLAMA["max_position_embeddings"])
 
@@ -287,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.child:
         ids = json.loads(args.ids.read_text())
-        print(json.dumps(run_child(args.child, args.path, ids, args.threads, args.repeat)))
+        print(strict_dumps(run_child(args.child, args.path, ids, args.threads, args.repeat)))
         return 0
 
     def log(msg: str) -> None:
@@ -304,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         files = prepare(args.model, work, log)
         config = json.loads((files["transformers-fp32"] / "config.json").read_text())
         ids_file = work / "document_ids.json"
-        ids_file.write_text(json.dumps(document_ids(files["transformers-fp32"])))
+        ids_file.write_text(strict_dumps(document_ids(files["transformers-fp32"])))
         log("measuring read bandwidth")
         bandwidth = read_bandwidth_gbs(args.threads)
         rows = {}

@@ -28,6 +28,7 @@ import time
 from collections.abc import Iterable
 
 from sumctl.runtime.machine import cpu_flags, machine_line
+from sumctl.runtime.jsonout import strict_dumps
 
 BANDWIDTH_BYTES = 2**30
 BANDWIDTH_PASSES = 5
@@ -86,4 +87,4 @@ def print_headline(headline: dict) -> None:
     Keys are snake_case (build them with `snake`), so that a figure reads the same in every script."""
     print(machine_line())
     headline["cpu_flags"] = cpu_flags()
-    print(json.dumps(headline))
+    print(strict_dumps(headline))

@@ -16,7 +16,6 @@ of JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from sumctl.benchmarks.eval.minutes import Tally, load_labelled, score
 from sumctl.benchmarks.perf.kit import print_headline
 from sumctl.runtime.minutes import METHODS
 from sumctl.runtime.outputs import summary_validator
+from sumctl.runtime.jsonout import strict_dumps
 
 REPO = Path(__file__).resolve().parents[2]
 LABELS = REPO / "tests" / "data" / "minutes"
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
           "owner among matched action items; inv.: owners or dates their evidence does not state; "
           "schema: meetings whose minutes validate; replies: model replies in the asked-for shape)")
     if args.out:
-        args.out.write_text(json.dumps(detail, indent=2, ensure_ascii=False))
+        args.out.write_text(strict_dumps(detail, indent=2, ensure_ascii=False))
 
     headline = {"meetings": len(meetings)}
     for method, r in results.items():

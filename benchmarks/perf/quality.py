@@ -27,7 +27,6 @@ Run it with nothing else on the machine: it also reports seconds per document.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import tempfile
@@ -41,6 +40,7 @@ from sumctl.benchmarks.eval.datasets import prepare_dialogsum, prepare_qmsum
 from sumctl.benchmarks.perf.kit import print_headline, snake
 from sumctl.runtime.summarizer import Summarizer
 from sumctl.runtime.transcript import parse_text, read_transcript
+from sumctl.runtime.jsonout import strict_dumps
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
@@ -172,7 +172,7 @@ def main(argv=None) -> int:
                   f"{100 * m['flag_rate']:>7.1f}% {100 * m['generation_flag_rate']:>8.1f}% "
                   f"{100 * m['copy_rate']:>5.1f}% {m['words']:>6.0f} {m['seconds_per_doc']:>6.1f}")
     if args.out:
-        args.out.write_text(json.dumps({"cleaning": cleaning, "results": results}, indent=2))
+        args.out.write_text(strict_dumps({"cleaning": cleaning, "results": results}, indent=2))
     headline = {"cleaning_words_removed_pct": cleaning["words_removed_pct"]}
     for set_name, by_system in results.items():
         for name, r in by_system.items():

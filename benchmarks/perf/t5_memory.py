@@ -28,7 +28,6 @@ The last line is one JSON object: min, median and max peak RSS per engine.
 from __future__ import annotations
 
 import argparse
-import json
 import mmap
 import os
 import struct
@@ -38,6 +37,7 @@ from pathlib import Path
 
 from sumctl.benchmarks.eval.memory import peak_distribution, peak_rss_mb
 from sumctl.benchmarks.perf.kit import print_headline, run_in_child
+from sumctl.runtime.jsonout import strict_dumps
 
 PHASES = ("load", "document 1", "document 2")
 ENGINES = ("onnx-int8", "onnx-int8-unshed", "onnx-int8-glibc", "ct2-int8")
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(run_child(args.child, args.model, args.threads)))
+        print(strict_dumps(run_child(args.child, args.model, args.threads)))
         return 0
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     unknown = set(engines) - set(ENGINES)
@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
             results[engine].append(measure(engine, paths[engine], args.threads))
             r = results[engine][-1]
             print(f"run {run + 1} {engine:<16} peak {r['peak_mb']:>6.0f} MB  "
-                  + "  ".join(f"{phase}: {json.dumps(p)}" for phase, p in r["phases"].items()), flush=True)
+                  + "  ".join(f"{phase}: {strict_dumps(p)}" for phase, p in r["phases"].items()), flush=True)
     headline = {"model": "tiny-t5" if args.small else "flan-t5-large-random", "runs": args.runs,
                 "page_cache": args.page_cache}
     print()

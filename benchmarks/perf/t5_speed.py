@@ -56,6 +56,7 @@ from pathlib import Path
 
 from sumctl.benchmarks.eval.memory import peak_distribution, peak_rss_mb
 from sumctl.benchmarks.perf.kit import bandwidth_method, print_headline, read_bandwidth_gbs, run_in_child
+from sumctl.runtime.jsonout import strict_dumps
 
 INPUT_TOKENS = 512
 NEW_TOKENS = 64
@@ -306,8 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.child:
-        print(json.dumps(run_child(args.child, args.model, args.threads, args.repeat, args.beams,
-                                   args.batches[0])))
+        print(strict_dumps(run_child(args.child, args.model, args.threads, args.repeat, args.beams,
+                                     args.batches[0])))
         return 0
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")

@@ -44,6 +44,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from sumctl.benchmarks.perf.kit import print_headline, snake  # noqa: E402
 from sumctl.runtime.machine import cpu_flags, machine_line  # noqa: E402
+from sumctl.runtime.jsonout import strict_dumps
 
 REPO = Path(__file__).resolve().parents[2]
 QMSUM = REPO.parent / "shared" / "data" / "qmsum"
@@ -135,7 +136,7 @@ def main(argv=None) -> int:
         hf_checkpoint_from_gguf(base_gguf, base)
     records, counts = training_records(args.max_words)
     data = work / "train.jsonl"
-    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    text = "".join(strict_dumps(r, ensure_ascii=False) + "\n" for r in records)
     if not data.is_file() or data.read_text(encoding="utf-8") != text:
         atomic_write_text(data, text)
     log(f"data: {counts}")
@@ -184,12 +185,12 @@ def main(argv=None) -> int:
         "versions": report["versions"],
     }
     record_path = work / "adapter.json"
-    atomic_write_text(record_path, json.dumps(record, indent=2) + "\n")
+    atomic_write_text(record_path, strict_dumps(record, indent=2) + "\n")
     if not args.no_install and args.max_steps == RECIPE["max_steps"]:
         DEFAULT_ADAPTER_DIR.mkdir(exist_ok=True)
         shutil.copyfile(adapter_gguf, DEFAULT_ADAPTER_DIR / ADAPTER_FILE)
         record["adapter"]["file"] = ADAPTER_FILE
-        atomic_write_text(DEFAULT_ADAPTER_DIR / ADAPTER_RECORD, json.dumps(record, indent=2) + "\n")
+        atomic_write_text(DEFAULT_ADAPTER_DIR / ADAPTER_RECORD, strict_dumps(record, indent=2) + "\n")
         log(f"installed: {DEFAULT_ADAPTER_DIR}")
     headline = {"steps": report["steps"], "train_seconds": report["train_seconds"],
                 "tokens_per_second": report["tokens_per_second"], "bf16": report["bf16"],

@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from sumctl.exporters.errors import ExportError
+from sumctl.runtime.jsonout import strict_dumps
 
 _TIMEOUT_S = 3600
 
@@ -30,7 +31,7 @@ def run_in_child(task: str, request: dict, *, subject: Path, doing: str) -> dict
 
     with tempfile.TemporaryDirectory(prefix="sumctl-llama-") as work:
         request_path, result_path = Path(work) / "request.json", Path(work) / "result.npz"
-        request_path.write_text(json.dumps(request), encoding="utf-8")
+        request_path.write_text(strict_dumps(request), encoding="utf-8")
         env = dict(os.environ, PYTHONFAULTHANDLER="0")
         try:
             proc = subprocess.run(

@@ -9,7 +9,6 @@ response cache, so a rerun (or a bench of the same endpoint) costs nothing.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from sumctl.runtime.store import data_dir
 
 from sumctl.exporters.errors import TrainError
 from sumctl.exporters.train.config import parse_lengths
+from sumctl.runtime.jsonout import strict_dumps
 
 _NO_REFERENCE = "(no reference)"
 
@@ -98,8 +98,8 @@ def collect(data: str | Path, out: str | Path, *, endpoint: str, model: str, len
                                  "prompt_tokens": output.prompt_tokens,
                                  "completion_tokens": output.completion_tokens}
             rid = record.id if len(lengths) == 1 else f"{record.id}/{length}"
-            lines.append(json.dumps({"id": rid, "transcript": transcript, "reference": output.summary,
-                                     "length": length, **extra, "meta": meta}, ensure_ascii=False))
+            lines.append(strict_dumps({"id": rid, "transcript": transcript, "reference": output.summary,
+                                       "length": length, **extra, "meta": meta}, ensure_ascii=False))
     if not lines:
         raise TrainError(f"{client.url}: the model returned only empty summaries; nothing to write")
     out.parent.mkdir(parents=True, exist_ok=True)

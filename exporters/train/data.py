@@ -45,6 +45,7 @@ from sumctl.runtime.prompts import LENGTHS, fill, minutes_template, template_for
 
 from sumctl.exporters.train.config import LONG_INPUT_POLICIES
 from sumctl.exporters.train.hf_backend import CAUSAL, ModelShape, causal_reply_ids
+from sumctl.runtime.jsonout import strict_dumps
 
 IGNORE_INDEX = -100  # the label transformers' losses skip
 SUMMARY, MINUTES = "summary", "minutes"
@@ -65,7 +66,7 @@ class Example:
     task: str = SUMMARY  # or MINUTES: the reference is the record's items in the minutes target
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False)
+        return strict_dumps(asdict(self), ensure_ascii=False)
 
 
 @dataclass

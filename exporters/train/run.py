@@ -36,6 +36,7 @@ from sumctl.exporters.errors import TrainError
 from sumctl.exporters.train.data import IGNORE_INDEX, build_examples, check_enough, encode_all, load_examples, load_records, save_examples, select
 from sumctl.exporters.train.report import compare, evaluate, format_scores, loss_points, plot_loss
 from sumctl.benchmarks.eval.records import Dataset
+from sumctl.runtime.jsonout import strict_dumps
 
 # model_type -> what trains it; the same families `sumctl export` takes.
 FAMILIES = {"t5": SEQ2SEQ, "mt5": SEQ2SEQ, "llama": CAUSAL, "mistral": CAUSAL}
@@ -139,10 +140,10 @@ def train(config: TrainConfig, *, track: Callable[[str], Callable[[Iterable], It
     report = _report(config, inputs, base, fit, features, counts, points, before, after, adapter_dir,
                      export, notes, started)
     report_path = inputs.work / "report.json"
-    atomic_write_text(report_path, json.dumps(report, indent=2) + "\n")
+    atomic_write_text(report_path, strict_dumps(report, indent=2) + "\n")
     if before and after:
         atomic_write_text(inputs.work / "eval_summaries.json",
-                          json.dumps({"before": before["records"], "after": after["records"]}, indent=2) + "\n")
+                          strict_dumps({"before": before["records"], "after": after["records"]}, indent=2) + "\n")
     return TrainResult(inputs.out, report, report_path, loss_png, export, notes)
 
 
@@ -225,7 +226,7 @@ def _prepare_examples(config: TrainConfig, inputs: _Inputs, base: _Base, progres
     work.mkdir(parents=True, exist_ok=True)
     if not examples_file.is_file():
         save_examples(examples, examples_file)
-    atomic_write_text(work / "run.json", json.dumps({**base.run, "data_counts": counts}, indent=2) + "\n")
+    atomic_write_text(work / "run.json", strict_dumps({**base.run, "data_counts": counts}, indent=2) + "\n")
     return examples, features, counts
 
 
@@ -249,7 +250,7 @@ def _score_base(config: TrainConfig, inputs: _Inputs, base: _Base, examples: lis
         before = evaluate(base.summarizer_for(base.model, "base"), eval_set, config.default_length,
                           seed=config.seed, progress=progress("eval before training"))
         before["data_sha256"] = eval_set.sha256
-        atomic_write_text(before_file, json.dumps(before, indent=2) + "\n")
+        atomic_write_text(before_file, strict_dumps(before, indent=2) + "\n")
     return before
 
 

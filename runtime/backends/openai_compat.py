@@ -33,6 +33,7 @@ from sumctl.runtime.bundle.configs import DEFAULT_KEY_ENV, OpenAICompatConfig
 from sumctl.runtime.errors import CloudError
 from sumctl.runtime.fsutil import atomic_write_text
 from sumctl.runtime.prompts import default_templates
+from sumctl.runtime.jsonout import strict_dumps
 
 # No tokenizer for a remote model: budget with a deliberately high estimate (English runs near
 # 4 characters a token) so that a chapter never overflows the context.
@@ -114,8 +115,8 @@ class ChatClient:
                 "cache_dir": str(self.cache_dir) if self.cache_dir else None}
 
     def cache_key(self, messages: list[dict], params: dict) -> str:
-        blob = json.dumps({"model": self.model, "messages": messages, "params": params},
-                          sort_keys=True, ensure_ascii=False)
+        blob = strict_dumps({"model": self.model, "messages": messages, "params": params},
+                             sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
     def complete(self, prompt: str, max_tokens: int) -> Completion:
@@ -125,7 +126,7 @@ class ChatClient:
         hit = self._cache_read(key)
         if hit is not None:
             return hit
-        body = json.dumps({"model": self.model, "messages": messages, **params}).encode("utf-8")
+        body = strict_dumps({"model": self.model, "messages": messages, **params}).encode("utf-8")
         with self._slots:
             started = time.perf_counter()
             data, attempts = self._post(body)
@@ -209,7 +210,7 @@ class ChatClient:
         entry = {"key": key, "model": self.model, "text": c.text, "prompt_tokens": c.prompt_tokens,
                  "completion_tokens": c.completion_tokens, "latency_s": c.latency_s,
                  "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        atomic_write_text(path, json.dumps(entry, ensure_ascii=False) + "\n")
+        atomic_write_text(path, strict_dumps(entry, ensure_ascii=False) + "\n")
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -34,6 +34,7 @@ from sumctl.runtime.outputs import (ERROR_SUFFIX, claim_stem, error_text, output
 from sumctl.runtime.transcript import format_from_extension, parse_bytes
 from sumctl.runtime.batch.options import BatchOptions
 from sumctl.runtime.batch.storage import Destination, SourceFile, filesystem, read_source
+from sumctl.runtime.jsonout import strict_dumps
 
 RECORD_FORMAT = 1
 
@@ -63,7 +64,7 @@ class PlannedJob:
         return record_name(self.key, self.source_key)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self))
+        return strict_dumps(asdict(self))
 
     @classmethod
     def from_json(cls, text: str) -> "PlannedJob":
@@ -269,7 +270,7 @@ class Worker:
             "finished_at": round(time.time(), 3),
         }
         with self.dest.records(job.folder) as records:
-            records.write_set({job.record_name: json.dumps(record, indent=1, ensure_ascii=False) + "\n"})
+            records.write_set({job.record_name: strict_dumps(record, indent=1, ensure_ascii=False) + "\n"})
         return Result.from_record(record, BatchStatus.SUMMARIZED if status == "done" else BatchStatus.FAILED)
 
     def _summarize(self, job: PlannedJob):

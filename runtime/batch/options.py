@@ -9,11 +9,11 @@ engines pass the dataclass through without naming its fields.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 
 from sumctl.runtime.errors import SumctlError
 from sumctl.runtime.options import SummaryOptions
+from sumctl.runtime.jsonout import strict_dumps
 
 # Where a batch runs: a process pool on this machine, or Ray Data on a cluster.
 ENGINES = ("local", "ray")
@@ -50,7 +50,7 @@ class BatchOptions:
 
     def job_key(self, content_sha256: str) -> str:
         """The job's key: a hash of the content's hash and key_fields()."""
-        data = json.dumps({"sha256": content_sha256, **self.key_fields()}, sort_keys=True)
+        data = strict_dumps({"sha256": content_sha256, **self.key_fields()}, sort_keys=True)
         return hashlib.sha256(data.encode("utf-8")).hexdigest()
 
     def to_dict(self) -> dict:

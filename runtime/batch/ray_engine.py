@@ -37,6 +37,7 @@ from sumctl.runtime.batch.jobs import PlannedJob, Result, Worker
 from sumctl.runtime.batch.options import BatchOptions
 from sumctl.runtime.batch.storage import Destination
 from sumctl.runtime.machine import usable_cores
+from sumctl.runtime.jsonout import strict_dumps
 
 RAY_HINT = "pip install 'sumctl[ray]'"
 LOOPBACK = "127.0.0.1"
@@ -82,7 +83,7 @@ class RayWorker:
     def __call__(self, batch: dict) -> dict:
         import numpy as np
 
-        results = [json.dumps(self.worker.run(PlannedJob.from_json(str(text))).to_dict())
+        results = [strict_dumps(self.worker.run(PlannedJob.from_json(str(text))).to_dict())
                    for text in batch["job"]]
         return {"result": np.array(results, dtype=object)}
 

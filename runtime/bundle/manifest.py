@@ -18,6 +18,7 @@ from sumctl.runtime.bundle.generation import GenerationDefaults
 from sumctl.runtime.errors import BundleError
 from sumctl.runtime.fsutil import atomic_write_text, sha256_file
 from sumctl.runtime.prompts import LENGTHS, default_templates
+from sumctl.runtime.jsonout import strict_dumps
 
 MANIFEST_NAME = "sumctl.json"
 FORMAT_VERSION = 1
@@ -166,7 +167,7 @@ def write_manifest(bundle_dir: Path, manifest: Manifest) -> Bundle:
         if p.is_file() and p.name != MANIFEST_NAME and not p.name.startswith(".")
     }
     manifest.created_at = manifest.created_at or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    text = json.dumps(manifest.to_dict(), indent=2, sort_keys=False) + "\n"
+    text = strict_dumps(manifest.to_dict(), indent=2, sort_keys=False) + "\n"
     atomic_write_text(bundle_dir / MANIFEST_NAME, text)
     return Bundle(bundle_dir, manifest)
 

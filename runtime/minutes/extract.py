@@ -12,7 +12,6 @@ folds the chapters' lists into one.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from sumctl.runtime.backends.base import Backend, GenerationOptions
@@ -29,10 +28,11 @@ from sumctl.runtime.minutes.textformat import (ITEMS_MAX_NEW_TOKENS, ITEMS_SCHEM
                                                parse_items_json, reply_follows_format)
 from sumctl.runtime.prompts import fill, minutes_template, verdict_template
 from sumctl.runtime.transcript import Turn
+from sumctl.runtime.jsonout import strict_dumps
 
 _KINDS = {"decision": "a decision the group made", "action": "a task someone will do after the meeting",
           "question": "a question the meeting left open"}
-_YES_NO = json.dumps({"type": "string", "enum": ["yes", "no"]})
+_YES_NO = strict_dumps({"type": "string", "enum": ["yes", "no"]})
 _VERDICT_TOKENS = 4
 
 
@@ -182,7 +182,7 @@ def _model_items(chapter: list[Line], backend: Backend, counts: dict) -> list[_I
     json_mode = backend.constrains_json
     template = minutes_template(backend.bundle.manifest.prompts, json_mode=json_mode)
     options = GenerationOptions(max_new_tokens=ITEMS_MAX_NEW_TOKENS,
-                                json_schema=json.dumps(ITEMS_SCHEMA) if json_mode else None)
+                                json_schema=strict_dumps(ITEMS_SCHEMA) if json_mode else None)
     reply = backend.generate([fill(template, _render(chapter))], options)[0].text
     counts["model_replies"] += 1
     counts["model_replies_valid"] += reply_follows_format(reply, json_mode)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 import sqlite3
 import threading
@@ -39,6 +38,7 @@ from typing import Iterator
 
 from sumctl.runtime.errors import StateError, StateLockedError, SumctlError
 from sumctl.runtime.fsutil import is_disk_full, os_error_hint
+from sumctl.runtime.jsonout import strict_dumps
 
 # 2: the jobs' and sessions' `length` column is `variant`, which is what it always held (the
 # length, then `+minutes:...`, `+keep-fillers`). Reading it as a length was a real bug, so the
@@ -422,7 +422,7 @@ class State:
                 "UPDATE jobs SET status='done', runs=runs+1, error=NULL, next_retry=NULL, "
                 "outputs=?, finished_at=?, updated_at=?, seconds=?, model_seconds=? "
                 "WHERE id=? AND status='running'",
-                (json.dumps(outputs), now, now, seconds, model_seconds, job_id)).rowcount == 1
+                (strict_dumps(outputs), now, now, seconds, model_seconds, job_id)).rowcount == 1
 
     def fail(self, job_id: int, reason: str, *, max_attempts: int, backoff_seconds: float,
              now: float | None = None) -> Job | None:
