@@ -21,7 +21,7 @@ from pathlib import Path
 
 from sumctl.benchmarks.eval.files import write_public_text
 from sumctl.runtime.errors import InputError
-from sumctl.runtime.jsonout import strict_dumps
+from sumctl.runtime.jsonout import strict_dumps, strict_loads
 
 QMSUM_SPLITS = ("train", "val", "test")
 
@@ -83,8 +83,8 @@ def prepare_qmsum(root: str | Path, *, specific: bool = False, split: str | None
 
 def _load_meeting(file: Path) -> dict:
     try:
-        meeting = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        meeting = strict_loads(file.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as e:  # bad JSON, bad UTF-8, NaN or 1e999
         raise InputError(f"{file}: not a QMSum meeting file ({e})") from None
     if not isinstance(meeting, dict) or not isinstance(meeting.get("meeting_transcripts"), list):
         raise InputError(f"{file}: not a QMSum meeting file (no `meeting_transcripts` list)")
@@ -112,7 +112,7 @@ def _answer(query: dict, file: Path) -> str:
 def _spans(raw, n_turns: int, file: Path, index: int) -> list[tuple[int, int]]:
     try:
         spans = [(int(s), int(e)) for s, e in raw]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise InputError(f"{file}: specific query {index} has a malformed relevant_text_span "
                          f"{raw!r} (expected [[\"start\", \"end\"], ...])") from None
     # QMSum spans are inclusive turn indices; clamp the rare one that runs past the end.
@@ -128,9 +128,11 @@ def prepare_dialogsum(file: str | Path) -> list[dict]:
         if not line.strip():
             continue
         try:
-            item = json.loads(line)
+            item = strict_loads(line)
         except json.JSONDecodeError as e:
             raise InputError(f"{file}:{lineno}: not valid JSON ({e.msg})") from None
+        except (ValueError, RecursionError) as e:  # NaN, Infinity, 1e999, nesting
+            raise InputError(f"{file}:{lineno}: not valid JSON ({e or 'nested too deeply'})") from None
         reference = item.get("summary") or item.get("summary1") if isinstance(item, dict) else None
         if not isinstance(reference, str) or not isinstance(item.get("dialogue"), str):
             raise InputError(f"{file}:{lineno}: not a DialogSum record (needs `dialogue` and "
