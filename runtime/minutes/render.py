@@ -40,7 +40,8 @@ def render_minutes(summary: Summary, *, tasks: str = "gfm") -> str:
                    chapters=[replace(c, summary=_prose(c.summary)) for c in summary.chapters],
                    model={**summary.model, **{k: _inline(summary.model[k]) for k in ("name", "label")
                                               if isinstance(summary.model.get(k), str)}})
-    parts = front + ["---", "", f"# {_inline(meeting.title) if meeting.title else 'Minutes of ' + _inline(name)}", ""]
+    heading = _inline(meeting.title) if meeting.title else f"Minutes of {_inline(name)}"
+    parts = front + ["---", "", f"# {heading}", ""]
     if summary.query:
         parts += [f"**Question:** {_inline(summary.query)}", ""]
     parts += ["## Summary", "", safe.text] + safe.warning_lines()
@@ -59,14 +60,16 @@ def _task_line(item: ActionItem, style: str) -> str:
     task = _inline(item.task.rstrip("."))
     owner = _inline(item.owner) if item.owner else None
     due_text = _inline(item.due_text) if item.due_text else None
+    # ISO by the minutes' checks; escaped all the same, for the schema is checked after this.
+    due = _inline(item.due) if item.due else None
     where = f" _({item.evidence.label()})_"
     if style == "obsidian":
         owner = f" (@{owner})" if owner else ""
-        due = f" 📅 {item.due}" if item.due else (f" (when: {due_text})" if due_text else "")
+        due = f" 📅 {due}" if due else (f" (when: {due_text})" if due_text else "")
         return f"- [ ] {task}{owner}{due}{where}"
     notes = [f"@{owner}"] if owner else []
-    if item.due:
-        notes.append(f"due {item.due}")
+    if due:
+        notes.append(f"due {due}")
     elif due_text:
         notes.append(f"when: {due_text}")
     return f"- [ ] {task}" + (f" ({', '.join(notes)})" if notes else "") + where

@@ -132,6 +132,7 @@ def test_a_hostile_name_and_title_stay_one_value_and_add_no_markdown(summarizer,
     summary.minutes.action_items[0].owner = name
     summary.minutes.action_items[0].due, summary.minutes.action_items[0].due_text = None, name
     summary.minutes.action_items[-1].task = f"Pay {name}"
+    summary.minutes.action_items[-1].due = name  # not ISO: the schema refuses it, but only after
     summary.minutes.decisions[0].text = name
     summary.query = name
     markdown = render_minutes(summary, tasks=tasks)
