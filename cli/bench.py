@@ -8,7 +8,7 @@ import click
 
 from sumctl.runtime.bundle.configs import DEFAULT_CONTEXT_TOKENS, DEFAULT_KEY_ENV
 
-from sumctl.cli.options import length_option
+from sumctl.cli.options import FiniteFloatRange, length_option
 
 
 @click.group(invoke_without_command=True, context_settings={"max_content_width": 100})
@@ -39,9 +39,9 @@ from sumctl.cli.options import length_option
               "chapterized like for local models.")
 @click.option("--cloud-retries", type=click.IntRange(min=0), default=5, show_default=True,
               help="Retries on 429, 5xx and connection errors, with exponential backoff.")
-@click.option("--price-per-1k", type=click.FloatRange(min=0), default=None, metavar="USD",
+@click.option("--price-per-1k", type=FiniteFloatRange(min=0), default=None, metavar="USD",
               help="Cloud price per 1,000 tokens, for the cost estimate.")
-@click.option("--price-per-1k-output", type=click.FloatRange(min=0), default=None, metavar="USD",
+@click.option("--price-per-1k-output", type=FiniteFloatRange(min=0), default=None, metavar="USD",
               help="A separate price per 1,000 generated tokens. Default: --price-per-1k.")
 @length_option
 @click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N",

@@ -9,6 +9,7 @@ by click or by SummaryOptions before the command reads any file.
 from __future__ import annotations
 
 import functools
+import math
 
 import click
 
@@ -17,6 +18,20 @@ from sumctl.runtime.options import SummaryOptions
 from sumctl.runtime.outputs import DEFAULT_FORMATS, OUTPUT_FORMATS
 from sumctl.runtime.prompts import DEFAULT_LENGTH, LENGTHS
 from sumctl.runtime.transcript import DEFAULT_MAX_BYTES, FORMATS as INPUT_FORMATS
+
+class FiniteFloatRange(click.FloatRange):
+    """click.FloatRange without nan and inf, which it takes (and reads 1e999 as inf): a NaN
+    setting makes every comparison false (a file that never settles, a --once that never ends)
+    and a NaN price turns a report into something that is not JSON."""
+
+    name = "finite float range"
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
 
 def _option(*decls: str, **attrs):
     """A flag declared once and made anew for each command that takes it."""

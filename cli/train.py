@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from sumctl.cli.options import FiniteFloatRange
 from sumctl.exporters.train.config import (DEVICES, LONG_INPUT_POLICIES, MAX_SEED, MIN_INPUT_TOKENS,
                                            PRECISIONS)
 from sumctl.runtime.bundle.configs import DEFAULT_CONTEXT_TOKENS, DEFAULT_KEY_ENV
@@ -28,10 +29,10 @@ _ALL_LENGTHS = ",".join(LENGTHS)
                    "unless --resume.")
 @click.option("--lora/--full", default=True, show_default=True,
               help="Train a LoRA adapter (merged into the base at the end) or every weight.")
-@click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=3.0, show_default=True)
+@click.option("--epochs", type=FiniteFloatRange(min=0, min_open=True), default=3.0, show_default=True)
 @click.option("--max-steps", type=click.IntRange(min=1), default=None,
               help="Stop after this many optimizer steps (overrides --epochs).")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--lr", type=FiniteFloatRange(min=0, min_open=True), default=None,
               help="Peak learning rate. Default: 2e-4 with LoRA, 5e-5 with --full.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option("--grad-accum", type=click.IntRange(min=1), default=1, show_default=True,
@@ -65,7 +66,7 @@ _ALL_LENGTHS = ",".join(LENGTHS)
               help="Checkpoint every N steps (the last two are kept).")
 @click.option("--lora-r", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--lora-alpha", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--lora-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.05, show_default=True)
+@click.option("--lora-dropout", type=FiniteFloatRange(0, 1, max_open=True), default=0.05, show_default=True)
 @click.option("--revision", default=None, help="Hub revision of --base.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.pass_context

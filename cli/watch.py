@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from sumctl.cli.options import model_option, summary_options
+from sumctl.cli.options import FiniteFloatRange, model_option, summary_options
 from sumctl.runtime.jsonout import strict_dumps
 
 _JSON_FIELDS = ("event", "path", "sha256", "reason", "seconds", "model_seconds", "outputs",
@@ -83,13 +83,13 @@ def configure_logging(*, json_lines: bool, verbose: bool, console=None) -> loggi
               help="Skip files matching GLOB (name or relative path); repeatable.")
 @click.option("--state", "state_path", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="The job database. Default: DIR/.sumctl/state.db.")
-@click.option("--settle", "settle_seconds", type=click.FloatRange(min=0), default=2.0,
+@click.option("--settle", "settle_seconds", type=FiniteFloatRange(min=0), default=2.0,
               show_default=True, metavar="SECONDS",
               help="A file is read only after its size and mtime stood still this long. Make it "
                    "longer than the longest pause of whatever writes into DIR.")
 @click.option("--max-attempts", type=click.IntRange(min=1), default=3, show_default=True,
               help="Tries per file (with backoff) before it is left alone until it changes.")
-@click.option("--backoff", "backoff_seconds", type=click.FloatRange(min=0), default=30.0,
+@click.option("--backoff", "backoff_seconds", type=FiniteFloatRange(min=0), default=30.0,
               show_default=True, metavar="SECONDS",
               help="Wait before the first retry; each next wait is 4x longer (at most a day).")
 @click.option("--retry-failed", is_flag=True,
@@ -97,10 +97,10 @@ def configure_logging(*, json_lines: bool, verbose: bool, console=None) -> loggi
                    "or fixing the model).")
 @click.option("--poll", is_flag=True,
               help="Poll the folder instead of OS events (NFS, SMB and other network mounts).")
-@click.option("--rescan", "rescan_seconds", type=click.FloatRange(min=0), default=300.0,
+@click.option("--rescan", "rescan_seconds", type=FiniteFloatRange(min=0), default=300.0,
               show_default=True, metavar="SECONDS",
               help="Rescan the folder this often, catching events the OS dropped (0: never).")
-@click.option("--grace", "grace_seconds", type=click.FloatRange(min=0), default=30.0,
+@click.option("--grace", "grace_seconds", type=FiniteFloatRange(min=0), default=30.0,
               show_default=True, metavar="SECONDS",
               help="On SIGINT/SIGTERM/SIGHUP, wait this long for jobs in flight before "
                    "abandoning them.")
