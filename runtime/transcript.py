@@ -245,22 +245,26 @@ def normalize_markup(text: str) -> str:
 
 
 def _normalize_turns(turns: list[Turn], *, merge_same_speaker: bool) -> list[Turn]:
-    cleaned: list[Turn] = []
+    # Caption formats cut one speaker's speech into many short cues: their texts are gathered
+    # and joined once per turn, since joining as they come copies the growing turn once per cue
+    # (quadratic: a one-speaker caption file of 100,000 cues took minutes).
+    runs: list[tuple[Turn, list[str]]] = []  # a turn's first cue, its texts, and its last end
+    ends: list[float | None] = []
     for turn in turns:
         text = normalize_markup(clean_string(turn.text))
         # A turn of only markers or punctuation ("{vocalsound} .") carries nothing.
         if not re.search(r"\w", text):
             continue
         speaker = normalize_markup(clean_string(turn.speaker)) if turn.speaker else None
-        turn = Turn(speaker or None, text, turn.start, turn.end)
-        prev = cleaned[-1] if cleaned else None
-        # Caption formats cut one speaker's speech into many short cues.
-        if merge_same_speaker and prev and prev.speaker == turn.speaker:
-            cleaned[-1] = Turn(prev.speaker, f"{prev.text} {turn.text}", prev.start,
-                               turn.end if turn.end is not None else prev.end)
+        speaker = speaker or None
+        if merge_same_speaker and runs and runs[-1][0].speaker == speaker:
+            runs[-1][1].append(text)
+            ends[-1] = turn.end if turn.end is not None else ends[-1]
         else:
-            cleaned.append(turn)
-    return cleaned
+            runs.append((Turn(speaker, text, turn.start, turn.end), [text]))
+            ends.append(turn.end)
+    return [Turn(first.speaker, " ".join(texts), first.start, end)
+            for (first, texts), end in zip(runs, ends)]
 
 
 # --- plain text and DialogSum ---------------------------------------------------------------
