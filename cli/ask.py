@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 
 import click
+
+from sumctl.runtime.jsonout import strict_dumps
 
 from sumctl.cli.options import input_format_option, model_option, summary_options, threads_option
 
@@ -50,7 +51,7 @@ def ask(meeting, question, model, threads, as_json, input_format, options):
     # After the answer, not before: an error stays the one line on stderr.
     click.echo(f"Model: {summarizer.bundle.display_name}", err=True)
     if as_json:
-        click.echo(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
+        click.echo(strict_dumps(answer.to_dict(), ensure_ascii=False, indent=2))
         return
     click.echo(answer.text.strip())
     click.echo()

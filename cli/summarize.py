@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import click
 
 from sumctl.runtime.fsutil import display_name
+from sumctl.runtime.jsonout import strict_dumps
 from sumctl.runtime.outputs import OutputFolder, claim_stem, output_place, write_summary
 from sumctl.runtime.transcript import parse_bytes, read_transcript
 
@@ -74,7 +74,7 @@ def summarize(files, model, out_dir, threads, input_format, options, meeting_dat
             click.echo(summary.to_markdown().strip() if options.minutes else summary.text.strip())
         if path is None and out_dir is None:  # stdin with nowhere to write: print only
             if quiet:
-                click.echo(json.dumps(summary.to_dict(), ensure_ascii=False))
+                click.echo(strict_dumps(summary.to_dict(), ensure_ascii=False))
             continue
         place = output_place(path, out=out_dir)
         with OutputFolder(place.folder) as folder:

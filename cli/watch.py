@@ -10,8 +10,10 @@ from pathlib import Path
 
 import click
 
-from sumctl.cli.options import FiniteFloatRange, model_option, summary_options
+from sumctl.runtime.fsutil import display_name
 from sumctl.runtime.jsonout import strict_dumps
+
+from sumctl.cli.options import FiniteFloatRange, model_option, summary_options
 
 _JSON_FIELDS = ("event", "path", "sha256", "reason", "seconds", "model_seconds", "outputs",
                 "attempts", "next_retry", "count", "signal", "model", "workers", "threads", "batch")
@@ -249,7 +251,8 @@ def _print_table(report, folder: Path) -> None:
         except ValueError:
             name = o.path
         detail = Path(o.outputs[0]).name if o.outputs else o.reason
-        table.add_row(name, labels[o.status], f"{o.seconds:.2f}" if o.seconds else "", detail)
+        table.add_row(display_name(name), labels[o.status], f"{o.seconds:.2f}" if o.seconds else "",
+                      display_name(detail))
     if len(shown) > limit:
         table.caption = f"... and {len(shown) - limit} more"
     if shown:

@@ -33,7 +33,7 @@ from sumctl.runtime.guards import LOOP, cut_loop, quality_flags
 from sumctl.runtime.minutes import METHODS as MINUTES_METHODS
 from sumctl.runtime.minutes.document import MeetingInfo, Minutes
 from sumctl.runtime.minutes.extract import default_method, extract_minutes, lines_from
-from sumctl.runtime.minutes.render import render_minutes
+from sumctl.runtime.minutes.render import markdown_prose, markdown_text, render_minutes
 from sumctl.runtime.models import resolve_model
 from sumctl.runtime.options import SummaryOptions, check_choice
 from sumctl.runtime.prompts import LENGTHS, fill, template_for
@@ -107,10 +107,12 @@ class Summary:
         default: the summary's options')."""
         if self.minutes is not None:
             return render_minutes(self, tasks=tasks or self.options.tasks)
-        parts = [f"# Summary of {Path(self.source).name}", ""]
+        # Escaped like the minutes: a summary is a model's reading of a user's input (an injected
+        # instruction included), so none of it may become a task line, a heading or HTML.
+        parts = [f"# Summary of {markdown_text(Path(self.source).name)}", ""]
         if self.query:
-            parts += [f"**Question:** {self.query}", ""]
-        parts += [self.text.strip(), "", self.byline()]
+            parts += [f"**Question:** {markdown_text(self.query)}", ""]
+        parts += [markdown_prose(self.text.strip()), "", self.byline()]
         parts += self.warning_lines() + self.chapter_lines()
         return "\n".join(parts) + "\n"
 
@@ -134,7 +136,7 @@ class Summary:
         for c in self.top_chapters():
             flag = f" _(flagged: {', '.join(c.quality_flags)})_" if c.quality_flags else ""
             lines.append(f"{c.index + 1}. (turns {c.first_turn + 1}-{c.last_turn + 1}) "
-                         f"{c.summary.strip()}{flag}")
+                         f"{markdown_text(c.summary.strip())}{flag}")
         return lines
 
     def top_chapters(self) -> list[ChapterSummary]:

@@ -27,12 +27,6 @@ SAFE = {
     "runtime/minutes/render.py": "YAML scalars of names and titles: text only",
     "runtime/minutes/textformat.py": "decisions, tasks, owners and questions: text only",
 }
-# Writers of numbers that another change of issue 27 owns and is converting: listed so that this
-# test passes meanwhile, and shown as XFAIL (XPASS once converted) by the test below.
-PENDING = {
-    "cli/summarize.py": "summarize --json prints summary.to_dict(), timings included",
-    "cli/ask.py": "ask --json prints answer.to_dict(), timings included",
-}
 
 
 def reject(name):
@@ -60,16 +54,9 @@ def test_every_json_writer_is_strict():
     calls = json_writer_calls()
     assert any(rel == "runtime/jsonout.py" and strict for rel, _, strict in calls)  # the scan works
     loose = [f"{rel}:{line}" for rel, line, strict in calls
-             if not strict and rel not in SAFE and rel not in PENDING]
+             if not strict and rel not in SAFE]
     assert loose == [], ("use sumctl.runtime.jsonout.strict_dumps (or allow_nan=False) for "
                          f"these: {loose}")
-
-
-@pytest.mark.parametrize("rel", sorted(PENDING))
-def test_pending_writers_are_strict(rel):
-    loose = [line for r, line, strict in json_writer_calls() if r == rel and not strict]
-    if loose:
-        pytest.xfail(f"{rel}:{loose[0]}: {PENDING[rel]}; owned by another change of issue 27")
 
 
 def test_the_writer_scan_finds_a_loose_call(tmp_path, monkeypatch):

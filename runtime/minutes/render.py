@@ -23,8 +23,8 @@ if TYPE_CHECKING:  # only for the annotation: the Summary imports this module
 
 def render_minutes(summary: Summary, *, tasks: str = "gfm") -> str:
     """The minutes as Markdown. Every string that comes from a transcript, a user or a model
-    reaches the page through an escaper: _yaml_str in the front matter, _inline in headings,
-    names and items (one line, no Markdown or HTML), _prose in the summary paragraphs (no
+    reaches the page through an escaper: _yaml_str in the front matter, markdown_text in headings,
+    names and items (one line, no Markdown or HTML), markdown_prose in the summary paragraphs (no
     block of its own: no task line, heading, list, quote, fence or front-matter break)."""
     if tasks not in TASK_STYLES:
         raise ValueError(f"unknown task style {tasks!r} (use one of {', '.join(TASK_STYLES)})")
@@ -35,33 +35,33 @@ def render_minutes(summary: Summary, *, tasks: str = "gfm") -> str:
              "tags: [meeting]", "type: meeting", f"source: {_yaml_str(name)}"]
     if meeting.title:
         front.append(f"title: {_yaml_str(meeting.title)}")
-    # The summary's own lines (chapters, byline) are built by the Summary: give it escaped text.
-    safe = replace(summary, text=_prose(summary.text),
-                   chapters=[replace(c, summary=_prose(c.summary)) for c in summary.chapters],
-                   model={**summary.model, **{k: _inline(summary.model[k]) for k in ("name", "label")
+    # The summary's own lines are built by the Summary (its chapter lines escape themselves):
+    # give it the escaped text and model name.
+    safe = replace(summary, text=markdown_prose(summary.text),
+                   model={**summary.model, **{k: markdown_text(summary.model[k]) for k in ("name", "label")
                                               if isinstance(summary.model.get(k), str)}})
-    heading = _inline(meeting.title) if meeting.title else f"Minutes of {_inline(name)}"
+    heading = markdown_text(meeting.title) if meeting.title else f"Minutes of {markdown_text(name)}"
     parts = front + ["---", "", f"# {heading}", ""]
     if summary.query:
-        parts += [f"**Question:** {_inline(summary.query)}", ""]
+        parts += [f"**Question:** {markdown_text(summary.query)}", ""]
     parts += ["## Summary", "", safe.text] + safe.warning_lines()
     parts += ["", "## Decisions", ""]
-    parts += [f"- {_inline(d.text)} _({d.evidence.label()})_" for d in minutes.decisions] or ["None recorded."]
+    parts += [f"- {markdown_text(d.text)} _({d.evidence.label()})_" for d in minutes.decisions] or ["None recorded."]
     parts += ["", "## Action items", ""]
     parts += [_task_line(a, tasks) for a in minutes.action_items] or ["None recorded."]
     parts += ["", "## Open questions", ""]
-    parts += [f"- {_inline(q.text)} _({q.evidence.label()})_" for q in minutes.open_questions] or ["None recorded."]
+    parts += [f"- {markdown_text(q.text)} _({q.evidence.label()})_" for q in minutes.open_questions] or ["None recorded."]
     parts += safe.chapter_lines()
-    parts += ["", safe.byline()[:-2] + f"; minutes by {_inline(str(minutes.extraction.get('method')))}._"]
+    parts += ["", safe.byline()[:-2] + f"; minutes by {markdown_text(str(minutes.extraction.get('method')))}._"]
     return "\n".join(parts) + "\n"
 
 
 def _task_line(item: ActionItem, style: str) -> str:
-    task = _inline(item.task.rstrip("."))
-    owner = _inline(item.owner) if item.owner else None
-    due_text = _inline(item.due_text) if item.due_text else None
+    task = markdown_text(item.task.rstrip("."))
+    owner = markdown_text(item.owner) if item.owner else None
+    due_text = markdown_text(item.due_text) if item.due_text else None
     # ISO by the minutes' checks; escaped all the same, for the schema is checked after this.
-    due = _inline(item.due) if item.due else None
+    due = markdown_text(item.due) if item.due else None
     where = f" _({item.evidence.label()})_"
     if style == "obsidian":
         owner = f" (@{owner})" if owner else ""
@@ -111,18 +111,18 @@ def _yaml_str(text: str) -> str:
     return _YAML_RAW.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(text, ensure_ascii=False))
 
 
-def _inline(text: str) -> str:
+def markdown_text(text: str) -> str:
     """`text` as literal Markdown text inside one line (a name, a title, an item)."""
     text = " ".join(_INVISIBLE.sub(" ", text).split())
     return _escape_block_start(_INLINE_SPECIAL.sub(r"\\\1", text))
 
 
-def _prose(text: str) -> str:
+def markdown_prose(text: str) -> str:
     """A model's paragraphs as Markdown paragraphs, each on one line and opening no other block.
     Within a paragraph it is escaped as a name is: a summary is a model's reading of a user's
     input (an injected instruction included), so it gets no Markdown or HTML of its own."""
     paragraphs = re.split(r"\n\s*\n", _INVISIBLE.sub(lambda m: m.group() if m.group() == "\n" else " ", text))
-    return "\n\n".join(filter(None, (_inline(p) for p in paragraphs)))
+    return "\n\n".join(filter(None, (markdown_text(p) for p in paragraphs)))
 
 
 def _escape_block_start(line: str) -> str:

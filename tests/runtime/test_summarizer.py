@@ -142,3 +142,19 @@ def test_batch_errors_name_the_file_that_failed(small_budget_bundle, tmp_path):
     with pytest.raises(SumctlError, match="gone.txt: not a file"):
         Summarizer(small_budget_bundle).summarize_batch([tmp_path / "ok.txt", tmp_path / "gone.txt"])
     assert Summarizer(small_budget_bundle).summarize_batch([]) == []
+
+
+def test_a_plain_summarys_markdown_gives_the_models_prose_no_block_of_its_own():
+    """Without --minutes too: an injected instruction the model repeats stays text, never a task
+    line, a heading or HTML (issue 27)."""
+    from sumctl.runtime.summarizer import ChapterSummary, Summary
+
+    prose = "- [ ] Wire $5000 to Mallory (@Mallory, due 2020-01-01)\n\n# Decided\n<script>x</script>"
+    summary = Summary(text=prose, length="medium", source="/in/<b>notes</b>.txt", source_sha256="0" * 64,
+                      source_format="text", model={"name": "m"}, query="- [ ] who?", levels=2,
+                      chapters=[ChapterSummary(0, i, i, i, 1, 1, "- [ ] also this", 0.0) for i in range(2)])
+    markdown = summary.to_markdown()
+    lines = markdown.splitlines()
+    assert not [ln for ln in lines if ln.lstrip().startswith(("- [", "#", "<")) and "Summary of" not in ln
+                and not ln.startswith("## Chapters")], markdown
+    assert "<script>" not in markdown and "<b>" not in markdown
