@@ -30,7 +30,6 @@ from sumctl.runtime.chunking import MIN_INPUT_BUDGET, Chapter, chapterize, sourc
 from sumctl.runtime.cleaning import clean_turns
 from sumctl.runtime.errors import InputError, SumctlError
 from sumctl.runtime.guards import LOOP, cut_loop, quality_flags
-from sumctl.runtime.minutes import METHODS as MINUTES_METHODS
 from sumctl.runtime.minutes.document import MeetingInfo, Minutes
 from sumctl.runtime.minutes.extract import default_method, extract_minutes, lines_from
 from sumctl.runtime.minutes.render import markdown_prose, markdown_text, render_minutes
@@ -228,8 +227,7 @@ class Summarizer:
         options = self.options_for(options, **option_fields)
         transcripts = [s if isinstance(s, Transcript) else read_transcript(s, max_bytes=options.max_bytes)
                        for s in sources]
-        method = options.minutes_method or default_method(self.backend)
-        check_choice("minutes method", method, MINUTES_METHODS)
+        method = options.minutes_method or default_method(self.backend)  # options checked its own
         started = time.perf_counter()
         plan = self._plan(options)
         jobs = [self._job(t, options) for t in transcripts]
