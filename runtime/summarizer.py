@@ -29,6 +29,7 @@ from sumctl.runtime.bundle import Bundle, package_versions
 from sumctl.runtime.chunking import MIN_INPUT_BUDGET, Chapter, chapterize, source_spans
 from sumctl.runtime.cleaning import clean_turns
 from sumctl.runtime.errors import InputError, SumctlError
+from sumctl.runtime.faithfulness import check_summary, keep_supported
 from sumctl.runtime.guards import LOOP, cut_loop, quality_flags
 from sumctl.runtime.minutes.document import MeetingInfo, Minutes
 from sumctl.runtime.minutes.extract import default_method, extract_minutes, lines_from
@@ -40,6 +41,7 @@ from sumctl.runtime.transcript import Transcript, Turn, read_transcript
 
 MAX_LEVELS = 8
 GUARD_MODES = ("retry", "measure", "off")
+UNSUPPORTED = "unsupported"  # a quality flag: no sentence of the summary is borne out by the meeting
 
 
 @dataclass
@@ -78,6 +80,9 @@ class Summary:
     query: str | None = None  # the question a query-focused summary answers
     meeting: MeetingInfo = field(default_factory=MeetingInfo)
     minutes: Minutes | None = None  # decisions, action items, open questions (minutes=True)
+    # Its sentences checked against the transcript (faithfulness.py): how many, which were found
+    # unsupported and why; None where unchecked (guard "off", an extractive backend).
+    faithfulness: dict | None = None
     # What made it, as faster-whisper returns its options with a transcription. Not part of
     # the record: the record's provenance already says what changed the text.
     options: SummaryOptions = field(default_factory=SummaryOptions, repr=False, compare=False)
@@ -90,6 +95,8 @@ class Summary:
         record = asdict(self)
         minutes = record.pop("minutes")
         record.pop("options")
+        if record["faithfulness"] is None:  # as records were before the check
+            record.pop("faithfulness")
         record["summary"] = self.text
         record["provenance"] = {
             "model": self.model.get("name"), "bundle_sha256": self.model.get("sha256"),
@@ -112,7 +119,7 @@ class Summary:
         if self.query:
             parts += [f"**Question:** {markdown_text(self.query)}", ""]
         parts += [markdown_prose(self.text.strip()), "", self.byline()]
-        parts += self.warning_lines() + self.chapter_lines()
+        parts += self.dropped_lines() + self.warning_lines() + self.chapter_lines()
         return "\n".join(parts) + "\n"
 
     def byline(self) -> str:
@@ -121,12 +128,25 @@ class Summary:
                 + f"; {self.words:,} words in {len(self.top_chapters())} chapter(s), "
                 f"{self.timings.get('summarize_s', 0):.1f} s._")
 
-    def warning_lines(self) -> list[str]:
-        if not self.quality_flags:
+    def dropped_lines(self) -> list[str]:
+        record = self.faithfulness or {}
+        dropped = record.get("sentences", 0) - record.get("kept", 0)
+        if dropped <= 0:
             return []
-        return ["", f"> **Warning:** this summary looks degenerate "
-                    f"({', '.join(self.quality_flags)}) even after a retry; read the "
-                    "transcript, or try another model or --length."]
+        return ["", f"_{dropped} sentence{'s' if dropped > 1 else ''} dropped: not supported by "
+                    "the transcript._"]
+
+    def warning_lines(self) -> list[str]:
+        degenerate = [f for f in self.quality_flags if f != UNSUPPORTED]
+        lines = []
+        if degenerate:
+            lines += ["", f"> **Warning:** this summary looks degenerate "
+                          f"({', '.join(degenerate)}) even after a retry; read the "
+                          "transcript, or try another model or --length."]
+        if UNSUPPORTED in self.quality_flags:
+            lines += ["", "> **Warning:** no sentence of this summary is borne out by the "
+                          "transcript; the one kept is the closest. Read the transcript."]
+        return lines
 
     def chapter_lines(self) -> list[str]:
         if self.levels <= 1 and len(self.top_chapters()) <= 1:
@@ -240,8 +260,13 @@ class Summarizer:
         overhead = max(0.0, elapsed - sum(model_seconds)) / max(1, len(jobs))
         summaries = [self._summary(job, options, seconds + overhead)
                      for job, seconds in zip(jobs, model_seconds)]
-        for summary in summaries:
+        for job, summary in zip(jobs, summaries):
             summary.meeting.date = meeting_date or summary.meeting.date  # the user's word wins
+            # The extractive backend's sentences are the transcript's own: nothing to check.
+            if self.guard != "off" and not self.backend.extractive:
+                begun = time.perf_counter()
+                self._check_faithfulness(job, summary)
+                summary.timings["faithfulness_s"] = round(time.perf_counter() - begun, 4)
         if options.minutes:
             for job, summary in zip(jobs, summaries):
                 begun = time.perf_counter()
@@ -336,6 +361,26 @@ class Summarizer:
             if not job.turns:
                 raise SumctlError(f"{job.transcript.source}: the model produced empty "
                                   f"summaries for every chapter; try another model or --length")
+
+    def _check_faithfulness(self, job: _Job, summary: Summary) -> None:
+        """Check the final summary's sentences against the spoken turns it was made from; under
+        guard "retry", drop those the turns do not bear out, keeping the best one if none is."""
+        speakers = [t.speaker for t in job.transcript.turns if t.speaker]
+        checks = check_summary(summary.text, job.spoken, speakers=speakers)
+        unsupported = [c for c in checks if not c.supported]
+        kept = len(checks)  # under "measure", every sentence stays: `dropped` says what would go
+        if self.guard == "retry" and unsupported:
+            if len(unsupported) == len(checks):
+                best = max(checks, key=lambda c: (-len(c.problems), c.support))
+                checks = [replace(c, supported=c is best) for c in checks]
+                summary.quality_flags.append(UNSUPPORTED)
+            summary.text = keep_supported(summary.text, checks)
+            kept = sum(c.supported for c in checks)
+        summary.faithfulness = {
+            "sentences": len(checks), "kept": kept, "guard": self.guard,
+            "dropped": [{"sentence": c.sentence, "problems": list(c.problems),
+                         "turns": _source_span(c.turns, job.source_index)}
+                        for c in checks if not c.supported]}
 
     def minutes(self, source: Transcript | str | os.PathLike, *, method: str | None = None,
                 meeting_date: str | None = None, length: str | None = None) -> Minutes:
@@ -436,6 +481,13 @@ def _map_to_source(records: list[ChapterSummary], source_index: list[int], turns
     spans = source_spans([(r.first_turn, r.last_turn) for r in records], source_index, turns)
     for record, (first, last) in zip(records, spans):
         record.first_turn, record.last_turn = first, last
+
+
+def _source_span(span: tuple[int, int] | None, source_index: list[int] | None) -> list[int] | None:
+    """A span of cleaned turns as the transcript's own turn indexes, as the minutes cite them."""
+    if span is None:
+        return None
+    return [source_index[i] for i in span] if source_index is not None else list(span)
 
 
 def _add_times(records: list[ChapterSummary], turns: list[Turn]) -> None:

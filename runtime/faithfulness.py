@@ -1,0 +1,293 @@
+"""Does the meeting say what the summary says? Each sentence of a summary, checked against the
+turns it could have come from, without a model.
+
+A small model writes fluent sentences that the meeting does not bear out: an agreement that was
+a disagreement, colours nobody proposed, a candidate "from the platform team" when the platform
+team supplies the interviewer, an instruction injected into the transcript repeated as a
+decision with dates nobody said. The minutes' items pass evidence checks (minutes/evidence.py);
+here a summary's sentences pass the same kind:
+
+- its evidence is the few turns that match it best (BM25) and a turn either side of each;
+- enough of its content words are in the evidence (evidence.support, fuzzily), with a lower bar
+  than the minutes' items, since a summary paraphrases;
+- every name it uses (a capitalised word inside the sentence: a person, a role such as
+  "Industrial Designer", a team) is in the evidence or is a speaker of the meeting;
+- every number, weekday, month and ISO date is in the evidence ("14th" is 14, "ten" is 10);
+- a negation is matched by one in the evidence, and "X from the Y team" by the same X there;
+- an agreement or a decision is not claimed where its evidence only disagrees.
+
+Turns that address the summarizer itself ("ignore previous instructions ...") are no evidence of
+anything the meeting did.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from rapidfuzz import fuzz
+
+from sumctl.runtime.minutes.cues import sentences
+from sumctl.runtime.minutes.evidence import STOPWORDS, WORD_MATCH, support
+from sumctl.runtime.transcript import Turn
+
+# Measured on QMSum train: reference answers (human paraphrase of their segments) against the
+# evidence found for each sentence. See check_summary's docstring for the numbers.
+PARAPHRASE_SUPPORT = 0.35
+EVIDENCE_TURNS = 5  # best-matching turns per sentence
+EVIDENCE_REACH = 1  # turns either side of each that join its evidence
+
+_NUMBER_WORDS = {w: str(i) for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen twenty".split())}
+_NUMBER_WORDS.update({"thirty": "30", "forty": "40", "fifty": "50", "sixty": "60", "seventy": "70",
+                      "eighty": "80", "ninety": "90", "hundred": "100", "thousand": "1000",
+                      "million": "1000000", "billion": "1000000000", "dozen": "12", "half": "0.5"})
+_COMPOUND = re.compile(r"\b(twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|one|two|three|four|five|"
+                       r"six|seven|eight|nine|ten)(\s+point\s+|[\s-]+)(one|two|three|four|five|six|"
+                       r"seven|eight|nine)\b", re.I)
+# "One" is a pronoun far more often than a count ("one of the designs").
+_CHECKED_NUMBER_WORDS = set(_NUMBER_WORDS) - {"one", "zero", "half"}
+_NUMBER = re.compile(r"\b\d[\d,]*(?:\.\d+)?(?:st|nd|rd|th|s)?\b|\b(?:" + "|".join(
+    sorted(_CHECKED_NUMBER_WORDS, key=len, reverse=True)) + r")\b", re.I)
+_ISO_DATE = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
+_CALENDAR = re.compile(r"\b(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|january|"
+                       r"february|march|april|june|july|august|september|october|november|"
+                       r"december)\b", re.I)
+_NEGATION = re.compile(r"\b(?:not|never|no|none|nothing|nobody|neither|nor|without|cannot)\b|n't\b",
+                       re.I)
+# What a speaker says instead of "not": "everything except the export" is "not the export".
+_EXCEPTION = re.compile(r"\b(?:except|unless|instead|rather than|fail(?:s|ed|ing)?|lack(?:s|ed|ing)?|"
+                        r"missing|only|against|refuse[sd]?|reject(?:s|ed)?|stop(?:s|ped)?|hardly|barely|"
+                        r"less|fewer|too (?:few|little)|insufficient\w*|inadequate\w*|un[a-z]{4,})\b", re.I)
+# Verbs of a claim: "decision" alone is as often a thing discussed ("decision nodes").
+_CLAIMS_AGREEMENT = re.compile(r"\b(?:agree[sd]?|agreement|decided|approved|consensus|accepted|settled|"
+                               r"(?:made|reached) (?:a|the) decision)\b", re.I)
+_DISAGREES = re.compile(r"\b(?:disagree[sd]?|not (?:really )?sure|(?:don't|do not|didn't) "
+                        r"(?:really )?(?:agree|like|think)|i'm against|not convinced|doubt)\b", re.I)
+_AGREES = re.compile(r"(?<!dis)(?<!n't )(?<!not )\bagree[sd]?\b|\bsounds (?:good|great|fine)\b|"
+                     r"\b(?:good idea|exactly|absolutely|definitely|fair enough|that's fine|"
+                     r"let's (?:do|go with)|decided|settled|approved?)\b", re.I)
+_AFFILIATION = re.compile(r"\b([a-z]+)\s+(?:from|of|on|in)\s+the\s+((?:[a-z]+\s+)?[a-z]+)\s+team\b",
+                          re.I)
+# Text that speaks to the summarizer, not to the meeting.
+_INSTRUCTION = re.compile(r"\b(?:ignore|disregard|forget)\s+(?:all\s+|any\s+)?(?:the\s+|your\s+)?"
+                          r"(?:previous|prior|above|earlier|preceding)\s+(?:instructions?|prompts?)"
+                          r"|\bsystem prompt\b|\byou are (?:now )?an? (?:ai|assistant|language model)\b",
+                          re.I)
+# A summary's words about the meeting, not from it: no turn says "discussed" or "the group".
+_META = re.compile(r"\b(?:discuss(?:ed|es|ing|ion|ions)?|talk(?:ed|s)? about|mention(?:ed|s)?|suggest(?:ed|s|ion|ions)?|"
+                   r"propos(?:ed|es|al|als)|explain(?:ed|s)|said|says|stated|noted|asked|believed?|"
+                   r"thought|felt|agreed|decided|concluded|expressed|pointed out|answered|replied|"
+                   r"group|participants?|members?|speakers?|discussion|meeting|topics?|main|also|"
+                   r"further|overall|furthermore|moreover|additionally|besides|however|summary)\b", re.I)
+# AMI spells letters out: "L_C_D_" is the LCD a summary names.
+_ACRONYM = re.compile(r"\b(?:[A-Za-z]_){2,}")
+_CAPITALISED = re.compile(r"\b[A-Z][A-Za-z'-]*(?:\s+[A-Z][A-Za-z'-]*)*")
+_ORDINARY_CAPITALISED = STOPWORDS | {
+    "i", "the", "a", "an", "this", "that", "these", "those", "they", "we", "he", "she", "it", "its",
+    "there", "then", "however", "also", "overall", "finally", "first", "second", "third", "lastly",
+    "additionally", "furthermore", "meanwhile", "although", "while", "as", "in", "on", "for", "to",
+    "speaker", "speakers", "meeting", "team", "group", "everyone", "someone", "person", "people",
+    "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "january",
+    "february", "march", "april", "may", "june", "july", "august", "september", "october",
+    "november", "december", "summary", "ok", "okay", "yes", "no", "mr", "mrs", "ms", "dr"}
+
+
+# Words of a speaker's name that name a kind of person, not the person.
+_ROLE_WORDS = {"grad", "phd", "professor", "postdoc", "undergrad", "project", "manager", "industrial",
+               "designer", "user", "interface", "marketing", "expert", "chair", "member", "minister"}
+
+
+@dataclass(frozen=True)
+class SentenceCheck:
+    sentence: str
+    supported: bool
+    problems: tuple[str, ...]  # why not, one short reason each; empty when supported
+    turns: tuple[int, int] | None  # (first, last) evidence turn, 0-based into the checked turns
+    support: float = 0.0  # the share of its content words in its evidence
+
+
+def check_summary(text: str, turns: Sequence[Turn | str], *, speakers: Iterable[str] = (),
+                  threshold: float = PARAPHRASE_SUPPORT) -> list[SentenceCheck]:
+    """One check per sentence of `text`, in order, against `turns` (the spoken turns the summary
+    was made from); `speakers` are the meeting's, who may be named without being quoted.
+
+    The threshold, measured on 80 QMSum train specific-query segments: of their reference
+    answers' sentences (people's paraphrases, true, and more abstract than a model's) 13% fall
+    below 0.35 against their evidence, 24% below 0.5 and 47% below the minutes' 0.6 (items in
+    the meeting's own words); of the same answers checked against another segment, 93% fall
+    below 0.35. Names, figures and relations catch what a fluent sentence invents in the
+    meeting's own vocabulary."""
+    # With their speakers: "Marketing wanted ten buttons" is borne out by Marketing's own turn.
+    texts = [_ACRONYM.sub(lambda m: m.group(0).replace("_", ""), t.render() if isinstance(t, Turn) else str(t))
+             for t in turns]
+    said = [("" if _INSTRUCTION.search(t) else t) for t in texts]
+    names = _speaker_names([*speakers, *(t.speaker for t in turns if isinstance(t, Turn) and t.speaker)])
+    ranker = _Ranker(said)
+    checks = []
+    for sentence in split_sentences(text):
+        chosen = ranker.evidence(sentence)
+        span = (chosen[0], chosen[-1]) if chosen else None
+        evidence = " ".join(said[i] for i in chosen)
+        where = f"turns {span[0] + 1}-{span[1] + 1}" if span else "the transcript"
+        problems = sentence_problems(sentence, evidence, where, names, threshold)
+        share = support(_META.sub(" ", sentence), evidence) if evidence.strip() else 0.0
+        checks.append(SentenceCheck(sentence, not problems, tuple(problems), span, round(share, 4)))
+    return checks
+
+
+def keep_supported(text: str, checks: list[SentenceCheck]) -> str:
+    """`text` without the sentences `checks` (check_summary's, of this text) found unsupported;
+    lines keep their breaks, and a line left empty goes."""
+    verdicts = iter(checks)
+    lines = []
+    for line in text.splitlines():
+        said = sentences(line)
+        if not said:
+            lines.append(line)
+            continue
+        kept = [s for s in said if next(verdicts).supported]
+        if kept:
+            indent = line[:len(line) - len(line.lstrip())]
+            lines.append(indent + " ".join(kept))
+    return "\n".join(lines).strip()
+
+
+def split_sentences(text: str) -> list[str]:
+    """The summary's sentences, line by line (a bullet is a sentence of its own)."""
+    return [s for line in text.splitlines() for s in sentences(line)]
+
+
+def sentence_problems(sentence: str, evidence: str, where: str, speakers: set[str],
+                      threshold: float = PARAPHRASE_SUPPORT) -> list[str]:
+    """Why `evidence` (the text of the turns called `where`) does not bear `sentence` out."""
+    if not evidence.strip():
+        return [f"nothing in {where} matches it"]
+    problems = []
+    share = support(_META.sub(" ", sentence), evidence)
+    if share < threshold:
+        problems.append(f"only {share:.0%} of its words are in {where}")
+    problems += _name_problems(sentence, evidence, where, speakers)
+    problems += _figure_problems(sentence, evidence, where)
+    problems += _relation_problems(sentence, evidence, where)
+    return problems
+
+
+def _name_problems(sentence: str, evidence: str, where: str, speakers: set[str]) -> list[str]:
+    problems = []
+    lowered = evidence.lower()
+    for m in _CAPITALISED.finditer(sentence):
+        words = [w for w in m.group(0).split() if w.lower().strip("'") not in _ORDINARY_CAPITALISED]
+        # A sentence's first word is capitalised whatever it is: alone, it names nobody for sure.
+        first = m.start() == 0 or sentence[:m.start()].rstrip().endswith((":", "-", "\"", "("))
+        if not words or (first and len(m.group(0).split()) == 1):
+            continue
+        name = " ".join(words)
+        if not _named(name, lowered, speakers):
+            problems.append(f"names '{name}', who is not in {where} nor a speaker")
+    return problems
+
+
+def _named(name: str, evidence: str, speakers: set[str]) -> bool:
+    key = name.lower().removesuffix("'s")
+    if any(fuzz.ratio(key, s) >= WORD_MATCH for s in speakers):
+        return True
+    if re.search(rf"\b{re.escape(key)}", evidence):
+        return True
+    # "Industrial Design" for the Industrial Designer, "Marco's" for Marco.
+    return fuzz.partial_ratio(key, evidence) >= 90 and len(key) > 4
+
+
+def _speaker_names(speakers: Iterable[str]) -> set[str]:
+    """Every way a speaker is named: whole, and each word of the name that is not a role's
+    ("Priya" and "Shah" of "Priya Shah", but not "Grad" of "Grad A")."""
+    names = set()
+    for speaker in speakers:
+        speaker = " ".join(str(speaker).split()).lower()
+        if not speaker:
+            continue
+        names.add(speaker)
+        words = speaker.split()
+        if len(words) > 1:
+            names.update(w for w in words if len(w) > 2 and w not in _ROLE_WORDS)
+    return names
+
+
+def _figure_problems(sentence: str, evidence: str, where: str) -> list[str]:
+    said = _figures(evidence)
+    missing = [f for f in dict.fromkeys(_figure_phrases(sentence)) if _figure_key(f) not in said]
+    problems = []
+    for phrase in missing:
+        kind = "date" if _ISO_DATE.fullmatch(phrase) or _CALENDAR.fullmatch(phrase) else "number"
+        problems.append(f"{kind} '{phrase}' is not in {where}")
+    return problems
+
+
+def _figure_phrases(text: str) -> list[str]:
+    return [m.group(0) for m in (*_ISO_DATE.finditer(text), *_CALENDAR.finditer(text))] + [
+        m.group(0) for m in _NUMBER.finditer(_ISO_DATE.sub(" ", text))]
+
+
+def _figure_key(phrase: str) -> str:
+    phrase = phrase.lower().replace(",", "")
+    if _ISO_DATE.fullmatch(phrase) or _CALENDAR.fullmatch(phrase):
+        return phrase
+    return _NUMBER_WORDS.get(phrase) or re.sub(r"(?<=\d)(?:st|nd|rd|th|s)$", "", phrase)
+
+
+def _figures(text: str) -> set[str]:
+    found = {_figure_key(p) for p in _figure_phrases(text)}
+    # A transcript spells its counts as it says them: "one" and "a hundred" count too.
+    found |= {v for w, v in _NUMBER_WORDS.items() if re.search(rf"\b{w}\b", text, re.I)}
+    for m in _COMPOUND.finditer(text):  # "forty five", "two point five"
+        tens, unit = (_NUMBER_WORDS[w.lower()] for w in m.group(1, 3))
+        found.add(f"{tens}.{unit}" if m.group(2).strip(" -").lower() == "point" else str(int(tens) + int(unit)))
+    return found
+
+
+def _relation_problems(sentence: str, evidence: str, where: str) -> list[str]:
+    problems = []
+    if _NEGATION.search(sentence) and not (_NEGATION.search(evidence) or _EXCEPTION.search(evidence)):
+        problems.append(f"says '{_NEGATION.search(sentence).group(0)}'; {where} negate nothing")
+    claim = _CLAIMS_AGREEMENT.search(sentence)
+    if (claim and not _NEGATION.search(sentence) and not re.search(r"\bdisagree", sentence, re.I)
+            and _DISAGREES.search(evidence) and not _AGREES.search(evidence)):
+        problems.append(f"says {claim.group(0).lower()}; {where} disagree")
+    for m in _AFFILIATION.finditer(sentence):
+        team = m.group(2).lower()
+        theirs = [e.group(1).lower() for e in _AFFILIATION.finditer(evidence) if e.group(2).lower() == team]
+        if theirs and all(fuzz.ratio(m.group(1).lower(), t) < WORD_MATCH for t in theirs):
+            problems.append(f"says {m.group(1)} from the {team} team; {where} say {theirs[0]}")
+    return problems
+
+
+class _Ranker:
+    """BM25 over the turns, as retrieval ranks chapters against a question."""
+
+    def __init__(self, texts: list[str]):
+        import bm25s  # numpy comes with it: not for a CLI that only starts
+
+        logging.getLogger("bm25s").setLevel(logging.WARNING)
+        self.size = len(texts)
+        self.tokenizer = bm25s.tokenization.Tokenizer(stopwords="en")
+        self.index = None
+        if any(t.strip() for t in texts):
+            corpus = self.tokenizer.tokenize([t or "-" for t in texts], show_progress=False)
+            self.index = bm25s.BM25()
+            self.index.index(corpus, show_progress=False)
+
+    def evidence(self, sentence: str) -> list[int]:
+        """The turns that can bear the sentence out, in order: the best few and their neighbours."""
+        if self.index is None:
+            return []
+        query = self.tokenizer.tokenize([sentence], update_vocab=False, show_progress=False)
+        if not query[0]:
+            return []
+        scores = self.index.get_scores(query[0])
+        best = [i for i in sorted(range(self.size), key=lambda i: (-scores[i], i))[:EVIDENCE_TURNS]
+                if scores[i] > 0]
+        return sorted({j for i in best for j in range(max(0, i - EVIDENCE_REACH),
+                                                      min(self.size, i + EVIDENCE_REACH + 1))})
