@@ -43,7 +43,8 @@ def ask(meeting, question, model, threads, as_json, input_format, options):
     # Fail fast, before a model loads: a missing file or an empty question costs nothing.
     transcript = read_transcript(meeting, fmt=input_format, max_bytes=options.max_bytes)
     question = check_question(question, meeting)
-    summarizer = Summarizer(model, options, threads=threads)
+    # An answer is prose about the question; minutes would be found and thrown away.
+    summarizer = Summarizer(model, options.but(minutes=False), threads=threads)
     try:
         answer = answer_question(summarizer, transcript, question, length=options.length)
     finally:

@@ -49,7 +49,7 @@ def batch(sources, out, model, engine, address, workers, threads, recursive, ret
     \b
     Exactly once:
       - A job is keyed by the transcript's sha256, the bundle's hash and what changes
-        the output (--length, --query, --minutes, --keep-fillers, --format...), the
+        the output (--length, --query, --summary-only, --keep-fillers, --format...), the
         same rule as `sumctl watch`. When its outputs are written, a done-record is written beside them; a
         rerun skips done jobs without loading the model.
       - Killed at any moment, a rerun finishes the rest: every output once, no
@@ -62,7 +62,8 @@ def batch(sources, out, model, engine, address, workers, threads, recursive, ret
     Examples:
       sumctl batch transcripts/ -r --out summaries/
       sumctl batch 'calls/2026-*.vtt' --out summaries/ --length short --workers 2
-      sumctl batch meetings/ -r --out minutes/ --minutes --tasks obsidian
+      sumctl batch meetings/ -r --out minutes/ --tasks obsidian
+      sumctl batch calls/ -r --out summaries/ --summary-only   # the summary paragraph alone
       ray start --head --num-cpus 8        # on each machine: ray start --address HEAD:6379
       sumctl batch /shared/transcripts -r --out /shared/summaries --engine ray --address auto
     """

@@ -88,21 +88,23 @@ _SUMMARY_FLAGS = {
              "(\"Yeah.\", \"Mm-hmm.\"), fillers (um, uh) and stutters (\"the the\", \"w- we\") "
              "are removed first; chapters and citations still point at the original turns."),
     "minutes": _option(
-        "--minutes", is_flag=True,
-        help="Write meeting minutes: YAML front matter (date, participants, tags), the summary, "
+        "--minutes/--summary-only", "minutes", default=True,
+        help="Minutes, the default: YAML front matter (date, participants, tags), the summary, "
              "decisions, action items with owners and due dates, and open questions, each "
              "citing its turns. An owner is a speaker or a person named in those turns, and a "
-             "due date one they state; otherwise it is left empty, never guessed."),
+             "due date one they state; otherwise it is left empty, never guessed. "
+             "--summary-only writes the summary paragraph alone, as the Tiny Titans paper's "
+             "systems do (and as sumctl did by default before minutes)."),
     "minutes_method": _option(
         "--minutes-method", type=click.Choice(MINUTES_METHODS), default=None,
-        help="How --minutes finds items: `cues` (commitments, requests, assignments and "
+        help="How minutes find items: `cues` (commitments, requests, assignments and "
              "decisions as people phrase them; no model), `hybrid` (those, each confirmed by "
              "the model) or `model` (the model lists them; JSON held to a grammar on GGUF). "
              "Every item must be found in the turns it cites. Default: the model's measured "
              "best."),
     "tasks": _option(
         "--tasks", type=click.Choice(TASK_STYLES), default="gfm", show_default=True,
-        help="How --minutes writes action items: GitHub task lines "
+        help="How minutes write action items: GitHub task lines "
              "(`- [ ] Fix the export (@Marco, due 2026-10-09)`), or Obsidian Tasks' "
              "`📅 2026-10-09` due dates."),
 }

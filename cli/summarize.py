@@ -37,14 +37,16 @@ def summarize(files, model, out_dir, threads, input_format, options, meeting_dat
     Transcripts longer than the model's input are split into chapters on speaker turns and
     summarized recursively; nothing is truncated. Inputs are never modified or overwritten.
 
-    With --minutes, the Markdown is meeting minutes (front matter for Obsidian or a wiki,
-    summary, decisions, action items as task lines, open questions) and the JSON carries
-    the same items with the turns that state them (schema: runtime/schemas/summary.schema.json).
+    The Markdown is meeting minutes: front matter for Obsidian or a wiki, the summary,
+    decisions, action items as task lines with owners and due dates, and open questions. The
+    JSON carries the same items with the turns that state them (schema:
+    runtime/schemas/summary.schema.json). --summary-only writes the summary paragraph alone.
 
     \b
     Examples:
       sumctl summarize meeting.vtt
-      sumctl summarize meeting.vtt --minutes --date 2026-10-07
+      sumctl summarize meeting.vtt --date 2026-10-07   # due dates resolve against it
+      sumctl summarize meeting.vtt --summary-only
       sumctl summarize *.json --model bundles/flan-t5-int8 --length short --out summaries/
       cat notes.txt | sumctl summarize - --format txt
     """

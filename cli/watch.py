@@ -115,14 +115,14 @@ def watch(folder, model, out, workers, threads, batch, once, recursive, include,
     """Summarize every transcript in DIR, exactly once, and keep watching it.
 
     Transcripts already in DIR are summarized first; then new and changed files are
-    summarized as they arrive. Each gets `<stem>.summary.md` and `<stem>.summary.json`
-    (the summary, the source's path and sha256, the model bundle and its hash, timings
+    summarized as they arrive. Each gets `<stem>.summary.md` (meeting minutes; the summary
+    alone with --summary-only) and `<stem>.summary.json` (the summary, the minutes' items, the source's path and sha256, the model bundle and its hash, timings
     and chapters). Two sources with one stem get `a.summary.*` and `a-2.summary.*`.
 
     \b
     What makes it safe to leave running:
       - Jobs are keyed by content hash + model + what changes the output (--length,
-        --query, --minutes, --keep-fillers, --format...) in DIR/.sumctl/state.db (SQLite):
+        --query, --summary-only, --keep-fillers, --format...) in DIR/.sumctl/state.db (SQLite):
         a renamed file is not summarized again, an edited one is, and a kill -9 or a
         power cut loses nothing (an interrupted job is redone at the next start).
       - A file is read only once it stopped changing (--settle); temporary names
@@ -152,7 +152,7 @@ def watch(folder, model, out, workers, threads, batch, once, recursive, include,
       sumctl watch ~/Meetings
       sumctl watch /srv/transcripts --model bundles/flan-t5-int8 --workers 2 -r
       sumctl watch inbox/ --out summaries/ --length short --include '*.vtt'
-      sumctl watch ~/Meetings --minutes --tasks obsidian  # minutes into an Obsidian vault
+      sumctl watch ~/Meetings --tasks obsidian       # minutes into an Obsidian vault
       sumctl watch /srv/transcripts --batch 4         # a busy folder, on CPU
       sumctl watch inbox/ --once --log-json          # cron / CI: the backlog, then exit
       sumctl status inbox/                            # done / failed / pending, last errors

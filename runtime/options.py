@@ -1,7 +1,8 @@
 """A summary's options: what a person asks of one summary, declared, checked and keyed once.
 
     from sumctl.runtime import SummaryOptions, Summarizer
-    options = SummaryOptions(length="short", minutes=True)
+    options = SummaryOptions(length="short")  # minutes: the summary, decisions, action items
+    plain = SummaryOptions(minutes=False)     # the summary paragraph alone
     summary = Summarizer("bundles/flan-t5-int8", options).summarize("meeting.vtt")
     summary.options  # what made it
 
@@ -29,6 +30,10 @@ from sumctl.runtime.jsonout import strict_dumps
 
 # The fields that change nothing written when they keep these values. A key leaves them out,
 # so that adding an option never changes (and redoes) the jobs of runs that did not use it.
+# `minutes` stays neutral at False although minutes became the default: a key written before
+# then without it means a plain summary, and still does. So a default run redoes each file that
+# an earlier default run summarized once, to add its minutes, and a `--summary-only` run (the
+# old default) redoes nothing.
 _NEUTRAL = {"clean": True, "num_beams": None, "max_summary_tokens": None,
             "formats": sorted(DEFAULT_FORMATS), "minutes": False, "minutes_method": None,
             "tasks": "gfm"}
@@ -43,7 +48,9 @@ class SummaryOptions:
         query: a question to answer about the meeting instead of summarizing all of it; blank
             is no question, and whitespace is folded.
         clean: drop backchannel turns, fillers and stutters first (`--keep-fillers` is False).
-        minutes: also find decisions, action items and open questions (runtime/minutes/).
+        minutes: meeting minutes (the default): the summary with the decisions, action items
+            and open questions found in the turns (runtime/minutes/); False: the summary
+            paragraph alone, as the Tiny Titans paper's systems write it.
         minutes_method: how minutes are found ("cues", "hybrid", "model"); None: the backend's
             measured best.
         tasks: how the minutes' Markdown writes action items, "gfm" or "obsidian".
@@ -56,7 +63,7 @@ class SummaryOptions:
     length: str = DEFAULT_LENGTH
     query: str | None = None
     clean: bool = True
-    minutes: bool = False
+    minutes: bool = True
     minutes_method: str | None = None
     tasks: str = "gfm"
     formats: tuple[str, ...] = DEFAULT_FORMATS

@@ -156,7 +156,7 @@ def summarize_live(records: list[EvalRecord], client: ChatClient, *, name: str, 
 
     def one(record: EvalRecord) -> CloudOutput:
         backend = OpenAICompatBackend(bundle, client=client)
-        summary = CloudSummarizer(bundle, backend, length=length).summarize(record.transcript, length=length,
+        summary = CloudSummarizer(bundle, backend, length=length, minutes=False).summarize(record.transcript, length=length,
                                                                          query=record.query)
         done = backend.completions
         output = CloudOutput(record.id, summary.text, round(sum(c.latency_s for c in done), 4),

@@ -131,7 +131,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     queries = load_queries(args.seed, args.limit)
-    summarizer = Summarizer(args.model, threads=args.threads)
+    summarizer = Summarizer(args.model, threads=args.threads, minutes=False)
     print(f"{summarizer.bundle.display_name}: {len(queries)} QMSum val specific queries, "
           f"{args.length} answers", flush=True)
     docs = run(summarizer, queries, args.length, RougeScorer())

@@ -72,7 +72,7 @@ def score(bundle: Path, records: list[dict], threads: int | None, seed: int, nam
     from sumctl.runtime.transcript import parse_text
 
     scorer = RougeScorer()
-    summarizer = Summarizer(bundle, threads=threads, length=LENGTH)
+    summarizer = Summarizer(bundle, threads=threads, length=LENGTH, minutes=False)
     rows, started = [], time.perf_counter()
     for i, r in enumerate(records, 1):
         t = time.perf_counter()

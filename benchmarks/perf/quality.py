@@ -149,7 +149,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as work:
         for name, config in systems(args, Path(work)):
             model = config.pop("model")
-            summarizer = Summarizer(model, threads=args.threads, **config)
+            summarizer = Summarizer(model, threads=args.threads, minutes=False, **config)
             for set_name, records in sets.items():
                 length = "medium" if set_name.startswith("qmsum") else "short"
                 print(f"{name} on {set_name} ({len(records)} records, {length}):", flush=True)

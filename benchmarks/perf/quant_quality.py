@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         seconds: dict[str, float] = {}
         for quant, bundle in found.items():
             log(f"summarizing {len(rows)} dialogues with {quant}")
-            summarizer = Summarizer(bundle, threads=args.threads, length=args.length)
+            summarizer = Summarizer(bundle, threads=args.threads, length=args.length, minutes=False)
             started = time.perf_counter()
             summaries[quant] = [summarizer.summarize(parse_text(r["dialogue"], name=f"{r['fname']}.txt")).text
                                 for r in rows]

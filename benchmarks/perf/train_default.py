@@ -213,7 +213,7 @@ def evaluate(adapter_gguf: Path, args) -> dict:
     sets = load_sets(argparse.Namespace(seed=SEED, qmsum_limit=args.eval_limit, dialogsum_limit=0))
     with tempfile.TemporaryDirectory() as tmp:
         bundle = build_adapter_bundle(adapter_gguf, Path(tmp) / "bundle", record=None)
-        summarizer = Summarizer(bundle, threads=args.threads)
+        summarizer = Summarizer(bundle, threads=args.threads, minutes=False)
         try:
             docs = run_one(summarizer, sets["qmsum_val_specific"], "medium", RougeScorer())
         finally:

@@ -201,7 +201,9 @@ class HFSummarizer(Summarizer):
     def __init__(self, model, tokenizer, shape: ModelShape, *, name: str, source: str, length: str,
                  generation: GenerationDefaults):
         bundle = memory_bundle(name, source, shape.kind, shape.max_input_tokens, generation)
-        super().__init__(bundle, backend=HFBackend(bundle, model, tokenizer, shape), length=length)
+        # Training scores and reduce inputs are summary text; minutes would be found and unused.
+        super().__init__(bundle, backend=HFBackend(bundle, model, tokenizer, shape), length=length,
+                         minutes=False)
 
     @property
     def model_info(self) -> dict:

@@ -81,7 +81,7 @@ def test_without_a_meeting_date_relative_days_stay_as_said(tmp_path, bundle):
 
 
 def test_plain_summaries_keep_their_form_and_fields(tmp_path, bundle):
-    result = sumctl("summarize", EXAMPLE, "--model", bundle, "--out", tmp_path)
+    result = sumctl("summarize", EXAMPLE, "--model", bundle, "--out", tmp_path, "--summary-only")
     assert result.returncode == 0, result.stderr
     record = json.loads((tmp_path / "standup.summary.json").read_text())
     jsonschema.validate(record, SCHEMA)
@@ -130,8 +130,13 @@ def test_watch_minutes_writes_the_minutes_form_for_every_file(tmp_path, bundle):
         assert meta["type"] == "meeting"
     vendor = json.loads((inbox / "vendor-selection.summary.json").read_text())
     assert vendor["meeting"]["date"] is None  # said in speech only: a list of turns has no date field
-    # The same files again, now without --minutes, are other jobs: summarized, not skipped.
-    again = sumctl("watch", inbox, "--model", bundle, "--once", "--settle", "0")
+    # The default is these minutes: nothing to redo.
+    written = {p: p.read_bytes() for p in records}
+    same = sumctl("watch", inbox, "--model", bundle, "--once", "--settle", "0")
+    assert same.returncode == 0, same.stderr
+    assert {p: p.read_bytes() for p in records} == written
+    # The same files again as plain summaries are other jobs: summarized, not skipped.
+    again = sumctl("watch", inbox, "--model", bundle, "--once", "--settle", "0", "--summary-only")
     assert again.returncode == 0, again.stderr
     assert "action_items" not in json.loads((inbox / "budget-sync.summary.json").read_text())
 

@@ -71,6 +71,10 @@ def test_the_commands_build_the_same_options_from_the_same_flags(command, monkey
              standalone_mode=False)
     assert seen == [SummaryOptions(length="short", clean=False, minutes=True, tasks="obsidian",
                                    formats=("txt",), max_bytes=10, query="Who?")]
+    # Minutes are the default; --summary-only is the plain summary, on every command.
+    cli.main([command, *args], standalone_mode=False)
+    cli.main([command, *args, "--summary-only"], standalone_mode=False)
+    assert [o.minutes for o in seen[1:]] == [True, False]
 
 
 def test_defaults_are_one_tuple_and_a_bad_field_is_one_line():

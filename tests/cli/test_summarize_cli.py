@@ -42,7 +42,10 @@ def test_summarize_writes_md_and_json_beside_input(tmp_path, bundle):
     assert record["text"] and record["length"] == "short" and record["source_format"] == "vtt"
     assert record["model"]["backend"] == "extractive" and record["timings"]["summarize_s"] >= 0
     assert record["chapters"] and record["input_tokens"] > 0
-    assert (tmp_path / "standup.summary.md").read_text().startswith("# Summary of standup.vtt")
+    # Minutes are the default: the front matter, then the summary and the items.
+    markdown = (tmp_path / "standup.summary.md").read_text()
+    assert markdown.startswith("---\n") and "\n# Minutes of standup.vtt\n" in markdown
+    assert "## Action items" in markdown and record["action_items"]
     assert source.read_bytes() == before
 
 

@@ -113,7 +113,7 @@ def test_kill_9_mid_run_then_restart(inbox, extractive_bundle_dir, watch_process
     for path, record in records.items():
         source = inbox / Path(record["source"]).name
         assert record["source_sha256"] == sha(source.read_bytes())
-        assert path.with_suffix(".md").read_text().startswith("# Summary of")
+        assert "\n# Minutes of " in path.with_suffix(".md").read_text()
     assert not [p for p in inbox.iterdir() if p.name.endswith(".summary.json") and p not in records]
 
 

@@ -115,7 +115,8 @@ def ray_cluster(slow_plugin_dir, tmp_path_factory):
 
 # --- reading a batch's outputs ---------------------------------------------------------------
 
-_FOOTER_SECONDS = re.compile(r"(chapter\(s\), )\d[\d,]*\.\d( s\._)$", re.M)
+# The footer of a summary ("...chapter(s), 0.3 s._") and of minutes ("...0.3 s; minutes by cues._").
+_FOOTER_SECONDS = re.compile(r"(chapter\(s\), )\d[\d,]*\.\d( s(?:\._$|; minutes by ))", re.M)
 
 
 def content(path: Path) -> str | dict:

@@ -37,37 +37,43 @@ def options(**fields) -> BatchOptions:
 
 
 def test_the_key_is_content_bundle_length_and_query_and_only_set_options_add_to_it():
-    base = options()
+    base = options(minutes=False)  # the plain summary, whose key has every option neutral
     assert base.key_fields() == {"model": "m" * 64, "length": "medium", "query": None}
     key = base.job_key("a" * 64)
     assert key != base.job_key("b" * 64)  # the content
-    assert key != BatchOptions("/b", "n" * 64).job_key("a" * 64)  # the bundle
-    assert key != options(length="short").job_key("a" * 64)
-    asked = options(query="  What was  decided? ")
+    assert key != BatchOptions("/b", "n" * 64, SummaryOptions(minutes=False)).job_key("a" * 64)  # the bundle
+    assert key != options(length="short", minutes=False).job_key("a" * 64)
+    asked = options(query="  What was  decided? ", minutes=False)
     assert asked.summary.query == "What was decided?" and asked.job_key("a" * 64) != key
     # Where the bundle is and how many threads read it change no output: same key.
-    assert BatchOptions("/elsewhere", "m" * 64, threads=3).job_key("a" * 64) == key
+    assert BatchOptions("/elsewhere", "m" * 64, SummaryOptions(minutes=False), threads=3).job_key("a" * 64) == key
     # Options left at their defaults do not enter the key, so adding one keeps old keys valid.
-    assert options(formats=("json", "md")).job_key("a" * 64) == key
-    kept = options(clean=False)
+    assert options(formats=("json", "md"), minutes=False).job_key("a" * 64) == key
+    kept = options(clean=False, minutes=False)
     assert kept.key_fields()["clean"] is False and kept.job_key("a" * 64) != key
     assert BatchOptions.from_dict(kept.to_dict()) == kept
     # A task style changes nothing written without minutes.
-    assert options(tasks="obsidian").job_key("a" * 64) == key
+    assert options(tasks="obsidian", minutes=False).job_key("a" * 64) == key
+    # Minutes, the default, are another output of the same content.
+    assert options().job_key("a" * 64) != key
 
 
 # Keys that c9b9600 wrote into done-records (computed by its BatchOptions.job_key, before
 # SummaryOptions): a rerun after an upgrade must find them, or it would redo every transcript.
+# Its default was the plain summary, spelled `minutes=False` since minutes became the default.
 RECORDED_KEYS = [
-    ({}, "57ac777e36a8af729831ce4ecef1bbaaf13a27a584ac1bde54c483811b9dace7"),
-    ({"length": "short"}, "d09c2488de6d56ef6e88b97618218bf697b34661a6770d4aeb01ff1870708419"),
-    ({"query": "What was decided?"}, "ca8317b51a681ce4f0113ae56677018dcdd08829bc36ab15575e9da0628f2319"),
-    ({"clean": False}, "6d6adf75777aa2101d5b43a79ae6044c027eb2084307e1efd670b26d72077be3"),
+    ({"minutes": False}, "57ac777e36a8af729831ce4ecef1bbaaf13a27a584ac1bde54c483811b9dace7"),
+    ({"length": "short", "minutes": False}, "d09c2488de6d56ef6e88b97618218bf697b34661a6770d4aeb01ff1870708419"),
+    ({"query": "What was decided?", "minutes": False},
+     "ca8317b51a681ce4f0113ae56677018dcdd08829bc36ab15575e9da0628f2319"),
+    ({"clean": False, "minutes": False}, "6d6adf75777aa2101d5b43a79ae6044c027eb2084307e1efd670b26d72077be3"),
     ({"minutes": True}, "0eb360c9735f9e157ac1376f0b26ae73019d1828d89e0eccc2da8546d6e2b30c"),
+    ({}, "0eb360c9735f9e157ac1376f0b26ae73019d1828d89e0eccc2da8546d6e2b30c"),  # the new default
     ({"minutes": True, "tasks": "obsidian", "minutes_method": "cues"},
      "42eea8c55921498176868e28d0e2de82fba520f9089e75af5467281b9e8ca7aa"),
-    ({"formats": ("md", "json", "txt")}, "d9501c2d84cd83166fb95ac32043987dcd92cb605ea5424d16d7485fc9cf0bcd"),
-    ({"num_beams": 4, "max_summary_tokens": 100, "length": "long"},
+    ({"formats": ("md", "json", "txt"), "minutes": False},
+     "d9501c2d84cd83166fb95ac32043987dcd92cb605ea5424d16d7485fc9cf0bcd"),
+    ({"num_beams": 4, "max_summary_tokens": 100, "length": "long", "minutes": False},
      "cbc245ba69e73900eeb983025fe1838c1788c8d95c6216d76d1f3b0a43396d3a"),
 ]
 

@@ -71,7 +71,8 @@ def test_backlog_once_writes_complete_records_and_a_second_run_does_nothing(tmp_
         assert record["model"]["sha256"] == bundle_sha == record["watch"]["model_sha256"]
         assert record["chapters"] and record["text"]
         assert record["timings"]["summarize_s"] >= 0 and "wait_s" in record["watch"]
-        assert (inbox / path.name.replace(".json", ".md")).read_text().startswith("# Summary of")
+        assert "\n# Minutes of m" in (inbox / path.name.replace(".json", ".md")).read_text()  # the default
+        assert "action_items" in record
 
     again = make(inbox, extractive_bundle_dir, once=True).run()
     assert again.summarized == 0
@@ -366,7 +367,7 @@ def _minutes_ready(inbox: Path) -> list[Path]:
             if "action_items" in json.loads(p.read_text(encoding="utf-8"))]
 
 
-@pytest.mark.parametrize("second", [{"minutes": True}, {"clean": False},
+@pytest.mark.parametrize("second", [{"minutes": True}, {"minutes": False, "clean": False},
                                     {"minutes": True, "clean": False}],
                          ids=["minutes", "keep-fillers", "both"])
 def test_a_plain_run_then_another_kind_of_output_does_every_file_again(tmp_path, extractive_bundle_dir,
@@ -375,8 +376,8 @@ def test_a_plain_run_then_another_kind_of_output_does_every_file_again(tmp_path,
     inbox.mkdir()
     for i in range(3):
         (inbox / f"m{i}.txt").write_text(meeting_text(70 + i) + "Bob: Alice will send the budget by Friday.\n")
-    first = make(inbox, extractive_bundle_dir, once=True).run()
-    assert first.summarized == 3
+    first = make(inbox, extractive_bundle_dir, once=True, minutes=False).run()
+    assert first.summarized == 3 and not _minutes_ready(inbox)
     again = make(inbox, extractive_bundle_dir, once=True, **second).run()
     # Another output of the same content is another job: none of them is "already" done.
     assert again.summarized == 3, {p: o.status for p, o in again.outcomes.items()}
@@ -400,31 +401,28 @@ def test_retry_failed_with_minutes_gives_the_minutes_jobs_fresh_attempts(tmp_pat
     assert len(_minutes_ready(inbox)) == 1
 
 
-# What WatchConfig.job_variant (before SummaryOptions, commit c9b9600) wrote into the state for these options.
+# What WatchConfig.job_variant (before SummaryOptions, commit c9b9600) wrote into the state for
+# these options. Its default was the plain summary: `minutes=False` since minutes are the default.
 RECORDED_VARIANTS = [
-    ({}, "medium"),
+    ({"minutes": False}, "medium"),
     ({"length": "short", "minutes": True}, "short+minutes:default:gfm"),
-    ({"clean": False}, "medium+keep-fillers"),
+    ({}, "medium+minutes:default:gfm"),  # the new default finds an earlier --minutes run's jobs
+    ({"clean": False, "minutes": False}, "medium+keep-fillers"),
     ({"length": "long", "minutes": True, "minutes_method": "cues", "tasks": "obsidian", "clean": False},
      "long+minutes:cues:obsidian+keep-fillers"),
-    ({"tasks": "obsidian"}, "medium"),  # a task style without minutes changes nothing
+    ({"tasks": "obsidian", "minutes": False}, "medium"),  # a task style without minutes changes nothing
 ]
 
 
-@pytest.mark.parametrize("fields, recorded", RECORDED_VARIANTS)
-def test_a_state_written_before_summary_options_keeps_its_jobs(tmp_path, extractive_bundle_dir,
-                                                               fields, recorded):
+def _state_from_c9b9600(inbox: Path, bundle_dir: Path, transcript: Path, recorded: str) -> Path:
+    """The state c9b9600 wrote after summarizing `transcript` under the variant `recorded`: the
+    same tables, with the variant in a column named `length`."""
     from sumctl.runtime.bundle import load_bundle
     from sumctl.runtime.watch.state import State
 
-    inbox = tmp_path / "in"
-    inbox.mkdir()
-    transcript = inbox / "m.txt"
-    transcript.write_text(meeting_text(90))
-    model = load_bundle(extractive_bundle_dir).sha256
+    model = load_bundle(bundle_dir).sha256
     path = inbox / ".sumctl" / "state.db"
     State(path).close()
-    # The state c9b9600 wrote: the same tables, with the variant in a column named `length`.
     db = sqlite3.connect(path)
     for table in ("jobs", "sessions"):
         db.execute(f"ALTER TABLE {table} RENAME COLUMN variant TO length")
@@ -436,6 +434,19 @@ def test_a_state_written_before_summary_options_keeps_its_jobs(tmp_path, extract
     db.execute("PRAGMA user_version=1")
     db.commit()
     db.close()
+    return path
+
+
+@pytest.mark.parametrize("fields, recorded", RECORDED_VARIANTS)
+def test_a_state_written_before_summary_options_keeps_its_jobs(tmp_path, extractive_bundle_dir,
+                                                               fields, recorded):
+    from sumctl.runtime.watch.state import State
+
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    transcript = inbox / "m.txt"
+    transcript.write_text(meeting_text(90))
+    path = _state_from_c9b9600(inbox, extractive_bundle_dir, transcript, recorded)
     # `sumctl status` reads it as it is, before any watcher migrates it.
     old = State(path, readonly=True).report()
     assert old["counts"]["done"] == 1 and old["last_session"]["variant"] == recorded
@@ -444,3 +455,22 @@ def test_a_state_written_before_summary_options_keeps_its_jobs(tmp_path, extract
     assert [o.status for o in report.outcomes.values()] == ["already"], report.outcomes
     [row] = job_rows(inbox / ".sumctl" / "state.db")
     assert row["variant"] == recorded
+
+
+def test_a_folder_watched_before_minutes_became_the_default_gets_its_minutes_once(
+        tmp_path, extractive_bundle_dir):
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    transcript = inbox / "m.txt"
+    transcript.write_text(meeting_text(91) + "Bob: Alice will send the budget by Friday.\n")
+    _state_from_c9b9600(inbox, extractive_bundle_dir, transcript, "medium")  # a plain default run
+    # --summary-only is the old default: nothing to redo.
+    assert make(inbox, extractive_bundle_dir, once=True, minutes=False).run().summarized == 0
+    # The new default redoes the file once, to write its minutes...
+    upgraded = make(inbox, extractive_bundle_dir, once=True).run()
+    assert upgraded.summarized == 1 and len(_minutes_ready(inbox)) == 1
+    # ...and then finds it done, as it does the plain summary.
+    assert make(inbox, extractive_bundle_dir, once=True).run().summarized == 0
+    assert make(inbox, extractive_bundle_dir, once=True, minutes=False).run().summarized == 0
+    assert {row["variant"] for row in job_rows(inbox / ".sumctl" / "state.db")} == {
+        "medium", "medium+minutes:default:gfm"}
