@@ -127,7 +127,8 @@ class CloudSummarizer(Summarizer):
     """The Summarizer with its model behind an API: nothing to load, nothing on disk."""
 
     def __init__(self, bundle: Bundle, backend: OpenAICompatBackend, *, length: str):
-        super().__init__(bundle, backend=backend, length=length)
+        # The bench scores the summary text; minutes would be found and unused.
+        super().__init__(bundle, backend=backend, length=length, minutes=False)
 
     @property
     def model_info(self) -> dict:
@@ -156,7 +157,7 @@ def summarize_live(records: list[EvalRecord], client: ChatClient, *, name: str, 
 
     def one(record: EvalRecord) -> CloudOutput:
         backend = OpenAICompatBackend(bundle, client=client)
-        summary = CloudSummarizer(bundle, backend, length=length, minutes=False).summarize(record.transcript, length=length,
+        summary = CloudSummarizer(bundle, backend, length=length).summarize(record.transcript, length=length,
                                                                          query=record.query)
         done = backend.completions
         output = CloudOutput(record.id, summary.text, round(sum(c.latency_s for c in done), 4),
