@@ -366,7 +366,7 @@ class Summarizer:
         """Check the final summary's sentences against the spoken turns it was made from; under
         guard "retry", drop those the turns do not bear out, keeping the best one if none is."""
         speakers = [t.speaker for t in job.transcript.turns if t.speaker]
-        checks = check_summary(summary.text, job.spoken, speakers=speakers)
+        checks = check_summary(summary.text, job.spoken, speakers=speakers, query=summary.query)
         unsupported = [c for c in checks if not c.supported]
         kept = len(checks)  # under "measure", every sentence stays: `dropped` says what would go
         if self.guard == "retry" and unsupported:

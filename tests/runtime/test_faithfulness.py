@@ -167,3 +167,12 @@ def test_the_default_models_standup_summary_is_checked_and_schema_valid(smollm2_
     assert block["kept"] + len(block["dropped"]) == block["sentences"]
     for sentence in [d["sentence"] for d in block["dropped"]]:
         assert sentence not in summary.text
+
+
+def test_a_name_the_question_uses_is_the_users_word_not_an_invention():
+    turns = [Turn("Huw David", "If we implement it carefully, with the right resources, I hope there "
+                               "are no unintended consequences; it is also about cultural change.")]
+    sentence = "Huw David said the unintended consequences of the Bill depend on cultural change."
+    assert any("names 'Bill'" in p for p in check_summary(sentence, turns)[0].problems)
+    [asked] = check_summary(sentence, turns, query="What did Huw David say about this Bill?")
+    assert asked.supported, asked.problems
