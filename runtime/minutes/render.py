@@ -44,7 +44,7 @@ def render_minutes(summary: Summary, *, tasks: str = "gfm") -> str:
     parts = front + ["---", "", f"# {heading}", ""]
     if summary.query:
         parts += [f"**Question:** {markdown_text(summary.query)}", ""]
-    parts += ["## Summary", "", safe.text] + safe.warning_lines()
+    parts += ["## Summary", "", safe.text] + safe.dropped_lines() + safe.warning_lines()
     parts += ["", "## Decisions", ""]
     parts += [f"- {markdown_text(d.text)} _({d.evidence.label()})_" for d in minutes.decisions] or ["None recorded."]
     parts += ["", "## Action items", ""]

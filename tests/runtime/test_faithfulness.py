@@ -4,6 +4,7 @@ caught and, under the default guard, dropped; what it did say, in other words, s
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import jsonschema
@@ -120,9 +121,7 @@ def bundle(tmp_path_factory):
 
 @pytest.mark.parametrize("guard", ["retry", "measure", "off"])
 def test_the_summarizer_drops_under_retry_records_under_measure_and_skips_under_off(bundle, guard):
-    # The plain summary's Markdown carries the note; the minutes form renders Summary.text alone.
-    summary = Summarizer(bundle, backend=InventingBackend(bundle), guard=guard,
-                         minutes=False).summarize(STANDUP)
+    summary = Summarizer(bundle, backend=InventingBackend(bundle), guard=guard).summarize(STANDUP)
     record = json.loads(json.dumps(summary.to_dict()))
     jsonschema.validate(record, SCHEMA)
     if guard == "off":
@@ -135,7 +134,10 @@ def test_the_summarizer_drops_under_retry_records_under_measure_and_skips_under_
     assert 0 <= first <= last < len(STANDUP.turns)
     if guard == "retry":
         assert block["kept"] == 1 and summary.text == "Marco will own the export fix by Friday."
-        assert "_1 sentence dropped: not supported by the transcript._" in summary.to_markdown()
+        # Both forms say so: the minutes (the default) and the plain summary.
+        note = "_1 sentence dropped: not supported by the transcript._"
+        assert note in summary.to_markdown() and "## Action items" in summary.to_markdown()
+        assert note in replace(summary, minutes=None).to_markdown()
     else:
         assert block["kept"] == 2 and summary.text == InventingBackend.reply
     assert "unsupported" not in summary.quality_flags

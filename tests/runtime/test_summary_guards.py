@@ -43,7 +43,10 @@ def looper(tmp_path, monkeypatch):
 
 def meeting(turns: int) -> Transcript:
     return Transcript([Turn("Marco" if i % 2 else "Lena",
-                            f"Item {i}: we reviewed the payment tests and the export fix number {i}.")
+                            # Says what the fake model writes, so that the faithfulness check
+                            # keeps it and only the loop guards act.
+                            f"Item {i}: we reviewed the payment tests. Friday is when we agreed "
+                            f"that the export fix will ship, number {i}.")
                        for i in range(turns)], "standup.txt", "text")
 
 
