@@ -178,17 +178,23 @@ def build_tiny_t5(out_dir: str | Path, *, seed: int = 0, d_model: int = 64, d_ff
 
 
 def hf_checkpoint_from_gguf(gguf_path: str | os.PathLike, out: str | os.PathLike) -> Path:
-    """Dequantize a llama GGUF into an HF LlamaForCausalLM folder (safetensors) with a faithful
-    fast tokenizer rebuilt from the GGUF's vocabulary.
+    """Dequantize a llama or gemma3 GGUF into an HF causal-LM folder (LlamaForCausalLM,
+    Gemma3ForCausalLM; safetensors) with a faithful fast tokenizer rebuilt from the GGUF's
+    vocabulary.
 
-    transformers' own GGUF tokenizer import gets byte-level BPE vocabularies wrong (it adds a
-    byte fallback, a BOS on every input and the GGUF file itself as `tokenizer.model`), so
-    only the weights come from it.
+    transformers' own GGUF tokenizer import gets both kinds of vocabulary wrong: byte-level BPE
+    (SmolLM2) gains a byte fallback, a BOS on every input and the GGUF file itself as
+    `tokenizer.model`; Gemma's SentencePiece-style BPE splits whole words into pieces
+    ("Marketing" -> "Mark", "et", "ing"). So only the weights come from it.
     """
-    from transformers import LlamaForCausalLM
+    from transformers import AutoModelForCausalLM
 
     gguf_path, out = Path(gguf_path), Path(out)
-    model = LlamaForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    architecture = gguf_metadata(gguf_path, "general.architecture")
+    if architecture not in ("llama", "gemma3"):
+        raise ExportError(f"{gguf_path}: architecture {architecture!r} cannot be turned into an HF "
+                          "checkpoint here (llama, gemma3)")
+    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
     tokenizer = tokenizer_from_gguf(gguf_path)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
     try:
@@ -204,9 +210,17 @@ def hf_checkpoint_from_gguf(gguf_path: str | os.PathLike, out: str | os.PathLike
     return out
 
 
-def tokenizer_from_gguf(gguf_path: Path):
+def gguf_metadata(gguf_path: Path, key: str, default=None):
     import gguf
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
+
+    field = gguf.GGUFReader(str(gguf_path)).fields.get(key)
+    return field.contents() if field is not None else default
+
+
+def tokenizer_from_gguf(gguf_path: Path):
+    """A transformers fast tokenizer that splits text as llama.cpp does with this GGUF's vocabulary:
+    byte-level BPE (`gpt2`) or SentencePiece-style BPE with byte fallback (`llama`: Gemma)."""
+    import gguf
     from transformers import PreTrainedTokenizerFast
 
     reader = gguf.GGUFReader(str(gguf_path))
@@ -215,8 +229,33 @@ def tokenizer_from_gguf(gguf_path: Path):
         f = reader.fields.get(key)
         return f.contents() if f is not None else default
 
-    if field("tokenizer.ggml.model") != "gpt2":
-        raise ExportError(f"{gguf_path}: only byte-level BPE (gpt2) vocabularies can be rebuilt")
+    kind = field("tokenizer.ggml.model")
+    if kind == "gpt2":
+        bpe = _byte_level_bpe(field, gguf_path)
+    elif kind == "llama":
+        bpe = _sentencepiece_bpe(field, gguf_path)
+    else:
+        raise ExportError(f"{gguf_path}: only byte-level BPE (gpt2) and SentencePiece (llama) "
+                          f"vocabularies can be rebuilt, not {kind!r}")
+    tokens = field("tokenizer.ggml.tokens")
+
+    def token(key):
+        i = field(key)
+        return tokens[i] if i is not None else None
+
+    architecture = field("general.architecture", "llama")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=bpe, bos_token=token("tokenizer.ggml.bos_token_id"),
+        eos_token=token("tokenizer.ggml.eos_token_id"), unk_token=token("tokenizer.ggml.unknown_token_id"),
+        pad_token=token("tokenizer.ggml.padding_token_id"),
+        chat_template=field("tokenizer.chat_template"),
+        model_max_length=int(field(f"{architecture}.context_length", 2048)), clean_up_tokenization_spaces=False)
+
+
+def _byte_level_bpe(field, gguf_path: Path):
+    import gguf
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
+
     pre = field("tokenizer.ggml.pre", "gpt2")
     tokens = field("tokenizer.ggml.tokens")
     types = field("tokenizer.ggml.token_type")
@@ -234,14 +273,43 @@ def tokenizer_from_gguf(gguf_path: Path):
     bpe.post_processor = processors.ByteLevel(trim_offsets=False)
     bpe.add_special_tokens([AddedToken(tokens[i], special=True, normalized=False)
                             for i, t in enumerate(types) if t == gguf.TokenType.CONTROL])
+    return bpe
 
-    def token(key):
-        i = field(key)
-        return tokens[i] if i is not None else None
 
-    return PreTrainedTokenizerFast(
-        tokenizer_object=bpe, bos_token=token("tokenizer.ggml.bos_token_id"),
-        eos_token=token("tokenizer.ggml.eos_token_id"), unk_token=token("tokenizer.ggml.unknown_token_id"),
-        pad_token=token("tokenizer.ggml.padding_token_id"),
-        chat_template=field("tokenizer.chat_template"),
-        model_max_length=int(field("llama.context_length", 2048)), clean_up_tokenization_spaces=False)
+def _sentencepiece_bpe(field, gguf_path: Path):
+    """llama.cpp's SentencePiece tokenizer as a `tokenizers` BPE. llama.cpp first cuts out the
+    control and user-defined tokens (Gemma's newline, space and tab runs, HTML tags), longest
+    first, then writes each space as U+2581 and merges, among all adjacent pairs whose
+    concatenation is a token, the one whose token scores highest; characters no token holds
+    become <0xNN> bytes. A BPE whose merges are every split of every token into two tokens,
+    ranked by the token's score, merges in that order."""
+    import gguf
+    from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, processors
+
+    tokens = field("tokenizer.ggml.tokens")
+    types = field("tokenizer.ggml.token_type")
+    scores = field("tokenizer.ggml.scores")
+    if field("tokenizer.ggml.add_space_prefix", False) or field("tokenizer.ggml.add_eos_token", False):
+        raise ExportError(f"{gguf_path}: a SentencePiece vocabulary with a space prefix or an appended "
+                          "EOS cannot be rebuilt here")
+    vocab = {t: i for i, t in enumerate(tokens)}
+    normal = gguf.TokenType.NORMAL
+    ranked = sorted((i for i, t in enumerate(types) if t == normal), key=lambda i: (-scores[i], i))
+    merges = []
+    for i in ranked:
+        text = tokens[i]
+        merges.extend((text[:k], text[k:]) for k in range(1, len(text))
+                      if text[:k] in vocab and text[k:] in vocab)
+    unk = field("tokenizer.ggml.unknown_token_id")
+    bpe = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token=tokens[unk] if unk is not None else None,
+                               fuse_unk=True, byte_fallback=True))
+    bpe.normalizer = normalizers.Replace(" ", "\u2581")
+    bpe.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse()])
+    special = {gguf.TokenType.CONTROL: True, gguf.TokenType.USER_DEFINED: False}
+    bpe.add_tokens([AddedToken(tokens[i], special=special[t], normalized=False)
+                    for i, t in enumerate(types) if t in special])
+    bos = field("tokenizer.ggml.bos_token_id")
+    if field("tokenizer.ggml.add_bos_token", False) and bos is not None:
+        bpe.post_processor = processors.TemplateProcessing(
+            single=f"{tokens[bos]} $A", pair=f"{tokens[bos]} $A $B", special_tokens=[(tokens[bos], bos)])
+    return bpe

@@ -30,6 +30,21 @@ ADAPTER_NOISE_FLOOR = 0.02
 
 LORA_SUFFIXES = {"lora_A": "lora_a", "lora_B": "lora_b"}
 PEFT_PREFIX = "base_model.model."
+# HF model_type -> llama.cpp architecture of the base GGUF the adapter applies to.
+LORA_ARCHITECTURES = {"llama": "llama", "mistral": "llama", "gemma3_text": "gemma3"}
+
+
+def lora_architecture(config):
+    """The gguf MODEL_ARCH of a base model, or why its adapter cannot be written."""
+    import gguf
+
+    arch = LORA_ARCHITECTURES.get(getattr(config, "model_type", None))
+    if arch is None:
+        raise ExportError(f"model_type {config.model_type!r}: no llama.cpp LoRA layout known "
+                          f"(supported: {', '.join(LORA_ARCHITECTURES)})")
+    if arch == "llama":
+        check_config(config)
+    return next(a for a, n in gguf.MODEL_ARCH_NAMES.items() if n == arch)
 
 
 def write_lora_gguf(adapter_dir: Path, config, path: Path, *, name: str = "") -> dict:
@@ -37,20 +52,23 @@ def write_lora_gguf(adapter_dir: Path, config, path: Path, *, name: str = "") ->
     `config`, as a llama.cpp LoRA GGUF (general.type = adapter) with F16 A and B matrices.
 
     llama.cpp adds scale * B(Ax) to each adapted weight's output, scale = alpha / r, as peft
-    does; A and B keep peft's shapes. The base GGUF's q and k rows are in the interleaved rope
-    layout (write_gguf), so B's rows, the output side, are reordered the same way; A, the input
-    side, is not. Returns what the manifest records about the adapter."""
+    does; A and B keep peft's shapes. A llama base GGUF's q and k rows are in the interleaved
+    rope layout (write_gguf), so B's rows, the output side, are reordered the same way; A, the
+    input side, is not. Gemma 3's rope is NeoX-style (HF's halves) in llama.cpp, so its rows stay
+    as they are; its norm weights (+1 in GGUF) and tied, scaled embedding are no adapter's
+    business: peft's all-linear leaves the embedding and the output head alone. Returns what the
+    manifest records about the adapter."""
     import gguf
 
     adapter_dir, path = Path(adapter_dir), Path(path)
     settings, weights = _read_adapter(adapter_dir)
-    check_config(config)
-    writer = gguf.GGUFWriter(path, gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
+    arch = lora_architecture(config)
+    writer = gguf.GGUFWriter(path, gguf.MODEL_ARCH_NAMES[arch])
     writer.add_type(gguf.GGUFType.ADAPTER)
     writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
     writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(settings["lora_alpha"]))
     writer.add_name(name or adapter_dir.name)
-    adapted = _add_lora_tensors(writer, config, weights)
+    adapted = _add_lora_tensors(writer, config, weights, arch)
     if not adapted:
         raise ExportError(f"{weights}: holds no LoRA tensors")
     write_file(writer)
@@ -75,14 +93,15 @@ def _read_adapter(adapter_dir: Path) -> tuple[dict, Path]:
     return settings, weights
 
 
-def _add_lora_tensors(writer, config, weights: Path) -> set[str]:
+def _add_lora_tensors(writer, config, weights: Path, arch) -> set[str]:
     """Add each A and B matrix as F16; returns the base tensors the adapter changes."""
     import gguf
     import numpy as np
     from safetensors.numpy import load_file
 
     n_head, n_head_kv = head_counts(config)
-    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, config.num_hidden_layers)
+    names = gguf.get_tensor_name_map(arch, config.num_hidden_layers)
+    interleaved = arch == gguf.MODEL_ARCH.LLAMA
     adapted = set()
     for peft_name, data in sorted(load_file(str(weights)).items()):
         module, _, kind = peft_name.removeprefix(PEFT_PREFIX).rpartition(".lora_")
@@ -90,12 +109,13 @@ def _add_lora_tensors(writer, config, weights: Path) -> set[str]:
         base_name = f"{module}.weight"
         gguf_name = names.get_name(base_name, try_suffixes=(".weight",))
         if kind not in LORA_SUFFIXES or gguf_name is None:
-            raise ExportError(f"{weights}: tensor {peft_name!r} has no place in a llama LoRA GGUF "
-                              "(only lora_A/lora_B of the llama linear layers do)")
+            raise ExportError(f"{weights}: tensor {peft_name!r} has no place in a "
+                              f"{gguf.MODEL_ARCH_NAMES[arch]} LoRA GGUF (only lora_A/lora_B of the "
+                              "linear layers do)")
         data = data.astype(np.float32)
-        if kind == "lora_B" and module.endswith("q_proj"):
+        if interleaved and kind == "lora_B" and module.endswith("q_proj"):
             data = interleave_rope_rows(data, n_head)
-        elif kind == "lora_B" and module.endswith("k_proj"):
+        elif interleaved and kind == "lora_B" and module.endswith("k_proj"):
             data = interleave_rope_rows(data, n_head_kv)
         data = data.astype(np.float16)
         if not np.isfinite(data).all():
@@ -185,10 +205,13 @@ def export_lora_gguf(adapter_dir: str | os.PathLike, base_hf: str | os.PathLike,
     try:
         info = write_lora_gguf(Path(adapter_dir), base.config, tmp, name=out.stem)
         base_f16 = work / "base-F16.gguf"
-        write_gguf(base, Path(base_hf), base_f16)
+        tokenizer = AutoTokenizer.from_pretrained(base_hf, trust_remote_code=False)
+        if base.config.model_type == "gemma3_text":
+            write_gemma3_base_gguf(base, tokenizer, base_f16)
+        else:
+            write_gguf(base, Path(base_hf), base_f16)
         merged = PeftModel.from_pretrained(load(), adapter_dir, is_trainable=False).merge_and_unload()
         merged.eval()
-        tokenizer = AutoTokenizer.from_pretrained(base_hf, trust_remote_code=False)
         try:
             info["verification"] = verify_lora_gguf(base, merged, tokenizer, base_f16, tmp,
                                                     threads=threads or usable_cores())
@@ -199,3 +222,86 @@ def export_lora_gguf(adapter_dir: str | os.PathLike, base_hf: str | os.PathLike,
         tmp.unlink(missing_ok=True)
         shutil.rmtree(work, ignore_errors=True)
     return info
+
+
+# --------------------------------------------------------------------------------------------
+# A Gemma 3 base as GGUF F16, for the adapter's check (write_gguf writes llama only)
+
+
+def write_gemma3_base_gguf(model, tokenizer, path: Path) -> None:
+    """The HF Gemma3ForCausalLM `model` as a gemma3 GGUF F16 that llama.cpp runs as it runs
+    Google's: the keys and tensors llama.cpp's converter writes (convert_hf_to_gguf.py, Gemma3Model)."""
+    import gguf
+
+    config = model.config
+    arch = gguf.MODEL_ARCH.GEMMA3
+    writer = gguf.GGUFWriter(path, gguf.MODEL_ARCH_NAMES[arch])
+    writer.add_name("gemma3 base (adapter check)")
+    writer.add_context_length(int(config.max_position_embeddings))
+    writer.add_embedding_length(config.hidden_size)
+    writer.add_block_count(config.num_hidden_layers)
+    writer.add_feed_forward_length(config.intermediate_size)
+    writer.add_head_count(config.num_attention_heads)
+    writer.add_head_count_kv(config.num_key_value_heads)
+    writer.add_key_length(config.head_dim)
+    writer.add_value_length(config.head_dim)
+    writer.add_layer_norm_rms_eps(float(config.rms_norm_eps))
+    writer.add_rope_freq_base(float(config.rope_theta))
+    writer.add_sliding_window(int(config.sliding_window))
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+    _add_spm_vocab(writer, tokenizer)
+    names = gguf.get_tensor_name_map(arch, config.num_hidden_layers)
+    for hf_name, tensor in model.state_dict().items():
+        if hf_name == "lm_head.weight":  # tied to the embedding
+            continue
+        gguf_name = names.get_name(hf_name, try_suffixes=(".weight",))
+        if gguf_name is None:
+            raise ExportError(f"{hf_name}: a tensor the gemma3 GGUF layout has no place for")
+        data = tensor.detach().float().numpy()
+        if hf_name.endswith("norm.weight"):
+            data = data + 1.0  # Gemma's RMSNorm scales by (1 + w); llama.cpp's by w
+        writer.add_tensor(gguf_name, data.astype("float16" if data.ndim > 1 else "float32"))
+    write_file(writer)
+
+
+def _add_spm_vocab(writer, tokenizer) -> None:
+    """A byte-fallback BPE tokenizer as llama.cpp's SentencePiece vocabulary. llama.cpp merges
+    the pair whose token scores highest, so each token scores minus the rank of the first merge
+    that makes it: the order in which the BPE merges (gguf's LlamaHfVocab gives every token
+    -1000, and llama.cpp would then merge left to right)."""
+    import json
+    import re
+
+    import gguf
+
+    model = json.loads(tokenizer.backend_tokenizer.to_str())["model"]
+    first = {}
+    for rank, merge in enumerate(model["merges"]):
+        left, right = merge if isinstance(merge, list) else merge.split(" ", 1)
+        first.setdefault(left + right, rank)
+    added = {t.content: t.special for t in tokenizer.added_tokens_decoder.values()}
+    tokens, scores, types = [], [], []
+    for text in tokenizer.convert_ids_to_tokens(list(range(len(tokenizer)))):
+        tokens.append(text)
+        if text in added:
+            types.append(gguf.TokenType.CONTROL if added[text] else gguf.TokenType.USER_DEFINED)
+            scores.append(-1000.0)
+        elif re.fullmatch(r"<0x[0-9A-F]{2}>", text):
+            types.append(gguf.TokenType.BYTE)
+            scores.append(0.0)
+        else:
+            types.append(gguf.TokenType.NORMAL)
+            scores.append(-float(first.get(text, len(model["merges"]))))
+    writer.add_tokenizer_model("llama")
+    writer.add_tokenizer_pre("default")
+    writer.add_token_list(tokens)
+    writer.add_token_scores(scores)
+    writer.add_token_types(types)
+    for key, value in (("bos", tokenizer.bos_token_id), ("eos", tokenizer.eos_token_id),
+                       ("unk", tokenizer.unk_token_id), ("pad", tokenizer.pad_token_id)):
+        if value is not None:
+            getattr(writer, f"add_{key}_token_id")(value)
+    bos = tokenizer.bos_token_id
+    writer.add_add_bos_token(bos is not None and tokenizer("a").input_ids[:1] == [bos])
+    writer.add_add_eos_token(False)
+    writer.add_add_space_prefix(False)

@@ -39,7 +39,9 @@ from sumctl.benchmarks.eval.records import Dataset
 from sumctl.runtime.jsonout import strict_dumps
 
 # model_type -> what trains it; the same families `sumctl export` takes.
-FAMILIES = {"t5": SEQ2SEQ, "mt5": SEQ2SEQ, "llama": CAUSAL, "mistral": CAUSAL}
+# gemma3_text (Gemma 3 270M/1B) trains as a LoRA for a llama.cpp base GGUF (export_lora_gguf);
+# `sumctl export llama` does not write it.
+FAMILIES = {"t5": SEQ2SEQ, "mt5": SEQ2SEQ, "llama": CAUSAL, "mistral": CAUSAL, "gemma3_text": CAUSAL}
 DEFAULT_T5_INPUT_TOKENS = 512  # `sumctl export t5`'s default input budget
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                    "added_tokens.json", "spiece.model", "tokenizer.model", "vocab.json",
@@ -161,7 +163,7 @@ def _check_inputs(config: TrainConfig) -> _Inputs:
     kind = FAMILIES.get(model_type)
     if kind is None:
         raise TrainError(f"{base_path}: model_type {model_type!r} cannot be trained here (supported: "
-                         "t5 for FLAN-T5/T5, llama for TinyLlama, SmolLM2, LiteLlama)")
+                         "t5 for FLAN-T5/T5, llama for TinyLlama, SmolLM2, LiteLlama, gemma3_text for Gemma 3)")
     return _Inputs(out, work, lengths, dataset, eval_set, pairs, dropped, base_path, model_type, kind)
 
 
@@ -429,7 +431,9 @@ def _default_max_input(kind: str, model_config) -> int:
     # the GGUF exporter records it, counts as the context).
     n_ctx = int(getattr(model_config, "max_position_embeddings", None) or N_CTX_CAP)
     window = getattr(model_config, "sliding_window", None)
-    if window:
+    # Gemma 3 slides the window on most layers but attends to everything on every sixth, and
+    # llama.cpp runs it so: its context is the whole training context.
+    if window and "full_attention" not in (getattr(model_config, "layer_types", None) or ()):
         n_ctx = min(n_ctx, int(window))
     return min(n_ctx, N_CTX_CAP)
 
@@ -489,24 +493,34 @@ def reply_loss_trainer(trainer_cls):
     """A causal-LM Trainer whose loss projects only the reply's positions onto the vocabulary.
 
     The loss is on the summary alone, a tenth of the tokens or less, but the model's own forward
-    computes logits over the 49k-word vocabulary at every prompt position too, and that head
-    and its softmax were about a third of each step on CPU. Same loss, same gradients."""
-    import torch
+    computes logits over the whole vocabulary (49k words for SmolLM2, 262k for Gemma 3) at every
+    prompt position too, and that head and its softmax were about a third of each step on CPU
+    for SmolLM2, most of it for Gemma 3. Same loss, same gradients."""
 
     class ReplyLossTrainer(trainer_cls):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            causal = model.get_base_model() if hasattr(model, "get_base_model") else model
-            hidden = causal.get_decoder()(input_ids=inputs["input_ids"],
-                                          attention_mask=inputs["attention_mask"]).last_hidden_state
-            targets = inputs["labels"][:, 1:]
-            keep = targets != IGNORE_INDEX
-            logits = causal.get_output_embeddings()(hidden[:, :-1][keep]).float()
-            loss = torch.nn.functional.cross_entropy(logits, targets[keep], reduction="sum")
-            # The Trainer counts label tokens across the accumulated batches, as its own loss does.
-            loss = loss / (num_items_in_batch if num_items_in_batch is not None else keep.sum().clamp(min=1))
+            loss = reply_loss(model, inputs, num_items_in_batch)
             return (loss, {"loss": loss}) if return_outputs else loss
 
     return ReplyLossTrainer
+
+
+def reply_loss(model, inputs: dict, num_items_in_batch=None):
+    """The causal LM's summed cross-entropy over the labelled positions, divided by the label
+    count the Trainer passes (across accumulated batches, as its own loss does) or by this batch's."""
+    import torch
+
+    causal = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hidden = causal.get_decoder()(input_ids=inputs["input_ids"],
+                                  attention_mask=inputs["attention_mask"]).last_hidden_state
+    targets = inputs["labels"][:, 1:]
+    keep = targets != IGNORE_INDEX
+    logits = causal.get_output_embeddings()(hidden[:, :-1][keep]).float()
+    cap = getattr(causal.config, "final_logit_softcapping", None)
+    if cap:  # Gemma 2 caps its logits; its own forward does the same
+        logits = torch.tanh(logits / cap) * cap
+    loss = torch.nn.functional.cross_entropy(logits, targets[keep], reduction="sum")
+    return loss / (num_items_in_batch if num_items_in_batch is not None else keep.sum().clamp(min=1))
 
 
 def _last_checkpoint(folder: Path) -> str | None:
