@@ -14,7 +14,10 @@ here a summary's sentences pass the same kind:
   "Industrial Designer", a team) is in the evidence or is a speaker of the meeting;
 - every number, weekday, month and ISO date is in the evidence ("14th" is 14, "ten" is 10);
 - a negation is matched by one in the evidence, and "X from the Y team" by the same X there;
-- an agreement or a decision is not claimed where its evidence only disagrees.
+- an agreement or a decision is not claimed where its evidence only disagrees;
+- what it says a speaker said, thought or proposed ("the industrial designer suggested X") is
+  in that speaker's own turns, or at least no other speaker's turns in the evidence carry X
+  clearly better: a small model often gives one speaker's proposal to another.
 
 Turns that address the summarizer itself ("ignore previous instructions ...") are no evidence of
 anything the meeting did.
@@ -30,7 +33,7 @@ from typing import Iterable, Sequence
 from rapidfuzz import fuzz
 
 from sumctl.runtime.minutes.cues import sentences
-from sumctl.runtime.minutes.evidence import STOPWORDS, WORD_MATCH, support
+from sumctl.runtime.minutes.evidence import STOPWORDS, WORD_MATCH, content_words, support
 from sumctl.runtime.transcript import Turn
 
 # Measured on QMSum train: reference answers (human paraphrase of their segments) against the
@@ -122,7 +125,13 @@ def check_summary(text: str, turns: Sequence[Turn | str], *, speakers: Iterable[
     fall below 0.35 against their evidence, 24% below 0.5 and 35% below the minutes' 0.6
     (items in the meeting's own words); of answers checked against another segment, 93% fall
     below 0.35. Of the default model's 49 sentences on 20 of those segments, 3 do. Names, figures and relations catch what a fluent sentence invents in the
-    meeting's own vocabulary."""
+    meeting's own vocabulary.
+
+    Attribution, measured on QMSum train too: of 1,033 specific-query references (3,322 sentences,
+    630 of them saying what a speaker said or thought), 9 are flagged (two of them rightly: the
+    reference gives a question or an official's words to the wrong speaker), and none of 162
+    whole-meeting references' 934 sentences; of the default model's 62 sentences on 28 segments,
+    21 attribute and 3 are flagged, all three rightly (one speaker's idea or remark given to another)."""
     # With their speakers: "Marketing wanted ten buttons" is borne out by Marketing's own turn.
     texts = [_ACRONYM.sub(lambda m: m.group(0).replace("_", ""), t.render() if isinstance(t, Turn) else str(t))
              for t in turns]
@@ -131,6 +140,7 @@ def check_summary(text: str, turns: Sequence[Turn | str], *, speakers: Iterable[
     names |= {m.group(0).lower() for m in _CAPITALISED.finditer(query or "")}
     names |= {w.lower() for m in _CAPITALISED.finditer(query or "") for w in m.group(0).split()}
     ranker = _Ranker(said)
+    voices = _Voices(turns, said, ranker)
     checks = []
     for sentence in split_sentences(text):
         chosen = ranker.evidence(sentence)
@@ -138,6 +148,7 @@ def check_summary(text: str, turns: Sequence[Turn | str], *, speakers: Iterable[
         evidence = " ".join(said[i] for i in chosen)
         where = f"turns {span[0] + 1}-{span[1] + 1}" if span else "the transcript"
         problems = sentence_problems(sentence, evidence, where, names, threshold)
+        problems += voices.misattributions(sentence, chosen, threshold)
         share = support(_META.sub(" ", sentence), evidence) if evidence.strip() else 0.0
         checks.append(SentenceCheck(sentence, not problems, tuple(problems), span, round(share, 4)))
     return checks
@@ -268,6 +279,113 @@ def _relation_problems(sentence: str, evidence: str, where: str) -> list[str]:
     return problems
 
 
+# Verbs by which a summary puts a claim in a speaker's mouth ("Marketing thought ...").
+_ATTRIBUTING = (r"(?:also\s+|then\s+|further\s+|later\s+)?(?:said|says|suggest(?:ed|s)|thought|thinks|"
+                r"propos(?:ed|es)|wanted|wants|recommend(?:ed|s)|mention(?:ed|s)|believe(?:d|s)|"
+                r"agree(?:d|s)|explain(?:ed|s)|ask(?:ed|s)|felt|feels|stated|noted|argued|pointed out|"
+                r"expressed|insisted|preferred|liked|disliked|"
+                r"(?:was|were|is|are) (?:not |also )?(?:happy|pleased|concerned|worried|keen|sure|unsure|"
+                r"against|in favou?r|satisfied|sceptical|skeptical|confident|interested))\b")
+# Where a clause, and so an attribution's subject, begins.
+_CLAUSE = r"(?:^|[,;:]\s*|\b(?:and|but|while|whereas|however|so|then|also|when)\s+)"
+# A title or office a name is written with or without: "Kirsty Williams AM" is "Kirsty Williams".
+_TITLES = {"am", "ms", "mp", "msp", "mla", "qc", "dr", "mr", "mrs", "miss", "prof", "professor", "sir"}
+# "A proposed X, but the others argued Y": Y is not A's.
+_OTHERS = re.compile(r"\b(?:but|while|whereas|although|though|however)\s+(?:the\s+)?(?:other|others|everyone|"
+                     r"everybody|rest|team|group|they|some|most|many|nobody|no one)\b", re.I)
+# A question, though a transcript may break it off before its "?".
+_QUESTION = re.compile(r"\?\s*$|^\W*(?:(?:so|and|but|well|um|uh|okay|ok|right)\W+)*(?:do|does|did|is|are|was|"
+                       r"were|can|could|should|would|will|what|how|why|where|who|which|have|has|any)\b", re.I)
+ATTRIBUTION_MARGIN = 0.2  # how much better another speaker must carry a claim than its speaker
+ATTRIBUTION_CARRIED = 0.5  # and how much of it at least: half, so that the claim is clearly theirs
+ATTRIBUTION_WORDS = 4  # content words a claim needs before whose it is can be judged
+
+
+class _Voices:
+    """Who said what: each speaker's turns, and the ways a summary names them."""
+
+    def __init__(self, turns: Sequence[Turn | str], said: list[str], ranker: "_Ranker"):
+        self.ranker = ranker
+        self.speaker = [(t.speaker or "").strip() if isinstance(t, Turn) else "" for t in turns]
+        self.text = [s.split(": ", 1)[1] if self.speaker[i] and s.startswith(self.speaker[i] + ": ") else s
+                     for i, s in enumerate(said)]
+        self.aliases = {}
+        for name in dict.fromkeys(s for s in self.speaker if s):
+            words = name.lower().split()
+            plain = [w for w in words if w.strip(".") not in _TITLES] or words
+            # "A" of a speaker "A" is the article far more often than the speaker.
+            for alias in {" ".join(words), " ".join(plain)} - {w for w in words if len(w) < 3}:
+                self.aliases.setdefault(alias, name)
+        self.pattern = self.subject = None
+        if self.aliases:
+            alias = "|".join(re.escape(a) for a in sorted(self.aliases, key=len, reverse=True))
+            # Where another speaker's clause begins, the claim ends: "A suggested X, but B objected".
+            self.subject = re.compile(rf"{_CLAUSE}(?:the\s+)?(?:{alias})\b", re.I)
+            self.pattern = re.compile(rf"(?<![\w-])(?:the\s+)?({alias})(?:\s+and\s+(?:the\s+)?({alias}))?"
+                                      rf"\s+{_ATTRIBUTING}", re.I)
+
+    def misattributions(self, sentence: str, chosen: list[int], threshold: float) -> list[str]:
+        """A claim said to be a speaker's that another speaker made, and the speaker did not."""
+        if self.pattern is None or not chosen:
+            return []
+        found = list(self.pattern.finditer(sentence))
+        problems = []
+        for k, m in enumerate(found):
+            named = {self.aliases[a.lower()] for a in m.groups() if a}
+            # Who agrees takes up another's words: the agreement check judges that claim.
+            if re.match(r"\s*(?:also\s+)?agree", sentence[m.end(m.lastindex):], re.I):
+                continue
+            end = found[k + 1].start() if k + 1 < len(found) else len(sentence)
+            said = _OTHERS.split(sentence[m.end():end].split(";")[0])[0]
+            claim = self._claim(self.subject.split(said)[0])
+            if len(content_words(claim)) < ATTRIBUTION_WORDS:
+                continue
+            carried = self._carried(claim, chosen)
+            # The named speaker gets every chance: all their turns across the evidence's span too.
+            span = self._carried(claim, range(chosen[0], chosen[-1] + 1))
+            own = max(self._own(claim, named), *(span.get(n, 0.0) for n in named))
+            other, best = max(((v, s) for s, v in carried.items() if s not in named), default=(0.0, ""))
+            if own < threshold and other >= max(threshold, ATTRIBUTION_CARRIED, own + ATTRIBUTION_MARGIN):
+                turns = [i + 1 for i in chosen if self.speaker[i] == best]
+                problems.append(f"attributes to {' and '.join(sorted(named))} what {best} said "
+                                f"(turns {turns[0]}-{turns[-1]})")
+        return problems
+
+    def _claim(self, text: str) -> str:
+        """The claim's own words: not the names of who said it or to whom, nor the summary's."""
+        for alias in sorted(self.aliases, key=len, reverse=True):
+            text = re.sub(rf"\b{re.escape(alias)}\b", " ", text, flags=re.I)
+        return _META.sub(" ", text)
+
+    def _own(self, claim: str, named: set[str]) -> float:
+        """How much of the claim the named speakers' best-matching turns carry, wherever they are."""
+        scores = self.ranker.scores(claim)
+        theirs = sorted((i for i in range(len(scores)) if self.speaker[i] in named and scores[i] > 0),
+                        key=lambda i: -scores[i])[:EVIDENCE_TURNS]
+        return _share(claim, " ".join(self._heard(i) for i in theirs)) if theirs else 0.0
+
+    def _heard(self, i: int) -> str:
+        """A turn, and the question it answers: "is voice fundamental?" "It's fundamental." """
+        asked = i and self.speaker[i - 1] != self.speaker[i] and bool(_QUESTION.search(self.text[i - 1]))
+        return f"{self.text[i - 1]} {self.text[i]}" if asked else self.text[i]
+
+    def _carried(self, claim: str, window: Iterable[int]) -> dict[str, float]:
+        """How much of the claim each speaker's own turns in the window carry."""
+        by = {}
+        for i in window:
+            if self.speaker[i]:
+                by.setdefault(self.speaker[i], []).append(self._heard(i))
+        return {s: _share(claim, " ".join(t)) for s, t in by.items()}
+
+
+def _share(claim: str, said: str) -> float:
+    """support() on word stems: who said it is judged on "subtract" for "subtracting" and "on -
+    line" for "on-line", where a paraphrase and its speaker part most often."""
+    def stems(text: str) -> str:
+        return re.sub(r"\b([a-z]{6})[a-z]+", r"\1", text.lower().replace("-", " "))
+    return support(stems(claim), stems(said))
+
+
 class _Ranker:
     """BM25 over the turns, as retrieval ranks chapters against a question."""
 
@@ -283,14 +401,16 @@ class _Ranker:
             self.index = bm25s.BM25()
             self.index.index(corpus, show_progress=False)
 
+    def scores(self, text: str) -> list[float]:
+        """How well each turn matches the text (all 0 when nothing can)."""
+        if self.index is None:
+            return [0.0] * self.size
+        query = self.tokenizer.tokenize([text], update_vocab=False, show_progress=False)
+        return list(self.index.get_scores(query[0])) if query[0] else [0.0] * self.size
+
     def evidence(self, sentence: str) -> list[int]:
         """The turns that can bear the sentence out, in order: the best few and their neighbours."""
-        if self.index is None:
-            return []
-        query = self.tokenizer.tokenize([sentence], update_vocab=False, show_progress=False)
-        if not query[0]:
-            return []
-        scores = self.index.get_scores(query[0])
+        scores = self.scores(sentence)
         best = [i for i in sorted(range(self.size), key=lambda i: (-scores[i], i))[:EVIDENCE_TURNS]
                 if scores[i] > 0]
         return sorted({j for i in best for j in range(max(0, i - EVIDENCE_REACH),

@@ -178,3 +178,56 @@ def test_a_name_the_question_uses_is_the_users_word_not_an_invention():
     assert any("names 'Bill'" in p for p in check_summary(sentence, turns)[0].problems)
     [asked] = check_summary(sentence, turns, query="What did Huw David say about this Bill?")
     assert asked.supported, asked.problems
+
+
+# The Industrial Designer proposes; the User Interface objects; the Project Manager asks and
+# is answered.
+REMOTE = meeting(
+    ("Project Manager", "Right, what should the case of the remote be made of?"),
+    ("Industrial Designer", "I propose a rubber case with a yellow spongy cover, because it is "
+                            "cheap and soft to hold."),
+    ("User Interface", "I don't like that at all. Customers expect a titanium finish, rubber "
+                       "looks cheap next to the television."),
+    ("Project Manager", "Should the buttons glow in the dark with a soft green light?"),
+    ("Marketing", "Yes, that would sell."),
+)
+PROPOSAL = "suggested a rubber case with a yellow spongy cover."
+
+
+def attribution(sentence: str) -> list[str]:
+    result = check(sentence, REMOTE)
+    return [p for p in result.problems if p.startswith("attributes")]
+
+
+@pytest.mark.parametrize("who", ["The Industrial Designer", "Industrial Designer", "the industrial designer"])
+def test_a_proposal_attributed_to_who_made_it_is_kept(who):
+    result = check(f"In the end {who} {PROPOSAL}", REMOTE)
+    assert result.supported, result.problems
+
+
+@pytest.mark.parametrize("who", ["The User Interface", "User Interface", "the user interface"])
+def test_a_proposal_attributed_to_who_objected_to_it_is_dropped(who):
+    result = check(f"In the end {who} {PROPOSAL}", REMOTE)
+    assert not result.supported
+    assert attribution(f"In the end {who} {PROPOSAL}") == [
+        "attributes to User Interface what Industrial Designer said (turns 2-2)"]
+
+
+def test_the_objection_is_attributed_to_who_objected():
+    assert check("The user interface thought rubber looks cheap and customers expect a titanium finish.",
+                 REMOTE).supported
+    assert attribution("The industrial designer thought rubber looks cheap and customers expect "
+                       "a titanium finish.") == [
+        "attributes to Industrial Designer what User Interface said (turns 3-3)"]
+
+
+def test_who_answers_a_question_says_what_it_asked():
+    """'Should the buttons glow?' 'Yes': the buttons glowing is Marketing's view too."""
+    result = check("Marketing thought the buttons should glow in the dark with a soft green light.", REMOTE)
+    assert result.supported, result.problems
+
+
+def test_a_speaker_not_in_the_meeting_is_left_to_the_name_check():
+    result = check(f"In the end Mallory {PROPOSAL}", REMOTE)
+    assert any("names 'Mallory'" in p for p in result.problems)
+    assert attribution(f"In the end Mallory {PROPOSAL}") == []
