@@ -152,7 +152,11 @@ def test_the_zero_shot_smollm2_is_built_into_the_store_and_gives_a_real_summary(
     assert "SmolLM2-135M-Instruct Q4_1, zero-shot" in result.output
     record = json.loads((tmp_path / "standup.summary.json").read_text())
     assert record["model"]["backend"] == "gguf"
-    assert _looks_english(record["text"]) or len(record["text"].split()) >= 5, record["text"]
+    # What the model wrote: the faithfulness check may then drop a sentence of it (the zero-shot
+    # model invents a "Wednesday" here), which test_faithfulness.py covers.
+    written = record["chapters"][-1]["summary"]
+    assert _looks_english(written) or len(written.split()) >= 5, written
+    assert record["faithfulness"]["sentences"] >= 1 and record["text"].strip()
     assert bundle.manifest.files  # hashed like any bundle
     linked = bundle.file("model")
     assert linked.stat().st_size == smollm2_gguf_path.stat().st_size
