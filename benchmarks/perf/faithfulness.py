@@ -15,8 +15,11 @@ and `--write-unlabelled FILE` writes them (with the query and the segment) for a
     python -m sumctl.benchmarks.perf.faithfulness [--limit 30] [--threads 2] [--model PATH]
         [--summaries FILE] [--out FILE] [--write-unlabelled FILE]
 
-`--summaries FILE` (a JSON list of {"id", "summary"}) scores given summaries without running a
-model; `--out FILE` writes that list for the summaries this run made. Ends with one line of JSON.
+A run with the model scores its summaries twice: as the model wrote them, and as the user gets
+them, after the runtime's faithfulness check (runtime/faithfulness.py) dropped the sentences the
+transcript does not bear out. `--summaries FILE` (a JSON list of {"id", "summary"}) scores given
+summaries without running a model; `--out FILE` writes the checked summaries this run made.
+Ends with one line of JSON.
 
 The labels were made on 2026-12-06 from the default's greedy output (2 threads, avx2 CPU): 76
 sentences, 47 unsupported. Greedy decoding is deterministic for one llama.cpp build and thread
@@ -117,20 +120,24 @@ def score(summaries: list[dict], labels: dict, *, seed: int = SEED) -> dict:
             "unlabelled_sentences": unlabelled}
 
 
-def summarize_items(items: list[dict], model, threads: int) -> tuple[list[dict], float]:
-    summarizer = Summarizer(model, threads=threads)
-    out = []
+def summarize_items(items: list[dict], model, threads: int) -> tuple[list[dict], list[dict], float]:
+    """Each item's summary as the user gets it (after the faithfulness check dropped what the
+    turns do not bear out), and as the model wrote it: the top generation, before the check."""
+    summarizer = Summarizer(model, threads=threads, minutes=False)
+    checked, written = [], []
     started = time.perf_counter()
     try:
         for r in items:
             t0 = time.perf_counter()
             summary = summarizer.summarize(parse_text(r["transcript"], name=r["id"]),
                                            length="medium", query=r.get("query"))
-            out.append({"id": r["id"], "summary": summary.text})
+            checked.append({"id": r["id"], "summary": summary.text})
+            top = [c for c in summary.chapters if c.level == summary.levels - 1][-1]
+            written.append({"id": r["id"], "summary": top.summary.strip()})
             print(f"    {r['id']}: {time.perf_counter() - t0:.1f} s", flush=True)
     finally:
         summarizer.close()
-    return out, time.perf_counter() - started
+    return checked, written, time.perf_counter() - started
 
 
 def main(argv=None) -> int:
@@ -147,19 +154,26 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     items = load_items(args.seed, args.limit)
-    generation_seconds = None
+    generation_seconds, written = None, None
     if args.summaries:
         summaries = strict_loads(args.summaries.read_text(encoding="utf-8"))
     else:
         print(f"summarizing {len(items)} QMSum val specific segments (medium, with the query):",
               flush=True)
-        summaries, generation_seconds = summarize_items(items, args.model, args.threads)
+        summaries, written, generation_seconds = summarize_items(items, args.model, args.threads)
         print(f"generation: {generation_seconds:.1f} s, "
               f"{generation_seconds / max(1, len(items)):.1f} s per item", flush=True)
         if args.out:
             args.out.write_text(strict_dumps(summaries, indent=2) + "\n", encoding="utf-8")
 
     labels = load_labels(args.labels) if args.labels.exists() else {"items": []}
+    before = None
+    if written is not None:
+        before = score(written, labels, seed=args.seed)["unsupported_rate"]
+        if before["mean"] is not None:
+            print(f"as the model wrote them: {100 * before['mean']:.1f}% "
+                  f"[{100 * before['low']:.1f}, {100 * before['high']:.1f}] unsupported; "
+                  "after the faithfulness check:")
     result = score(summaries, labels, seed=args.seed)
     rate = result["unsupported_rate"]
     print(f"\n{result['items']} items, {result['sentences']} sentences, {result['labelled']} labelled, "
@@ -189,6 +203,8 @@ def main(argv=None) -> int:
                 "items_with_unsupported": result["items_with_unsupported"]}
     if generation_seconds is not None:
         headline["generation_seconds"] = round(generation_seconds, 1)
+    if before is not None and before["mean"] is not None:
+        headline["unsupported_rate_as_written"] = round(before["mean"], 4)
     print_headline(headline)
     return 0
 
