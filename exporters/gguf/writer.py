@@ -185,6 +185,8 @@ def _add_vocab(writer, tokenizer_dir: Path, vocab_size: int) -> VocabInfo:
         tokens.append(text)
         scores.append(score)
         types.append(toktype)
+    if isinstance(vocab, LlamaHfVocab):
+        scores = merge_rank_scores(model.get("merges") or [], tokens, types)
     if kind == "gpt2" and tj:
         # BpeVocab keeps added tokens that are already in the base vocab (SmolLM's
         # <|im_start|>, <|im_end|>) as NORMAL; llama.cpp would then split them into pieces
@@ -215,6 +217,30 @@ def _add_vocab(writer, tokenizer_dir: Path, vocab_size: int) -> VocabInfo:
         special.add_special_token.setdefault("eos", add_eos)
     special.add_to_gguf(writer, quiet=True)
     return VocabInfo(kind, pre, len(tokens), bool(special.chat_template))
+
+
+def merge_rank_scores(merges: list, tokens: list, types: list) -> list[float]:
+    """Token scores for a byte-fallback BPE written as a llama (SentencePiece) vocabulary.
+
+    llama.cpp merges, among adjacent pairs whose concatenation is a token, the one whose token
+    scores highest; the BPE merges the pair of lowest rank. Scoring each token minus the rank of
+    the first merge that makes it replays the BPE's order. gguf's LlamaHfVocab scores every token
+    -1000, and llama.cpp then merges left to right: other splits than the model was trained on.
+    """
+    import gguf
+
+    first: dict[str, int] = {}
+    for rank, merge in enumerate(merges):
+        left, right = merge if isinstance(merge, (list, tuple)) else merge.split(" ", 1)
+        first.setdefault(left + right, rank)
+    scores = []
+    for token, toktype in zip(tokens, types):
+        text = token.decode("utf-8") if isinstance(token, bytes) else token
+        if toktype == gguf.TokenType.NORMAL:
+            scores.append(-float(first.get(text, len(merges))))
+        else:  # bytes, control and user-defined tokens are never a merge's result
+            scores.append(0.0 if toktype == gguf.TokenType.BYTE else -1000.0)
+    return scores
 
 
 def _check_byte_tokens(tj: dict, where: Path) -> None:

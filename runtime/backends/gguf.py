@@ -1,7 +1,8 @@
-"""The GGUF backend: LLaMA-family models through llama.cpp (llama-cpp-python), no torch.
+"""The GGUF backend: LLaMA-family and Gemma 3 models through llama.cpp (llama-cpp-python), no torch.
 
 The prompt is the bundle's template for the summary length, filled with the transcript and sent
-as the user turn of the model's own chat template (read from the GGUF metadata). Decoding is
+as the user turn of the model's own chat template (read from the GGUF metadata); a model without
+one (a pretrained base such as Gemma-3-270M) gets the plain prompt and a cue. Decoding is
 greedy with a fixed seed, so a summary is reproducible. The context size comes from the model
 (its training context, capped: a KV cache for 8k tokens is already larger than a 135M model).
 """
@@ -30,6 +31,10 @@ _LOOSE_JSON_CHAR = 'char ::= [^"\\\\]'
 _JSON_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F]'
 # Without a chat template (a base model) the instruction and transcript are followed by this cue.
 PLAIN_SUFFIX = "\n\nSummary:\n"
+# The GGUF architectures a bundle may hold: those whose summaries and LoRA adapters have been
+# checked through this backend (tests/runtime/backends/test_gemma3_bundle.py for gemma3).
+# llama.cpp loads many more, but an unchecked one would fail at the first summary, not here.
+GGUF_ARCHITECTURES = ("llama", "gemma3")
 
 
 def prepare_llama_cpp() -> None:
@@ -288,9 +293,9 @@ def build_gguf_bundle(gguf_file: Path, out: Path, *, name: str, label: str, quan
     """
     gguf_file, out = Path(gguf_file), Path(out)
     meta = read_metadata(gguf_file)
-    if meta["architecture"] != "llama":
+    if meta["architecture"] not in GGUF_ARCHITECTURES:
         raise BundleError(f"{gguf_file}: architecture {meta['architecture']!r} is not supported "
-                          "by the gguf backend (llama only)")
+                          f"by the gguf backend ({', '.join(GGUF_ARCHITECTURES)})")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
     os.chmod(tmp, 0o755)  # mkdtemp's 0700 would follow the bundle to its final name
