@@ -28,23 +28,28 @@ def gemma3_gguf() -> Path:
 def random_gemma3_lora(gguf_path: Path, out: Path) -> Path:
     """A LoRA GGUF of random q/v adapters for the real model, written by the exporter from a
     peft-shaped folder: training one would take minutes, and loading is what is tested here."""
-    gguf = pytest.importorskip("gguf", reason="gguf is not installed (pip install 'sumctl[export]')")
+    pytest.importorskip("gguf", reason="gguf is not installed (pip install 'sumctl[export]')")
     pytest.importorskip("safetensors", reason="safetensors is not installed")
-    import numpy as np
     from types import SimpleNamespace
 
+    import llama_cpp
+    import numpy as np
     from safetensors.numpy import save_file
 
     from sumctl.exporters.gguf.lora import write_lora_gguf
 
-    reader = gguf.GGUFReader(str(gguf_path))
-    shapes = {t.name: [int(n) for n in t.shape] for t in reader.tensors}  # ggml order: (in, out)
-    hidden, q_out = shapes["blk.0.attn_q.weight"]
-    v_out = shapes["blk.0.attn_v.weight"][1]
-    layers = 1 + max(int(name.split(".")[1]) for name in shapes if name.startswith("blk."))
+    # The shapes from llama.cpp's reading of the metadata: gguf's reader parses the whole
+    # 262k-token vocabulary first, which takes seconds.
+    vocab_only = llama_cpp.Llama(str(gguf_path), vocab_only=True, verbose=False)
+    meta = dict(vocab_only.metadata)
+    vocab_only.close()
+    hidden = int(meta["gemma3.embedding_length"])
+    q_out = int(meta["gemma3.attention.head_count"]) * int(meta["gemma3.attention.key_length"])
+    v_out = int(meta["gemma3.attention.head_count_kv"]) * int(meta["gemma3.attention.value_length"])
+    layers = int(meta["gemma3.block_count"])
     rank, rng = 4, np.random.default_rng(0)
     tensors = {}
-    for i in range(layers):
+    for i in range(2):  # enough for llama.cpp to find, check and apply the layout
         for module, rows in (("q_proj", q_out), ("v_proj", v_out)):
             prefix = f"base_model.model.model.layers.{i}.self_attn.{module}"
             tensors[f"{prefix}.lora_A.weight"] = rng.normal(0, 0.02, (rank, hidden)).astype(np.float32)
@@ -55,7 +60,8 @@ def random_gemma3_lora(gguf_path: Path, out: Path) -> Path:
     (folder / "adapter_config.json").write_text(json.dumps(
         {"peft_type": "LORA", "r": rank, "lora_alpha": 2 * rank, "target_modules": ["q_proj", "v_proj"]}))
     config = SimpleNamespace(model_type="gemma3_text", num_hidden_layers=layers,
-                             num_attention_heads=q_out // (v_out or 1), num_key_value_heads=1)
+                             num_attention_heads=int(meta["gemma3.attention.head_count"]),
+                             num_key_value_heads=int(meta["gemma3.attention.head_count_kv"]))
     write_lora_gguf(folder, config, out)
     return out
 
