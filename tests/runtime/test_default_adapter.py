@@ -145,3 +145,27 @@ def test_a_changed_embedded_adapter_is_refused_before_it_is_used(tmp_path, monke
     monkeypatch.setattr(default_model, "DEFAULT_ADAPTER_DIR", package)
     line = _one_line_error(CliRunner().invoke(cli, ["summarize", str(STANDUP), "--out", str(tmp_path / "o")]))
     assert "embedded adapter" in line and default_model.ADAPTER_FILE in line, line
+
+
+def test_the_main_job_gives_minutes_a_reader_can_act_on(meetings_default, tmp_path):
+    """Issue 28's standup acceptance, on the real default: the README's main job (with the
+    meeting's date) shows the decision and every owner's action item, and its summary paragraph
+    copies little and names no one in a role they did not have."""
+    from sumctl.runtime.faithfulness import check_summary
+    from sumctl.runtime.guards import copy_coverage
+    from sumctl.runtime.transcript import read_transcript
+
+    result = CliRunner().invoke(cli, ["summarize", str(STANDUP), "--date", "2026-10-07", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    markdown = (tmp_path / "standup.summary.md").read_text()
+    record = json.loads((tmp_path / "standup.summary.json").read_text())
+    decisions = markdown.split("## Decisions", 1)[1].split("## Action items", 1)[0]
+    assert "October 14" in decisions and "Friday" in decisions, markdown
+    tasks = [line for line in markdown.splitlines() if line.startswith("- [ ] ")]
+    for owner, work in (("Marco", "export fix"), ("Lena", "plan"), ("Sam", "Thursday")):
+        assert any(f"@{owner}" in t and work in t for t in tasks), (owner, tasks)
+    transcript = read_transcript(STANDUP)
+    assert copy_coverage(record["text"], transcript.text()) < 0.30, record["text"]
+    assert "candidate from the platform team" not in record["text"]
+    checks = check_summary(record["text"], transcript.turns, speakers=sorted(SPEAKERS))
+    assert checks and all(c.supported for c in checks), [(c.sentence, c.problems) for c in checks]
