@@ -133,6 +133,23 @@ def make_sentencepiece_checkpoint(out: Path, corpus: str, *, add_prefix_space: b
     return out
 
 
+def merge_pair(sequences: list[list[str]], a: str, b: str) -> None:
+    """One BPE merge applied in place, left to right, as the toy vocabularies of the tests learn."""
+    for s in sequences:
+        i = 0
+        while i < len(s) - 1:
+            if s[i] == a and s[i + 1] == b:
+                s[i:i + 2] = [a + b]
+            i += 1
+
+
+def require_export_stack(*modules: str) -> None:
+    """Skip, naming what is missing, unless llama.cpp and these export modules are installed."""
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
+    for module in modules:
+        pytest.importorskip(module, reason=f"{module} is not installed (pip install 'sumctl[export]')")
+
+
 def read_manifest(bundle_dir: Path) -> dict:
     return json.loads((Path(bundle_dir) / "sumctl.json").read_text())
 

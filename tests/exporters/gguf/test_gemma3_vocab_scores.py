@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from gguf_fixtures import merge_pair, require_export_stack
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -37,20 +38,13 @@ def bpe_merges(texts: list[str], n_merges: int) -> list[tuple[str, str]]:
         _, (a, b) = max(candidates)
         merges.append((a, b))
         made.add(a + b)
-        for s in sequences:
-            i = 0
-            while i < len(s) - 1:
-                if s[i] == a and s[i + 1] == b:
-                    s[i:i + 2] = [a + b]
-                i += 1
+        merge_pair(sequences, a, b)
     return merges
 
 
 @pytest.fixture(scope="module")
 def byte_fallback_checkpoint(tmp_path_factory) -> Path:
-    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
-    for module in ("torch", "transformers", "gguf", "tokenizers"):
-        pytest.importorskip(module, reason=f"{module} is not installed (pip install 'sumctl[export]')")
+    require_export_stack("torch", "transformers", "gguf", "tokenizers")
     import torch
     from tokenizers import Tokenizer, decoders, models, normalizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast

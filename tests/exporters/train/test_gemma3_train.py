@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from gguf_fixtures import merge_pair, require_export_stack
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -45,12 +46,7 @@ def sentencepiece_bpe_vocabulary(texts: list[str], n_merges: int) -> tuple[list[
         if not pairs:
             break
         (a, b), _ = max(pairs.items(), key=lambda kv: (kv[1], kv[0]))
-        for s in sequences:
-            i = 0
-            while i < len(s) - 1:
-                if s[i] == a and s[i + 1] == b:
-                    s[i:i + 2] = [a + b]
-                i += 1
+        merge_pair(sequences, a, b)
         if a + b not in tokens:
             tokens.append(a + b)
             scores.append(-float(rank))
@@ -90,9 +86,7 @@ def write_vocabulary_gguf(path: Path, texts: list[str]) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_gemma3_hf(tmp_path_factory) -> Path:
-    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
-    for module in ("torch", "transformers", "peft", "gguf"):
-        pytest.importorskip(module, reason=f"{module} is not installed (pip install 'sumctl[export]')")
+    require_export_stack("torch", "transformers", "peft", "gguf")
     import torch
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
