@@ -25,7 +25,6 @@ anything the meeting did.
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence
@@ -34,6 +33,7 @@ from rapidfuzz import fuzz
 
 from sumctl.runtime.minutes.cues import sentences
 from sumctl.runtime.minutes.evidence import STOPWORDS, WORD_MATCH, content_words, support
+from sumctl.runtime.lexical import Bm25Index
 from sumctl.runtime.transcript import Turn
 
 # Measured on QMSum train: reference answers (human paraphrase of their segments) against the
@@ -386,27 +386,8 @@ def _share(claim: str, said: str) -> float:
     return support(stems(claim), stems(said))
 
 
-class _Ranker:
-    """BM25 over the turns, as retrieval ranks chapters against a question."""
-
-    def __init__(self, texts: list[str]):
-        import bm25s  # numpy comes with it: not for a CLI that only starts
-
-        logging.getLogger("bm25s").setLevel(logging.WARNING)
-        self.size = len(texts)
-        self.tokenizer = bm25s.tokenization.Tokenizer(stopwords="en")
-        self.index = None
-        if any(t.strip() for t in texts):
-            corpus = self.tokenizer.tokenize([t or "-" for t in texts], show_progress=False)
-            self.index = bm25s.BM25()
-            self.index.index(corpus, show_progress=False)
-
-    def scores(self, text: str) -> list[float]:
-        """How well each turn matches the text (all 0 when nothing can)."""
-        if self.index is None:
-            return [0.0] * self.size
-        query = self.tokenizer.tokenize([text], update_vocab=False, show_progress=False)
-        return list(self.index.get_scores(query[0])) if query[0] else [0.0] * self.size
+class _Ranker(Bm25Index):
+    """The turns ranked against a sentence, as `ask` ranks chapters against a question."""
 
     def evidence(self, sentence: str) -> list[int]:
         """The turns that can bear the sentence out, in order: the best few and their neighbours."""

@@ -17,28 +17,18 @@ A meeting that fits the input whole is answered whole, and the answer says so.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-
-import bm25s
 
 from sumctl.runtime.chunking import MIN_INPUT_BUDGET, Chapter, CountTokens, chapterize, source_spans
 from sumctl.runtime.minutes.document import clock
 from sumctl.runtime.cleaning import clean_turns
 from sumctl.runtime.errors import InputError
+from sumctl.runtime.lexical import Bm25Index
 from sumctl.runtime.prompts import template_for
 from sumctl.runtime.summarizer import Summarizer, check_length
 from sumctl.runtime.transcript import Transcript, Turn, clean_string
-
-# bm25s sets its logger to DEBUG when imported: an application that logs would print a line of
-# index building for every question.
-logging.getLogger("bm25s").setLevel(logging.WARNING)
-
-# bm25s's own list; the question's "what", "we" and "did" stay, and cost little: they are in
-# every chapter, so their inverse document frequency is near zero.
-BM25_STOPWORDS = "en"
 
 
 @dataclass
@@ -86,14 +76,8 @@ class Answer:
 def rank_chapters(chapters: list[Chapter], question: str) -> list[tuple[int, float]]:
     """(position in `chapters`, BM25 score) for every chapter, best first; ties keep
     transcript order. A question that shares no word with the meeting scores 0 everywhere."""
-    tokenizer = bm25s.tokenization.Tokenizer(stopwords=BM25_STOPWORDS)
-    corpus = tokenizer.tokenize([c.text() for c in chapters], show_progress=False)
-    index = bm25s.BM25()
-    index.index(corpus, show_progress=False)
-    # Words of the question the meeting never uses cannot match; they are left out.
-    query = tokenizer.tokenize([question], update_vocab=False, show_progress=False)
-    scores = index.get_scores(query[0])
-    return sorted(((i, float(s)) for i, s in enumerate(scores)), key=lambda pair: (-pair[1], pair[0]))
+    scores = Bm25Index([c.text() for c in chapters]).scores(question)
+    return sorted(enumerate(scores), key=lambda pair: (-pair[1], pair[0]))
 
 
 def check_question(question: str, source: str) -> str:
