@@ -19,7 +19,7 @@ from sumctl.runtime.backends.base import Backend, Generation, GenerationOptions
 from sumctl.runtime.bundle import MANIFEST_NAME, Bundle, load_bundle, package_versions, write_manifest
 from sumctl.runtime.bundle.configs import ADAPTER, MODEL, N_CTX_CAP, GgufConfig, gguf_manifest
 from sumctl.runtime.errors import BundleError, SumctlError
-from sumctl.runtime.machine import usable_cores
+from sumctl.runtime.machine import plan_openmp_waits, usable_cores
 from sumctl.runtime.prompts import fill
 
 N_CTX_ENV = "SUMCTL_GGUF_N_CTX"  # overrides the cap, e.g. to save memory on small machines
@@ -37,21 +37,17 @@ PLAIN_SUFFIX = "\n\nSummary:\n"
 GGUF_ARCHITECTURES = ("llama", "gemma3")
 
 
-def prepare_llama_cpp() -> None:
-    """Set llama.cpp's OpenMP wait policy; call it before the first OpenMP runtime starts (llama.cpp's,
-    or torch's where one process holds both), since OpenMP reads it once.
-
-    llama.cpp's CPU backend is built with OpenMP here. Spinning OpenMP workers wait for each
-    other at every op; when the cores are shared (a watcher with several workers, other
-    services) a descheduled spinner stalls all of them, and decoding slowed 30-fold in our
-    measurements. Sleeping waits cost little on an idle machine. Users may override it.
-    """
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+def prepare_llama_cpp(*, workers: int = 1, threads: int | None = None) -> None:
+    """Set llama.cpp's OpenMP wait policy from the run's plan (machine.plan_openmp_waits); call it
+    before the first OpenMP runtime starts (llama.cpp's, or torch's where one process holds
+    both), since OpenMP reads it once. A watcher or batch that runs several models at once calls
+    it with its own plan first; a backend's later call then changes nothing."""
+    plan_openmp_waits(workers, threads or usable_cores())
 
 
-def import_llama_cpp():
+def import_llama_cpp(*, threads: int | None = None):
     """llama-cpp-python, imported with the wait policy above in place."""
-    prepare_llama_cpp()
+    prepare_llama_cpp(threads=threads)
     import llama_cpp
 
     return llama_cpp
@@ -64,8 +60,9 @@ class GgufBackend(Backend):
 
     def __init__(self, bundle: Bundle, *, threads: int | None = None, n_ctx: int | None = None):
         super().__init__(bundle, threads=threads)
+        n_threads = threads or usable_cores()
         try:
-            llama_cpp = import_llama_cpp()
+            llama_cpp = import_llama_cpp(threads=n_threads)
         except ImportError:
             raise BundleError(f"{bundle.path}: GGUF models need llama-cpp-python "
                               "(pip install llama-cpp-python)") from None
@@ -77,7 +74,6 @@ class GgufBackend(Backend):
         self.seed = defaults.seed
         self.repetition_penalty = defaults.repetition_penalty
         self.temperature = defaults.temperature
-        n_threads = threads or usable_cores()
         n_ctx_train = config.n_ctx_train or read_metadata(path).get("n_ctx_train") or N_CTX_CAP
         n_ctx = n_ctx or _env_int(N_CTX_ENV) or min(int(n_ctx_train), config.n_ctx_cap)
         # A LoRA adapter GGUF (the embedded default's fine-tuning) is applied by llama.cpp at load.

@@ -19,7 +19,7 @@ from sumctl.runtime.errors import SumctlError
 from sumctl.runtime.batch.jobs import BatchStatus, Plan, Result, plan_jobs
 from sumctl.runtime.batch.options import ENGINES, BatchOptions
 from sumctl.runtime.batch.storage import Destination, list_sources
-from sumctl.runtime.machine import plan_threads, usable_cores
+from sumctl.runtime.machine import plan_openmp_waits, plan_threads, usable_cores
 from sumctl.runtime.numbers import percentile
 from sumctl.runtime.options import SummaryOptions, check_choice
 
@@ -148,6 +148,7 @@ def _start(engine: str, plan: Plan, batch: BatchOptions, dest: Destination, *, a
     threads, _ = plan_threads(n, batch.threads)
     batch = replace(batch, threads=threads)
     meta.update(workers=n, threads=threads)
+    plan_openmp_waits(n, threads)  # the spawned workers inherit it
     return run_local(plan.jobs, batch, dest, workers=n, meta=meta)
 
 

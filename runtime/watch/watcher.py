@@ -35,6 +35,7 @@ from typing import Callable
 from sumctl.runtime.bundle import Bundle
 from sumctl.runtime.errors import StateError, SumctlError
 from sumctl.runtime.fsutil import display_name, is_disk_full, os_error_hint
+from sumctl.runtime.machine import plan_openmp_waits
 from sumctl.runtime.models import resolve_model
 from sumctl.runtime.summarizer import Summarizer
 from sumctl.runtime.watch.config import WatchConfig
@@ -157,6 +158,8 @@ class Watcher:
 
     def _run_with_model(self, started: float) -> None:
         config = self.config
+        # Before any model loads: the workers' llama.cpp threads share one OpenMP runtime.
+        plan_openmp_waits(config.workers, config.threads)
         self.bundle = config.model if isinstance(config.model, Bundle) else resolve_model(config.model)
         self.model_hash = self.bundle.sha256
         self.state = State(config.state_path)
