@@ -99,7 +99,7 @@ def test_bench_two_bundles_and_a_cloud_file(tmp_path, bench_dialogsum5, bench_le
     """A tiny T5 (ONNX int8) and the real SmolLM2 GGUF, beside a cloud outputs file."""
     bundles = [Path(getattr(b, "path", b)) for b in (tiny_t5_int8_bundle, smollm2_default_bundle)]
     args = ["bench", "--data", bench_dialogsum5, "--cloud", f"lead2={bench_lead2_cloud}",
-            "--price-per-1k", "0.01", "--seed", "7", "--threads", "1", "--length", "short", "--memory-runs", "2"]
+            "--price-per-1k", "0.01", "--seed", "7", "--threads", "2", "--length", "short", "--memory-runs", "2"]
     result = sumctl(*args, "--model", bundles[0], "--model", bundles[1], "--out", "report", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     out = tmp_path / "report"
@@ -142,7 +142,7 @@ def test_bench_two_bundles_and_a_cloud_file(tmp_path, bench_dialogsum5, bench_le
     assert cloud["latency_p50_s"] == pytest.approx(0.7) and cloud["cost_total"] == pytest.approx(5 * 150 / 1000 * 0.01)
 
     env = report["environment"]
-    assert env["seed"] == 7 and env["threads"] == 1 and env["dataset"]["records"] == 5
+    assert env["seed"] == 7 and env["threads"] == 2 and env["dataset"]["records"] == 5
     assert env["cpu"] and env["versions"]["python"] and len(env["dataset"]["evaluated_sha256"]) == 64
 
     md = (out / "report.md").read_text()
