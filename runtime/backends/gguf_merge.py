@@ -1,0 +1,242 @@
+"""A llama.cpp LoRA adapter GGUF merged into its base GGUF's weights, so that the model decodes at
+the speed of a plain model instead of paying the adapter's two extra matmuls per weight.
+
+The merge follows llama.cpp's own convention for LoRA GGUFs (llama-adapter.cpp, llm_build_lora_mm):
+for a base weight `W` (GGUF shape [n_in, n_out], numpy (n_out, n_in)) the adapter holds
+`W.lora_a` (numpy (r, n_in)) and `W.lora_b` (numpy (n_out, r)), and llama.cpp computes
+`W x + s * B (A x)` with `s = adapter_scale * alpha / r` (`alpha` the adapter's `adapter.lora.alpha`,
+`r` B's GGUF ne[0]; `s = adapter_scale` where alpha is 0). The merged weight is
+`W + s * (B @ A)`, computed in float32 from W dequantized by gguf-py, written as F16 (or F32 and
+then quantized by llama.cpp's own quantizer). Every metadata value and every tensor without a
+LoRA pair is copied unchanged, except `general.file_type`, which names what the file now holds.
+
+numpy and gguf are imported where they are used: starting the CLI imports neither.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from sumctl.runtime.errors import BundleError
+
+# What a merged model can be written as, declared once. F16 is the most faithful (the Q4_1 base
+# dequantizes to values F16 holds to ~1e-3 relative, and the small LoRA delta survives per
+# weight); Q8_0 rounds each weight by more than the delta (mean 0.0014 against 0.0004), but the
+# delta is low-rank and systematic, and the logits keep it: against llama.cpp applying the
+# adapter to the Q4_1 base, the Q8_0 merge agrees on 95.0% of next tokens (mean |logit diff|
+# 0.19) and the F16 merge on 95.6% (0.15), both at that path's own floor (the Q4_1 base against
+# the same weights as F16: 95.0%, 0.19), with an adapter effect of 1.86.
+# Q8_0 is the default: the issue is the adapter's decode cost, and on 2 AVX2 threads (llama-cpp-
+# python) Q8_0 decoded at 83 tokens/s and prompted at 388 where Q4_1 + the adapter at load gave 77
+# and 238, while F16 prompted at 520 but decoded at 66, slower than before; Q8_0 is also 145 MB
+# to F16's 244. And on examples/standup.vtt F16's greedy summary failed issue 28's acceptance
+# (its second sentence unsupported and dropped, the first copied: 68% copy coverage) where
+# Q8_0's passed (29.5%, against 28.3% for Q4_1 + the adapter at load).
+# A 4-bit type is not offered: requantizing to 4 bits would erase most of the delta.
+MERGE_TYPES = ("F16", "Q8_0")
+DEFAULT_MERGE_TYPE = "Q8_0"
+# Bumped when the merge itself changes, so that a store's copy built the old way is rebuilt.
+MERGE_METHOD = "lora-merge-1: W + adapter_scale * alpha / r * (B @ A), float32, gguf-py"
+LORA_A, LORA_B = ".lora_a", ".lora_b"
+# The text the merged model and base + adapter are compared on: a short meeting in the chat
+# template SmolLM2 uses (any model reads it as tokens; the template only makes it realistic).
+VERIFY_TEXT = (
+    "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face"
+    "<|im_end|>\n<|im_start|>user\nSummarize this meeting in a few sentences.\n\n"
+    "Priya: Morning everyone. Quick standup, then we decide about the release date.\n"
+    "Marco: I finished the export fix yesterday; the tests pass on Linux, Windows is still running.\n"
+    "Lena: I'm drafting the migration plan for the billing service and will share it on Thursday.\n"
+    "Sam: The staging cluster ran out of disk twice. I'll add monitoring and clean the old images.\n"
+    "Priya: Then we move the release to October 14, a Friday, so the Windows run can finish.\n"
+    "Marco: Fine by me.<|im_end|>\n<|im_start|>assistant\n")
+
+
+def merge_lora(base: Path, adapter: Path, out: Path, *, out_type: str = DEFAULT_MERGE_TYPE,
+               adapter_scale: float = 1.0, threads: int | None = None) -> dict:
+    """Write `out`, the base GGUF with the LoRA adapter GGUF merged into it, as `out_type`
+    (one of MERGE_TYPES). Written to a temporary file beside `out` and renamed into place.
+    Returns what was done: the tensors merged, alpha, rank, scale, seconds and bytes."""
+    import numpy as np
+    from gguf import GGMLQuantizationType, GGUFReader, GGUFValueType, GGUFWriter, Keys, LlamaFileType
+    from gguf.quants import dequantize
+
+    if out_type not in MERGE_TYPES:
+        raise BundleError(f"cannot merge a LoRA into {out_type!r} (use one of {', '.join(MERGE_TYPES)})")
+    started = time.perf_counter()
+    base, adapter, out = Path(base), Path(adapter), Path(out)
+    try:
+        base_reader, lora_reader = GGUFReader(base), GGUFReader(adapter)
+    except (OSError, ValueError) as e:
+        raise BundleError(f"{adapter}: gguf-py cannot read the base or the LoRA adapter GGUF ({e}); "
+                          "the file is corrupt; reinstall or re-export it") from None
+    alpha = _scalar(lora_reader, "adapter.lora.alpha", 0.0)
+    if _scalar(lora_reader, "adapter.type", "lora") != "lora":
+        raise BundleError(f"{adapter}: not a LoRA adapter GGUF (adapter.type is not 'lora')")
+    if _scalar(lora_reader, Keys.General.ARCHITECTURE, None) != _scalar(base_reader, Keys.General.ARCHITECTURE, None):
+        raise BundleError(f"{adapter}: the adapter is for another architecture than {base.name}")
+    pairs = _lora_pairs(lora_reader, adapter)
+    base_tensors = {t.name: t for t in base_reader.tensors}
+    missing = sorted(set(pairs) - set(base_tensors))
+    if missing:
+        raise BundleError(f"{adapter}: adapts {missing[0]}, which {base.name} does not have; the "
+                          "adapter is not made for this model")
+    if "token_embd.weight" in pairs:  # llama.cpp applies it to get_rows, not as a matmul
+        raise BundleError(f"{adapter}: an adapter of the token embeddings cannot be merged")
+
+    arch = _scalar(base_reader, Keys.General.ARCHITECTURE, None)
+    # F16 is written directly; Q8_0 is written as F32 and then quantized by llama.cpp.
+    direct = out_type == "F16"
+    dtype, raw = (np.float16, GGMLQuantizationType.F16) if direct else (np.float32, GGMLQuantizationType.F32)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    stage = tmp if direct else tmp.with_suffix(".f32.partial")
+    ranks: set[int] = set()
+    try:
+        writer = GGUFWriter(stage, arch)
+        for field in base_reader.fields.values():
+            # The writer writes the architecture and GGUF.* itself; general.file_type is set below.
+            if field.name in (Keys.General.ARCHITECTURE, Keys.General.FILE_TYPE) or field.name.startswith("GGUF."):
+                continue
+            kind = field.types[0]
+            writer.add_key_value(field.name, field.contents(), kind,
+                                 sub_type=field.types[-1] if kind == GGUFValueType.ARRAY else None)
+        writer.add_file_type(LlamaFileType.MOSTLY_F16 if direct else LlamaFileType.ALL_F32)
+
+        def merged(name: str):
+            tensor = base_tensors[name]
+            weight = dequantize(tensor.data, tensor.tensor_type).astype(np.float32, copy=False)
+            a_t, b_t = pairs[name]
+            a = np.asarray(a_t.data, dtype=np.float32)  # (r, n_in)
+            b = np.asarray(b_t.data, dtype=np.float32)  # (n_out, r)
+            rank = b.shape[1]
+            if a.shape != (rank, weight.shape[1]) or b.shape[0] != weight.shape[0]:
+                raise BundleError(f"{adapter}: {name}'s LoRA has shapes {a.shape} x {b.shape}, which do "
+                                  f"not fit the base's {weight.shape}; not made for this model")
+            ranks.add(rank)
+            scale = adapter_scale * (alpha / rank if alpha else 1.0)
+            return (weight + np.float32(scale) * (b @ a)).astype(dtype)
+
+        for tensor in base_reader.tensors:
+            if tensor.name in pairs:
+                shape = tuple(int(n) for n in reversed(tensor.shape))  # numpy order: (n_out, n_in)
+                writer.add_tensor_info(tensor.name, shape, np.dtype(dtype),
+                                       int(np.prod(shape)) * np.dtype(dtype).itemsize, raw)
+            else:
+                writer.add_tensor_info(tensor.name, tensor.data.shape, tensor.data.dtype,
+                                       tensor.data.nbytes, tensor.tensor_type)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_ti_data_to_file()
+        for tensor in base_reader.tensors:
+            data = merged(tensor.name) if tensor.name in pairs else tensor.data
+            writer.write_tensor_data(data, tensor_endianess=base_reader.endianess)
+        writer.close()
+        if not direct:
+            quantize(stage, tmp, out_type, threads=threads)
+            stage.unlink()
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would follow the file to its name
+        os.replace(tmp, out)
+    except BaseException:
+        for path in {tmp, stage}:
+            path.unlink(missing_ok=True)
+        raise
+    return {"method": MERGE_METHOD, "type": out_type, "merged_tensors": len(pairs), "alpha": alpha,
+            "rank": sorted(ranks)[0] if len(ranks) == 1 else sorted(ranks),
+            "adapter_scale": adapter_scale, "seconds": round(time.perf_counter() - started, 2),
+            "bytes": out.stat().st_size}
+
+
+def quantize(src: Path, dst: Path, quant: str, *, threads: int | None = None) -> None:
+    """llama.cpp's quantizer (tensors already of the type, such as a Q8_0 embedding, are copied)."""
+    from sumctl.runtime.backends.gguf import import_llama_cpp
+    from sumctl.runtime.machine import usable_cores
+
+    llama_cpp = import_llama_cpp()
+    ftypes = {"Q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0, "F16": llama_cpp.LLAMA_FTYPE_MOSTLY_F16}
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftypes[quant]
+    params.nthread = threads or usable_cores()
+    with stderr_silenced():
+        rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
+    if rc != 0 or not Path(dst).is_file():
+        raise BundleError(f"{src}: llama.cpp's quantizer failed for {quant} (code {rc})")
+
+
+def check_merged_logits(merged: Path, base: Path, adapter: Path, *, adapter_scale: float = 1.0,
+                   text: str = VERIFY_TEXT, threads: int | None = None, effect: bool = True) -> dict:
+    """The merged model against llama.cpp applying the adapter to the base, on the same tokens:
+    next-token logits at every position of `text`, their top-1 agreement and the largest and
+    mean absolute difference, and (with `effect`, one more evaluation) the adapter's own effect,
+    mean |base+adapter - base|, to read the difference against."""
+    import numpy as np
+
+    from sumctl.runtime.backends.gguf import import_llama_cpp
+    from sumctl.runtime.machine import usable_cores
+
+    threads = threads or usable_cores()
+    llama_cpp = import_llama_cpp(threads=threads)
+
+    def logits(path: Path, lora: Path | None) -> tuple[list[int], "np.ndarray"]:
+        kwargs = {"lora_path": str(lora), "lora_scale": adapter_scale} if lora is not None else {}
+        with stderr_silenced():
+            llm = llama_cpp.Llama(str(path), n_ctx=512, n_batch=512, n_threads=threads,
+                                  n_threads_batch=threads, logits_all=True, verbose=False, **kwargs)
+        try:
+            tokens = llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+            llm.eval(tokens)
+            return tokens, np.array(llm.scores[:len(tokens)], dtype=np.float32)
+        finally:
+            llm.close()
+
+    tokens, with_merge = logits(merged, None)
+    same_tokens, with_adapter = logits(base, adapter)
+    if tokens != same_tokens:
+        raise BundleError(f"{merged}: the merged model tokenizes differently from {base.name}")
+    diff = np.abs(with_merge - with_adapter)
+    result = {"method": "next-token logits at every position of a fixed meeting prompt (runtime/"
+                        "backends/gguf_merge.py VERIFY_TEXT unless told): the merged GGUF against "
+                        "llama.cpp applying the LoRA adapter to the base GGUF at load, same token ids",
+              "positions": len(tokens),
+              "top1_agreement": float(np.mean(with_merge.argmax(1) == with_adapter.argmax(1))),
+              "max_abs_diff": round(float(diff.max()), 6),
+              "mean_abs_diff": round(float(diff.mean()), 6)}
+    if effect:
+        without = logits(base, None)[1]
+        result["adapter_effect_mean_abs"] = round(float(np.abs(with_adapter - without).mean()), 6)
+    return result
+
+
+def _lora_pairs(reader, adapter: Path) -> dict:
+    """{base tensor name: (lora_a tensor, lora_b tensor)} of an adapter GGUF."""
+    a = {t.name[:-len(LORA_A)]: t for t in reader.tensors if t.name.endswith(LORA_A)}
+    b = {t.name[:-len(LORA_B)]: t for t in reader.tensors if t.name.endswith(LORA_B)}
+    if not a or set(a) != set(b):
+        raise BundleError(f"{adapter}: not a LoRA adapter GGUF (no matching .lora_a/.lora_b tensors)")
+    return {name: (a[name], b[name]) for name in a}
+
+
+def _scalar(reader, key: str, default):
+    field = reader.get_field(key)
+    return default if field is None else field.contents()
+
+
+@contextlib.contextmanager
+def stderr_silenced():
+    """Silence C code writing to file descriptor 2 (llama.cpp's loader and quantizer)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

