@@ -35,6 +35,14 @@ PLAIN_SUFFIX = "\n\nSummary:\n"
 # checked through this backend (tests/runtime/backends/test_gemma3_bundle.py for gemma3).
 # llama.cpp loads many more, but an unchecked one would fail at the first summary, not here.
 GGUF_ARCHITECTURES = ("llama", "gemma3")
+# Prompt-lookup decoding (GgufBackend(lookup=...)): at most this many tokens drafted per step,
+# copied from what followed the last LOOKUP_NGRAM..1 tokens' latest earlier occurrence.
+LOOKUP_DRAFT = 8
+LOOKUP_NGRAM = 3
+# Off: llama.cpp's kernels for a batch of drafts give logits slightly unlike a one-token
+# decode's, so a near-tied greedy choice can flip and the summary differ from plain decoding's
+# (tests/runtime/backends/test_gguf_lookup.py), and on 2 CPU threads it did not decode faster.
+LOOKUP_DEFAULT = False
 
 
 def prepare_llama_cpp(*, workers: int = 1, threads: int | None = None) -> None:
@@ -58,8 +66,13 @@ class GgufBackend(Backend):
     constrains_json = True
     minutes_method = "cues"  # measured: benchmarks/perf/minutes_quality.py
 
-    def __init__(self, bundle: Bundle, *, threads: int | None = None, n_ctx: int | None = None):
+    def __init__(self, bundle: Bundle, *, threads: int | None = None, n_ctx: int | None = None,
+                 lookup: bool | None = None):
+        """lookup: prompt-lookup (speculative) decoding for greedy summaries without a grammar
+        (see _generate_lookup); None: LOOKUP_DEFAULT. Sampling (a temperature above 0) and JSON
+        grammars always decode plainly."""
         super().__init__(bundle, threads=threads)
+        self.lookup = LOOKUP_DEFAULT if lookup is None else bool(lookup)
         n_threads = threads or usable_cores()
         try:
             llama_cpp = import_llama_cpp(threads=n_threads)
@@ -106,6 +119,10 @@ class GgufBackend(Backend):
                                                   bos_token=text(self._bos), add_generation_prompt=True)
         self._overhead: dict[str, int] = {}
         self._grammars: dict[str, object] = {}
+        self._batch = None  # the lookup's verification batch, made on first use
+        # What the lookup did, summed over generations: decodes after the prompt's, tokens
+        # drafted, drafts kept (each kept draft is a token without a decode of its own).
+        self.lookup_counts = {"decodes": 0, "drafted": 0, "kept": 0}
 
     def _apply_adapter(self, adapter: Path, scale: float) -> None:
         """Load the LoRA GGUF onto the model and set it on the context. Llama(lora_path=...) would
@@ -181,6 +198,10 @@ class GgufBackend(Backend):
         self.llm.reset()
         self.llm.set_seed(self.seed)
         penalty = options.repetition_penalty or self.repetition_penalty
+        if self.uses_lookup(options):
+            out = self._generate_lookup(tokens, limit, penalty, options.no_repeat_ngram_size)
+            text = self.llm.detokenize(out, special=False).decode("utf-8", errors="replace")
+            return Generation(text.strip(), len(tokens), len(out))
         processors = (llama_cpp.LogitsProcessorList([_NoRepeatNgram(options.no_repeat_ngram_size,
                                                                     len(tokens))])
                       if options.no_repeat_ngram_size > 0 else None)
@@ -195,6 +216,74 @@ class GgufBackend(Backend):
                 break
         text = self.llm.detokenize(out, special=False).decode("utf-8", errors="replace")
         return Generation(text.strip(), len(tokens), len(out))
+
+    def uses_lookup(self, options: GenerationOptions) -> bool:
+        """Whether a generation with these options drafts by prompt lookup: only when asked
+        for, greedy and without a grammar (whose state a rejected draft would have to undo)."""
+        return self.lookup and self.temperature == 0 and options.json_schema is None
+
+    def _generate_lookup(self, tokens: list[int], limit: int, penalty: float, no_repeat: int) -> list[int]:
+        """Greedy decoding that drafts up to LOOKUP_DRAFT tokens per step by prompt lookup and
+        checks them all in one llama.cpp decode with logits for every position. Each position's
+        token is chosen as llama-cpp-python's generate() chooses it, by the same sampler chain
+        (the no-repeat n-gram ban written into that position's logits first, as its logits
+        processor would, then the penalties sampler over the tokens chosen so far, then greedy),
+        so a draft is kept while it is what greedy picks, and the first position where it is not
+        gives greedy's own token. The prompt is evaluated as generate() evaluates it. The choice
+        rule is plain decoding's, not the numbers: a row of a batch decode can differ from a
+        one-token decode in the last bits, enough to flip a near tie (LOOKUP_DEFAULT)."""
+        import llama_cpp
+
+        llm, ctx = self.llm, self.llm.ctx
+        if self._batch is None:
+            self._batch = llama_cpp.llama_batch_init(LOOKUP_DRAFT + 1, 0, 1)
+        batch = self._batch
+        # Llama._init_sampler's chain at temperature 0, through the same binding and arguments.
+        chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_penalties(
+            llm.n_vocab(), llm.last_n_tokens_size, penalty, 0.0, 0.0))
+        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
+        lookup = _Lookup(tokens)
+        out: list[int] = []
+        try:
+            llm.eval(tokens)
+            n_past = len(tokens)  # positions in the KV cache
+            rows, draft = [-1], []  # the last decode's logits rows; the drafts it fed
+            while True:
+                for i, row in enumerate(rows):
+                    if no_repeat > 0:
+                        _ban(llama_cpp.llama_get_logits_ith(ctx, row), _banned(out, no_repeat))
+                    token = llama_cpp.llama_sampler_sample(chain, ctx, row)
+                    if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+                        return out
+                    out.append(token)
+                    lookup.append(token)
+                    if len(out) >= limit:
+                        return out
+                    if i == len(draft) or token != draft[i]:
+                        break
+                n_past += i  # the drafts kept; `token`, the newest, is not evaluated yet
+                self.lookup_counts["kept"] += i
+                llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(ctx), -1, n_past, -1)
+                room = min(LOOKUP_DRAFT, limit - len(out) - 1, self.n_ctx - n_past - 1)
+                draft = lookup.draft(room) if room > 0 else []
+                step = [token] + draft
+                batch.n_tokens = len(step)
+                for j, t in enumerate(step):
+                    batch.token[j] = t
+                    batch.pos[j] = n_past + j
+                    batch.n_seq_id[j] = 1
+                    batch.seq_id[j][0] = 0
+                    batch.logits[j] = True
+                if llama_cpp.llama_decode(ctx, batch) != 0:
+                    raise SumctlError(f"{self.bundle.path}: llama.cpp failed to decode "
+                                      f"{len(step)} tokens at position {n_past}")
+                n_past += 1
+                rows = range(len(step))
+                self.lookup_counts["decodes"] += 1
+                self.lookup_counts["drafted"] += len(draft)
+        finally:
+            llama_cpp.llama_sampler_free(chain)
 
     def _grammar(self, schema: str | None):
         """llama.cpp's grammar for a JSON Schema, built once per schema: decoding under it can
@@ -217,6 +306,11 @@ class GgufBackend(Backend):
         return self._grammars[schema]
 
     def close(self) -> None:
+        if getattr(self, "_batch", None) is not None:
+            import llama_cpp
+
+            llama_cpp.llama_batch_free(self._batch)
+            self._batch = None
         llm = getattr(self, "llm", None)
         if llm is not None:
             llm.close()
@@ -233,14 +327,52 @@ class _NoRepeatNgram:
         self.prompt_length = prompt_length
 
     def __call__(self, input_ids, scores):
-        generated = list(input_ids[self.prompt_length:])
-        n = self.n
-        if len(generated) >= n - 1:
-            prefix = tuple(generated[len(generated) - n + 1:]) if n > 1 else ()
-            for i in range(len(generated) - n + 1):
-                if tuple(generated[i:i + n - 1]) == prefix:
-                    scores[generated[i + n - 1]] = -float("inf")
+        for token in _banned(list(input_ids[self.prompt_length:]), self.n):
+            scores[token] = -float("inf")
         return scores
+
+
+def _banned(generated: list[int], n: int) -> list[int]:
+    """The tokens that would repeat an n-gram of `generated` after its last n-1 tokens."""
+    banned = []
+    if len(generated) >= n - 1:
+        prefix = tuple(generated[len(generated) - n + 1:]) if n > 1 else ()
+        for i in range(len(generated) - n + 1):
+            if tuple(generated[i:i + n - 1]) == prefix:
+                banned.append(generated[i + n - 1])
+    return banned
+
+
+def _ban(logits, tokens: list[int]) -> None:
+    """-inf for these tokens in a llama.cpp logits row (a float pointer), as _NoRepeatNgram sets
+    them in the sampler's copy of it."""
+    for token in tokens:
+        logits[token] = -float("inf")
+
+
+class _Lookup:
+    """Prompt-lookup drafts: the tokens that followed the latest earlier occurrence of the
+    sequence's last n tokens (n = LOOKUP_NGRAM down to 1) in the prompt and the summary so far."""
+
+    def __init__(self, tokens: list[int]):
+        self.seq: list[int] = []
+        self.after: dict[tuple[int, ...], int] = {}  # an n-gram -> where its latest occurrence ends
+        for token in tokens:
+            self.append(token)
+
+    def append(self, token: int) -> None:
+        seq, end = self.seq, len(self.seq)
+        for n in range(1, min(LOOKUP_NGRAM, end) + 1):  # the n-grams that `token` now follows
+            self.after[tuple(seq[end - n:])] = end
+        seq.append(token)
+
+    def draft(self, k: int) -> list[int]:
+        seq = self.seq
+        for n in range(min(LOOKUP_NGRAM, len(seq)), 0, -1):
+            start = self.after.get(tuple(seq[-n:]))
+            if start is not None:
+                return seq[start:start + k]
+        return []
 
 
 def read_metadata(path: Path) -> dict:
