@@ -76,17 +76,33 @@ def test_the_lookup_applies_the_retry_settings_as_plain_greedy_does(qmsum_dir, s
     assert not differ, differ
 
 
-def test_with_drafts_the_standup_summary_is_plain_greedy(qmsum_dir, smollm2_gguf_path):
-    """Drafts checked in one batch: kept where greedy agrees, greedy's own token where not. On
-    the standup the batch kernels flip no choice; on QMSum segments they can (Bed002/q1's
-    summary on the merged default: 1 of the standup and 5 segments at 48 tokens), so lookup is off by
-    default."""
+def test_with_drafts_the_lookup_keeps_some_and_is_reproducible(qmsum_dir, smollm2_gguf_path):
+    """Drafts checked in one batch. Its rows' logits differ from one-token decodes' in the last
+    bits, so the summary can differ from plain decoding's after a near tie (on the merged Q8_0
+    default all of the standup and 2 QMSum segments did, from token 2 to 24; on the interim F16
+    merge 5 of 6 were identical): why lookup is off by default. What holds whatever the kernels:
+    the first token (from the prompt's evaluation, as plain decoding's), drafts kept, and the
+    same summary again after another (the KV cache and sampler state start clean)."""
+    from sumctl.runtime.backends.gguf import GgufBackend
     from sumctl.runtime.default_model import default_bundle
 
-    differ, counts = _compare(default_bundle(), qmsum_dir, GenerationOptions(max_new_tokens=MAX_NEW_TOKENS),
-                              transcripts=1)
-    assert not differ, differ
-    assert counts["kept"] > 0 and counts["drafted"] >= counts["kept"], counts
+    bundle = default_bundle()
+    (_, standup), (_, segment) = _transcripts(qmsum_dir)[:2]
+    first, second = (fill(bundle.manifest.prompts["medium"], text) for text in (standup, segment))
+    options = GenerationOptions(max_new_tokens=MAX_NEW_TOKENS)
+    plain = GgufBackend(bundle, threads=2, lookup=False)
+    lookup = GgufBackend(bundle, threads=2, lookup=True)
+    try:
+        expected = plain.generate([first], GenerationOptions(max_new_tokens=1))[0]
+        got = lookup.generate([first], options)[0]
+        assert got.output_tokens > 1 and got.text.startswith(expected.text), (expected.text, got.text)
+        lookup.generate([second], options)
+        assert lookup.generate([first], options)[0] == got
+        counts = lookup.lookup_counts
+        assert counts["kept"] > 0 and counts["drafted"] >= counts["kept"], counts
+    finally:
+        plain.close()
+        lookup.close()
 
 
 def test_sampling_and_grammars_decode_plainly(smollm2_default_bundle):
