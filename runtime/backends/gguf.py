@@ -39,8 +39,8 @@ GGUF_ARCHITECTURES = ("llama", "gemma3")
 # copied from what followed the last LOOKUP_NGRAM..1 tokens' latest earlier occurrence.
 LOOKUP_DRAFT = 8
 LOOKUP_NGRAM = 3
-# Off: llama.cpp's kernels for a batch of drafts give logits slightly unlike a one-token
-# decode's, so a near-tied greedy choice can flip and the summary differ from plain decoding's
+# Off: llama.cpp's batch of drafts gives logits unlike one-token decodes' after its first row
+# (up to 0.4-0.6 apart), so a near-tied greedy choice can flip and the summary differ from plain decoding's
 # (the merged Q8_0 default: standup and 2 QMSum segments all differed, from token 2 to 24), and
 # few drafts are kept (1-11%), so on 2 CPU threads it did not decode faster.
 LOOKUP_DEFAULT = False
@@ -231,8 +231,9 @@ class GgufBackend(Backend):
         processor would, then the penalties sampler over the tokens chosen so far, then greedy),
         so a draft is kept while it is what greedy picks, and the first position where it is not
         gives greedy's own token. The prompt is evaluated as generate() evaluates it. The choice
-        rule is plain decoding's, not the numbers: a row of a batch decode can differ from a
-        one-token decode in the last bits, enough to flip a near tie (LOOKUP_DEFAULT)."""
+        rule is plain decoding's, not the numbers: after its first row, a batch decode's logits
+        differ from one-token decodes' of the same tokens (by up to 0.4-0.6 on the merged Q8_0
+        default, with or without flash attention), enough to flip a near tie (LOOKUP_DEFAULT)."""
         import llama_cpp
 
         llm, ctx = self.llm, self.llm.ctx

@@ -77,8 +77,8 @@ def test_the_lookup_applies_the_retry_settings_as_plain_greedy_does(qmsum_dir, s
 
 
 def test_with_drafts_the_lookup_keeps_some_and_is_reproducible(qmsum_dir, smollm2_gguf_path):
-    """Drafts checked in one batch. Its rows' logits differ from one-token decodes' in the last
-    bits, so the summary can differ from plain decoding's after a near tie (on the merged Q8_0
+    """Drafts checked in one batch. Its rows after the first have logits up to 0.4-0.6 from
+    one-token decodes' of the same tokens, so the summary can differ from plain decoding's after a near tie (on the merged Q8_0
     default all of the standup and 2 QMSum segments did, from token 2 to 24; on the interim F16
     merge 5 of 6 were identical): why lookup is off by default. What holds whatever the kernels:
     the first token (from the prompt's evaluation, as plain decoding's), drafts kept, and the
