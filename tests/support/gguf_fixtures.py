@@ -70,17 +70,6 @@ def smollm2_default_bundle(smollm2_gguf_path, tmp_path_factory):
                              quantization="Q4_1", source={"model": str(smollm2_gguf_path)})
 
 
-@pytest.fixture(scope="session")
-def meetings_unmerged_bundle(smollm2_gguf_path, tmp_path_factory):
-    """The embedded default the way it was built before the merge (and the way a `sumctl train`
-    adapter still is): the shipped Q4_1 GGUF hard-linked, the meeting adapter applied at load."""
-    from sumctl.runtime.default_model import build_adapter_bundle, embedded_adapter
-
-    adapter, record = embedded_adapter()
-    return build_adapter_bundle(adapter, tmp_path_factory.mktemp("store") / "smollm2-135m-meetings",
-                                record=record)
-
-
 def save_smollm2_tokenizer(checkpoint: Path, out: Path) -> None:
     for name in SMOLLM2_TOKENIZER_FILES:
         if (checkpoint / name).is_file():
