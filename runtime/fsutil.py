@@ -10,12 +10,14 @@ reader never sees half a file and a kill leaves only a temporary that the next r
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
 import secrets
 import sqlite3
 import stat as stat_module
+import sys
 from pathlib import Path, PurePosixPath
 
 # What the kernel allows for one name, in bytes (ext4, xfs, btrfs, tmpfs, NTFS via ntfs3...).
@@ -268,3 +270,18 @@ def hash_stream(stream, digest=None):
 def sha256_file(path: str | os.PathLike) -> str:
     with open(path, "rb") as f:
         return hash_stream(f).hexdigest()
+
+
+@contextlib.contextmanager
+def stderr_silenced():
+    """Silence C code writing to file descriptor 2 (llama.cpp's loader and quantizer print there
+    whatever its log callback says); Python's sys.stderr is flushed first."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

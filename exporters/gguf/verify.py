@@ -4,15 +4,13 @@ aborts on costs an error line, not sumctl."""
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import logging
-import os
-import sys
 from pathlib import Path
 
 # llama.cpp is imported through the runtime, which sets how its threads wait.
 from sumctl.runtime.backends.gguf import import_llama_cpp
+from sumctl.runtime.fsutil import stderr_silenced
 from sumctl.runtime.machine import usable_cores
 from sumctl.exporters.errors import ExportError
 
@@ -150,24 +148,10 @@ def quantize_in_process(src: Path, dst: Path, quant: str, *, threads: int | None
     # The quantizer writes a line per tensor (and one per fallback type, e.g. SmolLM2's 576-wide
     # rows cannot take 256-wide K-quant blocks) straight to stderr; tensor_types() records
     # the outcome in the manifest instead.
-    with _stderr_to_devnull():
+    with stderr_silenced():
         rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
     if rc != 0 or not dst.is_file():
         raise ExportError(f"{src}: llama.cpp's quantizer failed for {quant} (code {rc})")
-
-
-@contextlib.contextmanager
-def _stderr_to_devnull():
-    """Silence C code writing to file descriptor 2 (Python's sys.stderr is flushed first)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def tensor_types(path: Path) -> dict[str, int]:

@@ -15,15 +15,14 @@ numpy and gguf are imported where they are used: starting the CLI imports neithe
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from sumctl.runtime.errors import BundleError
+from sumctl.runtime.fsutil import stderr_silenced
 
 # What a merged model can be written as, declared once. F16 is the most faithful (the Q4_1 base
 # dequantizes to values F16 holds to ~1e-3 relative, and the small LoRA delta survives per
@@ -226,17 +225,3 @@ def _lora_pairs(reader, adapter: Path) -> dict:
 def _scalar(reader, key: str, default):
     field = reader.get_field(key)
     return default if field is None else field.contents()
-
-
-@contextlib.contextmanager
-def stderr_silenced():
-    """Silence C code writing to file descriptor 2 (llama.cpp's loader and quantizer)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
