@@ -46,12 +46,13 @@ LOOKUP_NGRAM = 3
 LOOKUP_DEFAULT = False
 
 
-def prepare_llama_cpp(*, workers: int = 1, threads: int | None = None) -> None:
-    """Set llama.cpp's OpenMP wait policy from the run's plan (machine.plan_openmp_waits); call it
-    before the first OpenMP runtime starts (llama.cpp's, or torch's where one process holds
-    both), since OpenMP reads it once. A watcher or batch that runs several models at once calls
-    it with its own plan first; a backend's later call then changes nothing."""
-    plan_openmp_waits(workers, threads or usable_cores())
+def prepare_llama_cpp(*, threads: int | None = None) -> None:
+    """Set llama.cpp's OpenMP wait policy for one model on `threads` (machine.plan_openmp_waits);
+    call it before the first OpenMP runtime starts (llama.cpp's, or torch's where one process
+    holds both), since OpenMP reads it once. A watcher or batch that runs several models at once
+    plans for all of them first (plan_openmp_waits with its workers); this call then changes
+    nothing."""
+    plan_openmp_waits(1, threads or usable_cores())
 
 
 def import_llama_cpp(*, threads: int | None = None):
