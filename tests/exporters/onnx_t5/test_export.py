@@ -232,7 +232,9 @@ def test_a_checkpoint_that_is_not_t5_is_refused_naming_its_architecture(tiny_gpt
     assert leftovers(tmp_path) == []
 
 
-def test_a_pickle_checkpoint_is_refused_without_allow_pickle(tiny_t5_checkpoint, tmp_path):
+@pytest.fixture
+def pickled_t5_checkpoint(tiny_t5_checkpoint, tmp_path) -> Path:
+    """The tiny T5 as an old-style checkpoint: the same weights in a pickled pytorch_model.bin."""
     import torch
     from safetensors.torch import load_file
 
@@ -242,22 +244,19 @@ def test_a_pickle_checkpoint_is_refused_without_allow_pickle(tiny_t5_checkpoint,
         if f.suffix != ".safetensors":
             shutil.copy(f, pickled / f.name)
     torch.save(load_file(tiny_t5_checkpoint / "model.safetensors"), pickled / "pytorch_model.bin")
+    return pickled
+
+
+def test_a_pickle_checkpoint_is_refused_without_allow_pickle(pickled_t5_checkpoint, tmp_path):
+    pickled = pickled_t5_checkpoint
     with pytest.raises(ExportError, match="--allow-pickle"):
         export_t5(str(pickled), tmp_path / "out")
     assert leftovers(tmp_path) == ["pickled"]
 
 
 @pytest.mark.slow
-def test_allow_pickle_exports_a_pickle_checkpoint(tiny_t5_checkpoint, tmp_path):
-    import torch
-    from safetensors.torch import load_file
-
-    pickled = tmp_path / "pickled"
-    pickled.mkdir()
-    for f in tiny_t5_checkpoint.iterdir():
-        if f.suffix != ".safetensors":
-            shutil.copy(f, pickled / f.name)
-    torch.save(load_file(tiny_t5_checkpoint / "model.safetensors"), pickled / "pytorch_model.bin")
+def test_allow_pickle_exports_a_pickle_checkpoint(pickled_t5_checkpoint, tmp_path):
+    pickled = pickled_t5_checkpoint
     bundle = export_t5(str(pickled), tmp_path / "out", quantize="none", allow_pickle=True, verify=False)
     assert load_bundle(bundle.path).manifest.verification == {"verified": False,
                                                               "reason": "skipped at export (verify=False)"}
