@@ -35,6 +35,7 @@ def cli():
       sumctl watch ./transcripts --model bundles/flan-t5-int8
       sumctl batch ./transcripts -r --out summaries/ --engine ray
       sumctl bench --data eval.jsonl --model bundles/flan-t5-int8
+      sumctl serve --model bundles/flan-t5-int8   # an HTTP API and a page on 127.0.0.1:8765
 
     With no --model, the embedded default is used: SmolLM2-135M-Instruct with the meeting
     adapter fine-tuned on QMSum that ships in sumctl, when `sumctl[demo]` is installed
@@ -48,7 +49,7 @@ def _register() -> None:
 
     for module in (summarize, ask, batch, export, models):
         module.register(cli)
-    for optional in ("watch", "bench", "train"):
+    for optional in ("watch", "bench", "train", "serve"):
         try:
             module = __import__(f"sumctl.cli.{optional}", fromlist=["register"])
         except ModuleNotFoundError as e:

@@ -15,6 +15,7 @@ from gguf_fixtures import *  # noqa: E402,F401,F403
 from t5_fixtures import *  # noqa: E402,F401,F403
 from train_fixtures import *  # noqa: E402,F401,F403
 from watch_fixtures import *  # noqa: E402,F401,F403
+from serve_fixtures import *  # noqa: E402,F401,F403
 from serve_runtime_fixtures import *  # noqa: E402,F401,F403
 
 REPO = Path(__file__).resolve().parents[1]

@@ -290,6 +290,16 @@ def test_starting_the_cli_imports_no_numpy_and_nothing_that_measures(args):
           "pandas", *TORCH))
 
 
+@pytest.mark.parametrize("args", [["--help"], ["serve", "--help"]])
+def test_starting_the_cli_imports_no_web_stack(args):
+    """FastAPI, uvicorn and the rest of the serve extra load only when `sumctl serve` runs
+    (cli/serve_app.py): the edge install has none of them."""
+    _run(f"import sys\nsys.argv = ['sumctl', *{args!r}]\nfrom sumctl.cli.main import cli\n"
+         "try:\n    cli()\nexcept SystemExit:\n    pass\n",
+         ("fastapi", "uvicorn", "starlette", "prometheus_client", "jinja2", "multipart", "httpx",
+          "sumctl.cli.serve_app"))
+
+
 def test_a_summarize_run_pulls_in_no_torch(tmp_path):
     (tmp_path / "m.txt").write_text("Ann: We will ship on Friday after the export fix lands.\n"
                                     "Bob: I will write the release notes tomorrow morning.\n")
