@@ -236,9 +236,13 @@ class WebhookOutbox:
         return None if 200 <= status < 300 else f"HTTP {status}"
 
     def start(self) -> None:
-        """Deliver in a daemon thread until stop(): what was due before, then each new event."""
+        """Deliver in a daemon thread until stop(): everything undelivered, then each new event."""
         if self._thread is not None:
             return
+        # A restart owes the receiver everything undelivered now, not after the backoff a
+        # dead process chose: a receiver that came back meanwhile hears at once.
+        now = time.time()
+        self._write("UPDATE events SET next_at=? WHERE next_at > ?", (now, now))
         self._stopping.clear()
         self._thread = threading.Thread(target=self._loop, name="sumctl-webhooks", daemon=True)
         self._thread.start()

@@ -114,13 +114,14 @@ def test_a_receiver_that_is_down_then_up_gets_every_event(tmp_path, signed_recei
 
 def test_undelivered_events_are_sent_after_a_restart(tmp_path, signed_receiver):
     port = unused_port()
-    first = outbox(tmp_path)
+    first = outbox(tmp_path, backoff=600, max_backoff=600)
     event_id = first.enqueue(f"http://127.0.0.1:{port}/hook", "job.failed", {"error": "x"})
-    first.stop()  # its last pass finds nobody listening
+    assert first.deliver_due() == 0  # nobody listening: next try in 10 minutes
+    first.stop()
     receiver = signed_receiver(SECRET, port=port)
-    second = outbox(tmp_path, backoff=0.01)
+    second = outbox(tmp_path)
     assert second.pending() == 1
-    second.start()
+    second.start()  # a restart does not wait out the dead process's backoff
     wait_until(lambda: second.pending() == 0, 10, "the event from before the restart")
     second.stop()
     assert [e["id"] for e in receiver.delivered()] == [event_id]
