@@ -106,12 +106,21 @@ def configure_logging(*, json_lines: bool, verbose: bool, console=None) -> loggi
               show_default=True, metavar="SECONDS",
               help="On SIGINT/SIGTERM/SIGHUP, wait this long for jobs in flight before "
                    "abandoning them.")
+@click.option("--webhook", metavar="URL", default=None,
+              help="POST a signed JSON event to URL (http or https) for each transcript "
+                   "summarized (job.done) or failed (job.failed). Events wait in "
+                   "DIR/.sumctl/webhooks.db until URL answers 2xx: retried with backoff, also "
+                   "after a restart.")
+@click.option("--webhook-secret", metavar="SECRET", default=None,
+              help="The HMAC-SHA256 key of each event's Sumctl-Signature header. Default: "
+                   "$SUMCTL_WEBHOOK_SECRET, else one made once and kept in "
+                   "DIR/.sumctl/webhook-secret (0600).")
 @summary_options()
 @click.option("--log-json", is_flag=True, help="Log JSON lines to stderr (for journald, Loki, jq).")
 @click.option("--verbose", "-v", is_flag=True, help="Also log skipped files and tracebacks.")
 def watch(folder, model, out, workers, threads, batch, once, recursive, include, exclude,
           state_path, settle_seconds, max_attempts, backoff_seconds, retry_failed, poll,
-          rescan_seconds, grace_seconds, options, log_json, verbose):
+          rescan_seconds, grace_seconds, webhook, webhook_secret, options, log_json, verbose):
     """Summarize every transcript in DIR, exactly once, and keep watching it.
 
     Transcripts already in DIR are summarized first; then new and changed files are
@@ -146,6 +155,10 @@ def watch(folder, model, out, workers, threads, batch, once, recursive, include,
         parent and a watch of its child) are not detected: do not overlap them.
       - Files named like outputs (`x.summary.json`, `x.error.txt`) are skipped only if
         sumctl wrote them (their content says so); anything else skipped is logged.
+      - With --webhook, each file summarized or failed is announced at least once, even
+        if the receiver is down for a while: events are kept until it answers 2xx. Each
+        carries a Sumctl-Event-Id (the same on every retry) and a Sumctl-Signature,
+        `t=<unix time>,v1=<HMAC-SHA256 of "<t>." + body>`, to check before trusting it.
 
     \b
     Examples:
@@ -155,6 +168,7 @@ def watch(folder, model, out, workers, threads, batch, once, recursive, include,
       sumctl watch ~/Meetings --tasks obsidian       # minutes into an Obsidian vault
       sumctl watch /srv/transcripts --batch 4         # a busy folder, on CPU
       sumctl watch inbox/ --once --log-json          # cron / CI: the backlog, then exit
+      sumctl watch inbox/ --webhook https://chat.example.com/hooks/sumctl
       sumctl status inbox/                            # done / failed / pending, last errors
     """
     from rich.console import Console
@@ -170,7 +184,8 @@ def watch(folder, model, out, workers, threads, batch, once, recursive, include,
         batch=batch, state_path=state_path, recursive=recursive, include=tuple(include),
         exclude=tuple(exclude), settle_seconds=settle_seconds, max_attempts=max_attempts,
         backoff_seconds=backoff_seconds, once=once, poll=poll, rescan_seconds=rescan_seconds,
-        grace_seconds=grace_seconds, retry_failed=retry_failed)
+        grace_seconds=grace_seconds, retry_failed=retry_failed, webhook=webhook,
+        webhook_secret=webhook_secret)
     watcher = Watcher(config, on_outcome=progress.update if progress else None)
     if progress:
         progress.start()

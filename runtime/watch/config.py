@@ -42,6 +42,10 @@ class WatchConfig:
         rescan_seconds: a full rescan this often, for events the OS dropped; 0: never.
         grace_seconds: how long a stop waits for the jobs in flight.
         retry_failed: give failed jobs a fresh set of attempts at start.
+        webhook: an http(s) URL that gets a signed event (runtime/webhooks.py) for each file
+            summarized or failed; None: no events.
+        webhook_secret: the events' signing key; None: $SUMCTL_WEBHOOK_SECRET, else one made
+            once and kept beside the state (`webhook-secret`, 0600).
     """
 
     folder: Path
@@ -63,6 +67,8 @@ class WatchConfig:
     rescan_seconds: float = 300.0
     grace_seconds: float = 30.0
     retry_failed: bool = False
+    webhook: str | None = None
+    webhook_secret: str | None = None
     # Filled in on construction.
     root: Path = field(init=False)  # the folder's real path: every path is compared in it
     threads_warning: str | None = field(init=False, default=None)
@@ -88,6 +94,13 @@ class WatchConfig:
             raise SumctlError(f"--batch {self.batch}: need at least one file per batch")
         if self.max_attempts < 1:
             raise SumctlError(f"--max-attempts {self.max_attempts}: need at least one attempt")
+        if self.webhook is not None:
+            from sumctl.runtime.webhooks import check_webhook_url
+
+            check_webhook_url(self.webhook)
+        elif self.webhook_secret is not None:
+            raise SumctlError("--webhook-secret: signs webhooks, but there is no --webhook URL "
+                              "(add --webhook URL, or drop the secret)")
         put("folder", folder)
         # A folder reached through a symlink (/srv/inbox -> /data/inbox) still contains its files.
         put("root", Path(os.path.realpath(folder)))

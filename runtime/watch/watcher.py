@@ -130,6 +130,7 @@ class Watcher:
         self._ready: deque[str] = deque()
         self._retries: list[tuple[float, str]] = []
         self._session = 0
+        self._outbox = None  # a WebhookOutbox while the run has --webhook
 
     # --- public -------------------------------------------------------------------------------
 
@@ -187,10 +188,16 @@ class Watcher:
                          extra={"event": "retry_failed", "count": reset})
             if config.threads_warning:
                 log.warning(config.threads_warning, extra={"event": "threads_clamped"})
+            if config.webhook is not None:
+                self._outbox = open_watch_outbox(config)
+                self._outbox.start()
             try:
                 if not self._stop.is_set():  # a signal during start-up
                     self._run(started)
             finally:
+                # Abandoned: leave at once; the undelivered events wait in the outbox.
+                if self._outbox is not None and not self._abandon.is_set():
+                    self._outbox.stop()
                 if not self._abandon.is_set():
                     self.state.stop_session(session)
         finally:
@@ -438,8 +445,23 @@ class Watcher:
             self.report.outcomes[outcome.path] = outcome
         elif outcome.status != Status.BUSY:
             self.report.outcomes[outcome.path] = outcome
+        if self._outbox is not None and outcome.status in (Status.SUMMARIZED, Status.FAILED):
+            self._announce(outcome)
         if self.on_outcome is not None:
             self.on_outcome(outcome, self)
+
+    def _announce(self, outcome: Outcome) -> None:
+        """Queue the --webhook event of a file that was summarized or failed an attempt."""
+        done = outcome.status == Status.SUMMARIZED
+        data = {"path": display_name(self.tree.relative(outcome.path) or outcome.path),
+                "status": "done" if done else "failed", "sha256": outcome.sha256,
+                "outputs": [Path(p).name for p in outcome.outputs],
+                "error": None if done else outcome.reason, "next_retry": outcome.retry_at}
+        try:
+            self._outbox.enqueue(self.config.webhook, "job.done" if done else "job.failed", data)
+        except SumctlError as e:  # the summary is written whatever becomes of its announcement
+            log.error("webhook for %s: %s", data["path"], e,
+                      extra={"event": "webhook_failed", "path": data["path"]})
 
     # --- shutdown and signals -------------------------------------------------------------------
 
@@ -550,6 +572,15 @@ class Watcher:
                     self._inbox.put((Inbox.RESULT, outcome))
         finally:
             summarizer.close()
+
+
+def open_watch_outbox(config: WatchConfig):
+    """The --webhook outbox and its secret, kept beside the watch state."""
+    from sumctl.runtime.webhooks import WebhookOutbox, load_or_create_secret
+
+    folder = config.state_path.parent
+    return WebhookOutbox(folder / "webhooks.db",
+                         load_or_create_secret(folder / "webhook-secret", config.webhook_secret))
 
 
 def lock_watched_folder(root: Path) -> int | None:
