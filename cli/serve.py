@@ -144,7 +144,13 @@ def serve(ctx, model, host, port, state_dir, workers, threads, token, insecure_n
         raise click.BadParameter("a token shorter than 16 characters is guessable; use e.g. "
                                  "`openssl rand -hex 32`", param_hint="--token")
 
-    from sumctl.cli.serve_app import ServeSettings, run_service
+    try:
+        from sumctl.cli.serve_app import ServeSettings, run_service
+    except ModuleNotFoundError as e:
+        if (e.name or "").startswith("sumctl"):
+            raise
+        raise click.ClickException(f"sumctl serve needs {e.name}, which the edge install "
+                                   "leaves out: pip install 'sumctl[serve]'") from None
 
     state_dir = state_dir or default_state_dir()
     run_service(ServeSettings(

@@ -332,21 +332,34 @@ def test_webhooks_are_signed_and_reach_a_receiver_that_was_down(serve_process,
     assert "Traceback" not in server.log()
 
 
-def test_a_token_is_required_and_checked(serve_process, extractive_bundle_dir, tmp_path):
-    server = serve_process(tmp_path / "state", extractive_bundle_dir, "--token", TOKEN)
+def test_token_queue_limit_and_retention(serve_process, slow_bundle_dir, tmp_path):
+    server = serve_process(tmp_path / "state", slow_bundle_dir, "--token", TOKEN,
+                           "--max-queue", "2", "--retention", "1s")
     with server.client() as c:
         error_of(c.get("/v1/jobs"), 401, "Authorization: Bearer")
         error_of(c.get("/metrics"), 401)
         error_of(c.get("/v1/jobs", headers={"Authorization": f"Bearer {TOKEN}x"}), 401)
         error_of(c.get("/v1/jobs", headers={"Authorization": f"Basic {TOKEN}"}), 401)
         error_of(c.post("/v1/jobs", json={"text": "Ann: hi"}), 401)
-        good = {"Authorization": f"Bearer {TOKEN}"}
-        assert c.get("/v1/jobs", headers=good).status_code == 200
-        assert c.post("/v1/jobs", json={"text": "Ann: hi"}, headers=good).status_code == 202
         assert c.get("/healthz").status_code == 200  # for a load balancer: no secret in it
         assert "Token" in c.get("/").text
+
+        c.headers["Authorization"] = f"Bearer {TOKEN}"
+        assert c.get("/v1/jobs").status_code == 200
+        # The slow model holds each job 0.15 s: the third of three quick submits finds the
+        # queue (one running, one pending) full.
+        answers = [c.post("/v1/jobs", json={"text": meeting_text(i, turns=3)}) for i in range(3)]
+        assert [a.status_code for a in answers[:2]] == [202, 202]
+        error_of(answers[2], 429, "queue is full", "retry later")
+        assert answers[2].headers["retry-after"]
+        ids = [a.json()["id"] for a in answers[:2]]
+        for job_id in ids:
+            wait_done(c, job_id)
+        # --retention 1s: finished jobs are purged about a second later.
+        wait_until(lambda: all(c.get(f"/v1/jobs/{i}").status_code == 404 for i in ids), 15,
+                   "the finished jobs to be purged")
     assert server.stop() == 0
-    assert "Traceback" not in server.log()
+    assert "purged" in server.log() and "Traceback" not in server.log()
 
 
 def test_a_non_loopback_bind_without_a_token_is_refused(tmp_path, serve_stack):
@@ -390,3 +403,13 @@ def test_the_systemd_unit_is_hardened_and_verifies(tmp_path, extractive_bundle_d
     verify = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True,
                             text=True, timeout=60)
     assert verify.returncode == 0 and "sumctl.service" not in verify.stderr, verify.stderr
+
+
+def test_without_the_serve_extra_the_command_says_what_to_install(tmp_path):
+    # fastapi made unimportable, as on the edge install.
+    code = ("import sys; sys.modules['fastapi'] = None\n"
+            "from sumctl.cli.main import cli; cli(prog_name='sumctl')")
+    result = subprocess.run([sys.executable, "-c", code, "serve", "--state", tmp_path / "s"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    one_line_error(result, "fastapi", "pip install 'sumctl[serve]'")
