@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import logging
 import os
 import secrets
@@ -192,8 +193,9 @@ class WebhookOutbox:
     def next_due(self) -> float | None:
         return self._db.query("SELECT MIN(next_at) FROM events")[0][0]
 
-    def deliver_due(self) -> int:
-        """POST every event that is due, once; returns how many were delivered."""
+    def deliver_due(self, *, until: float | None = None) -> int:
+        """POST every event that is due, once; returns how many were delivered. With `until`
+        (a time.monotonic() value), no POST starts after it."""
         delivered = 0
         with self._send_lock:
             now = time.time()
@@ -202,6 +204,8 @@ class WebhookOutbox:
                     "ORDER BY next_at, created", (now,)):
                 if self._stopping.is_set() and threading.current_thread() is self._thread:
                     break  # stop() makes its own final pass
+                if until is not None and time.monotonic() >= until:
+                    break
                 error = self._post(event_id, url, body)
                 if error is None:
                     self._write("DELETE FROM events WHERE id=?", (event_id,))
@@ -231,7 +235,8 @@ class WebhookOutbox:
                 status = response.status
         except urllib.error.HTTPError as e:
             return f"HTTP {e.code}"
-        except (OSError, ValueError) as e:  # refused, reset, timed out, a bad host name
+        except (OSError, ValueError, http.client.HTTPException) as e:
+            # Refused, reset, timed out, a bad host name, or an answer that is not HTTP.
             return first_line(getattr(e, "reason", None) or e)
         return None if 200 <= status < 300 else f"HTTP {status}"
 
@@ -252,9 +257,10 @@ class WebhookOutbox:
             self._wake.clear()  # before the pass: an enqueue during it wakes the next wait
             try:
                 self.deliver_due()
-            except SumctlError as e:
-                log.error("%s", e)
-            due = self.next_due()
+                due = self.next_due()
+            except Exception as e:  # the thread must outlive any one bad pass (logged)
+                log.error("webhook delivery: %s", first_line(e))
+                due = None
             wait = 5.0 if due is None else min(5.0, max(0.0, due - time.time()))
             self._wake.wait(wait)
 
@@ -269,7 +275,9 @@ class WebhookOutbox:
         if self._db.closed:
             return
         try:
-            self.deliver_due()
+            # Bounded: a receiver that swallows requests must not hold up a shutdown for
+            # `timeout` seconds per event.
+            self.deliver_due(until=time.monotonic() + self.timeout)
         except SumctlError as e:
             log.error("%s", e)
         self._db.close()

@@ -169,3 +169,46 @@ def test_the_outbox_is_durable_sqlite_wal(tmp_path):
         (body,) = c.execute("SELECT body FROM events").fetchone()
     assert json.loads(body)["data"] == {"a": 1}
     assert not os.path.exists(tmp_path / "webhook-secret")
+
+
+def test_an_answer_that_is_not_http_is_a_retry_not_a_crash(tmp_path):
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def answer_garbage():
+        conn, _ = server.accept()
+        conn.recv(65536)
+        conn.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        conn.close()
+
+    threading.Thread(target=answer_garbage, daemon=True).start()
+    box = outbox(tmp_path, backoff=600)
+    box.enqueue(f"http://127.0.0.1:{server.getsockname()[1]}/hook", "job.done", {})
+    assert box.deliver_due() == 0 and box.pending() == 1
+    with sqlite3.connect(tmp_path / "webhooks.db") as c:
+        attempts, error = c.execute("SELECT attempts, last_error FROM events").fetchone()
+    assert attempts == 1 and "NOT HTTP AT ALL" in error
+    box.stop()
+    server.close()
+
+
+def test_a_receiver_that_never_answers_holds_up_stop_for_one_timeout_only(tmp_path):
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # connections complete in the backlog; nobody ever answers
+    box = outbox(tmp_path, timeout=0.3)
+    for n in range(5):
+        box.enqueue(f"http://127.0.0.1:{silent.getsockname()[1]}/hook", "job.done", {"n": n})
+    started = time.monotonic()
+    box.stop()
+    assert time.monotonic() - started < 1.0  # five events x 0.3 s unbounded
+    silent.close()
+    again = outbox(tmp_path)
+    assert again.pending() == 5  # kept for the next start
+    again.stop()
