@@ -558,7 +558,8 @@ def run_service(settings: ServeSettings, *, listening: socket.socket) -> None:
     configure_logging(json_lines=False, verbose=settings.verbose)
     # The event loop answers every request on one thread, which waits for the GIL whenever a
     # worker or an upload's parse holds it: hand it over every 1 ms instead of every 5 ms, so
-    # that /healthz and polls stay quick while jobs run (throughput loses nothing measurable).
+    # that /healthz and polls stay quick while a worker runs Python (the extractive model,
+    # the minutes' cues).
     sys.setswitchinterval(0.001)
     service = Service(settings)
     try:
