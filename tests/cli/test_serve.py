@@ -112,7 +112,7 @@ def _written(path: Path, text: str) -> Path:
     return path
 
 
-def test_list_pages_and_delete(client):
+def test_list_pages_and_delete(server, client):
     ids = [client.post("/v1/jobs", json={"text": meeting_text(i, turns=3),
                                          "filename": f"page-{i}.txt"}).json()["id"]
            for i in range(5)]
@@ -123,7 +123,10 @@ def test_list_pages_and_delete(client):
     assert [j["id"] for j in second["jobs"]] == ids[::-1][2:4]
     wait_done(client, ids[0])
 
+    stored = server.state / "transcripts" / ids[0]  # where the store keeps what was sent
+    assert stored.stat().st_mode & 0o777 == 0o600
     assert client.delete(f"/v1/jobs/{ids[0]}").status_code == 204
+    assert not stored.exists()
     error_of(client.get(f"/v1/jobs/{ids[0]}"), 404, ids[0], "GET /v1/jobs")
     error_of(client.delete(f"/v1/jobs/{ids[0]}"), 404)
     error_of(client.get(f"/v1/jobs/{ids[0]}/summary.md"), 404)
