@@ -118,7 +118,8 @@ def serve(ctx, model, host, port, state_dir, workers, threads, token, insecure_n
       - Jobs live in SQLite (WAL) in --state, transcripts with mode 0600. A kill -9 or a
         power cut loses no accepted job, and a restart redoes only the interrupted ones.
       - No endpoint reads or writes a path that the client names.
-      - SIGINT and SIGTERM stop accepting, finish the jobs in flight and exit 0.
+      - SIGINT and SIGTERM stop accepting, give the jobs in flight 30 s to finish (an
+        unfinished one runs again at the next start) and exit 0.
 
     \b
     Examples:
