@@ -564,6 +564,10 @@ def run_service(settings: ServeSettings, *, listening: socket.socket) -> None:
     service = Service(settings)
     try:
         service.start()
+    except BaseException:
+        service.stop()
+        raise
+    try:
         host, port = listening.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
         log.info("listening on http://%s:%d (state %s%s)", shown, port, settings.state_dir,

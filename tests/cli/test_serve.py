@@ -416,3 +416,10 @@ def test_without_the_serve_extra_the_command_says_what_to_install(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     one_line_error(result, "fastapi", "pip install 'sumctl[serve]'")
+
+
+def test_a_model_that_cannot_load_is_one_line_before_serving(tmp_path, serve_stack):
+    result = run("serve", "--port", "0", "--state", tmp_path / "state", "--model",
+                 tmp_path / "no-such-bundle")
+    one_line_error(result, "no-such-bundle", "sumctl models list")
+    assert "listening" not in result.stderr
