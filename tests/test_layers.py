@@ -290,14 +290,25 @@ def test_starting_the_cli_imports_no_numpy_and_nothing_that_measures(args):
           "pandas", *TORCH))
 
 
+WEB_STACK = ("fastapi", "uvicorn", "starlette", "prometheus_client", "jinja2", "multipart", "anyio")
+
+
+def test_only_the_serve_app_imports_the_web_stack(modules):
+    """The serve extra's libraries are imported by cli/serve_app.py alone (which cli/serve.py
+    imports in its command's body), so that nothing else needs the extra."""
+    bad = [f"{shown(path)}:{line}: imports {target}"
+           for module, path in modules.items() if module != "sumctl.cli.serve_app"
+           for line, target, _ in imports(path, module) if target.split(".")[0] in WEB_STACK]
+    assert bad == []
+
+
 @pytest.mark.parametrize("args", [["--help"], ["serve", "--help"]])
 def test_starting_the_cli_imports_no_web_stack(args):
     """FastAPI, uvicorn and the rest of the serve extra load only when `sumctl serve` runs
     (cli/serve_app.py): the edge install has none of them."""
     _run(f"import sys\nsys.argv = ['sumctl', *{args!r}]\nfrom sumctl.cli.main import cli\n"
          "try:\n    cli()\nexcept SystemExit:\n    pass\n",
-         ("fastapi", "uvicorn", "starlette", "prometheus_client", "jinja2", "multipart", "httpx",
-          "sumctl.cli.serve_app"))
+         (*WEB_STACK, "httpx", "sumctl.cli.serve_app"))
 
 
 def test_a_summarize_run_pulls_in_no_torch(tmp_path):
