@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from sumctl.cli.main import cli
+from sumctl.runtime.outputs import validate_summary_record
 from batch_fixtures import content
 from serve_fixtures import STANDUP, ServeProcess, WebhookReceiver
 from watch_fixtures import meeting_text, one_line_error, run, wait_until
@@ -82,6 +83,7 @@ def test_submit_and_read_back_equals_summarize(server, client, extractive_bundle
         f"/v1/jobs/{accepted['id']}" == accepted["links"]["self"]
     job = wait_done(client, accepted["id"])
     assert job["status"] == "done" and job["runs"] == 1 and job["filename"] == "standup.vtt"
+    validate_summary_record(job["record"])  # the published schema, as summarize's files
 
     result = run("summarize", STANDUP, "--model", extractive_bundle_dir, "--date", "2026-10-07",
                  "--out", tmp_path, "--quiet")
