@@ -43,7 +43,8 @@ def source_options(f):
 @source_options
 @out_option
 @click.option("--quantize", type=click.Choice(T5_QUANTIZATIONS), default="int8", show_default=True,
-              help="Dynamic int8 quantization, with the kernel set picked for this CPU.")
+              help="int8: dynamic, with the kernel set picked for this CPU. int4: 4-bit weights "
+                   "(FFN outputs and LM head int8), refused if it agrees too little with fp32.")
 @click.option("--max-input-tokens", type=click.IntRange(min=16), default=T5_MAX_INPUT_TOKENS, show_default=True,
               help="The model's input budget; longer transcripts are chapterized.")
 def export_t5_command(model, revision, allow_pickle, out, quantize, max_input_tokens):

@@ -1,4 +1,4 @@
-"""T5 / FLAN-T5 -> ONNX bundles: export.py (the command), graph.py (int8 quantization, the
+"""T5 / FLAN-T5 -> ONNX bundles: export.py (the command), graph.py (int8 and int4 quantization, the
 decoder merged with its cache branch, every weight stored once) and verify.py (token for token
 against PyTorch)."""
 

@@ -3,13 +3,15 @@
 Steps, each shown as it runs (graph.py does 3 and 4, verify.py does 5):
 1. load     - vet the checkpoint (safetensors, model_type t5/mt5, no remote code) and load it;
 2. export   - optimum exports the encoder, the first-step decoder and the with-past decoder;
-3. quantize - (int8) dynamic int8 with ORTQuantizer, kernels picked for this CPU;
+3. quantize - (int8) dynamic int8 with ORTQuantizer, kernels picked for this CPU; (int4) 4-bit
+              weight-only MatMulNBits, the FFN output projections and LM head int8;
 4. merge    - the two decoders become one graph (an If on `use_cache_branch`) whose weights
               are stored once; the separate decoder files are dropped;
    store    - the graphs' weights move into one page-aligned weights.bin, each distinct
               tensor once (the encoder and decoder share the token embedding);
 5. verify   - the bundle, run by sumctl's own runtime, against the PyTorch model on built-in
-              inputs: fp32 must reproduce the greedy tokens exactly, int8 records its agreement;
+              inputs: fp32 must reproduce the greedy tokens exactly, int8 records its agreement,
+              int4 records it and must reach INT4_MIN_TOKEN_AGREEMENT;
 6. hash     - every file's sha256 goes into the manifest, written last.
 
 Quantizing before merging (not after) is deliberate: the two decoders share their weights, so
@@ -30,14 +32,14 @@ import warnings
 from pathlib import Path
 
 from sumctl.runtime.bundle import Bundle, Manifest, package_versions, write_manifest
-from sumctl.runtime.bundle.configs import (CONFIG, DECODER, ENCODER, TOKENIZER, WEIGHTS, OnnxT5Config,
-                                           seq2seq_generation)
+from sumctl.runtime.bundle.configs import (CONFIG, DECODER, ENCODER, T5_QUANTIZATIONS, TOKENIZER, WEIGHTS,
+                                           OnnxT5Config, seq2seq_generation)
 from sumctl.exporters.base import Progress, SilentProgress, check_out_dir, export_bundle, one_line
 from sumctl.exporters.errors import ExportError
 from sumctl.exporters.onnx_t5.graph import (WEIGHTS_FILE, host_kernel, merge_decoders, move_onnx,
-                                            quantize_parts, remove_onnx, store_weights)
-from sumctl.exporters.onnx_t5.verify import (VERIFY_MAX_NEW_TOKENS, describe_verification,
-                                             reference_outputs, verify_bundle)
+                                            quantize_parts, quantize_parts_int4, remove_onnx, store_weights)
+from sumctl.exporters.onnx_t5.verify import (INT4_MIN_TOKEN_AGREEMENT, VERIFY_MAX_NEW_TOKENS,
+                                             describe_verification, reference_outputs, verify_bundle)
 from sumctl.runtime.prompts import default_templates
 
 from sumctl.exporters.checkpoint import require_architecture, resolve_checkpoint, source_info
@@ -51,14 +53,16 @@ DECODER_FILE = "decoder_model_merged.onnx"
 def export_t5(model: str, out: str | os.PathLike, *, quantize: str = "int8", max_input_tokens: int = 512,
               revision: str | None = None, allow_pickle: bool = False, verify: bool = True,
               verify_max_new_tokens: int = VERIFY_MAX_NEW_TOKENS, verify_inputs: int | None = None,
-              label: str = "", name: str | None = None, progress: Progress | None = None) -> Bundle:
+              label: str = "", name: str | None = None, progress: Progress | None = None,
+              min_token_agreement: float | None = None) -> Bundle:
     """Export a T5 checkpoint to a verified ONNX bundle at `out`.
 
     Args:
         model: a checkpoint folder, or a hub id (downloaded once; safetensors only unless
             `allow_pickle`).
         out: the bundle folder to create; it must be absent or empty.
-        quantize: "int8" (dynamic, for this CPU's kernels) or "none" (fp32).
+        quantize: "int8" (dynamic, for this CPU's kernels), "int4" (weight-only, 4-bit blocks;
+            the FFN output projections and the LM head int8) or "none" (fp32).
         max_input_tokens: the transcript budget per chapter.
         revision: the hub revision to download.
         allow_pickle: accept .bin/.pt weights (pickle runs code: only for checkpoints you trust).
@@ -68,9 +72,14 @@ def export_t5(model: str, out: str | os.PathLike, *, quantize: str = "int8", max
         verify_max_new_tokens, verify_inputs: how long and how many of those comparisons.
         label, name: shown beside every summary and in `sumctl models list`.
         progress: reports each step (the CLI renders it); None: silent.
+        min_token_agreement: the token agreement with PyTorch below which a quantized bundle is
+            refused; None: INT4_MIN_TOKEN_AGREEMENT for int4, no floor for int8.
     """
-    if quantize not in ("int8", "none"):
-        raise ExportError(f"unknown --quantize {quantize!r} (use int8 or none)")
+    if quantize not in T5_QUANTIZATIONS:
+        raise ExportError(f"unknown --quantize {quantize!r} (use {', '.join(T5_QUANTIZATIONS[:-1])} "
+                          f"or {T5_QUANTIZATIONS[-1]})")
+    if min_token_agreement is None and quantize == "int4":
+        min_token_agreement = INT4_MIN_TOKEN_AGREEMENT
     if max_input_tokens < 16:
         raise ExportError(f"--max-input-tokens {max_input_tokens} is too small (use 16 or more)")
     out = check_out_dir(out)
@@ -83,13 +92,14 @@ def export_t5(model: str, out: str | os.PathLike, *, quantize: str = "int8", max
             return _export(model, path, config, work, steps, quantize=quantize,
                            max_input_tokens=max_input_tokens, revision=revision, verify=verify,
                            verify_max_new_tokens=verify_max_new_tokens, verify_inputs=verify_inputs,
-                           label=label, name=name or out.name).path
+                           label=label, name=name or out.name,
+                           min_token_agreement=min_token_agreement).path
 
     return export_bundle(out, build)
 
 
 def _export(model_id, path, config, work, steps, *, quantize, max_input_tokens, revision, verify,
-            verify_max_new_tokens, verify_inputs, label, name) -> Bundle:
+            verify_max_new_tokens, verify_inputs, label, name, min_token_agreement) -> Bundle:
     torch, transformers, onnx_export_from_model = _export_libraries()
     staging, bundle_dir = work / "onnx", work / "bundle"
     bundle_dir.mkdir()
@@ -110,12 +120,16 @@ def _export(model_id, path, config, work, steps, *, quantize, max_input_tokens, 
         kernel = host_kernel()
         with steps.step(f"Quantizing to int8 (dynamic, {kernel} kernels)"):
             parts, quant_info = quantize_parts(parts, work / "int8", kernel)
+    elif quantize == "int4":
+        kernel = host_kernel()
+        with steps.step(f"Quantizing to int4 (weight-only; FFN outputs and LM head int8, {kernel})"):
+            parts, quant_info = quantize_parts_int4(parts, work / "int4", kernel)
     _assemble(parts, bundle_dir, torch_model, tokenizer, steps)
 
     manifest = Manifest(
         backend="onnx-t5",
         source=source_info(model_id, path, revision),
-        quantization="int8" if quantize == "int8" else "fp32",
+        quantization="fp32" if quantize == "none" else quantize,
         max_input_tokens=max_input_tokens,
         prompts=default_templates(),
         generation=t5_generation_defaults(path),
@@ -130,7 +144,8 @@ def _export(model_id, path, config, work, steps, *, quantize, max_input_tokens, 
     del torch_model
     if references is not None:
         with steps.step("Verifying the bundle against the PyTorch outputs"):
-            manifest.verification = verify_bundle(bundle, references, quantized=quantize == "int8")
+            manifest.verification = verify_bundle(bundle, references, quantized=quantize != "none",
+                                                  min_token_agreement=min_token_agreement, model=model_id)
         steps.note(describe_verification(manifest.verification))
     else:
         manifest.verification = {"verified": False, "reason": "skipped at export (verify=False)"}

@@ -1,5 +1,5 @@
 """The ONNX graphs of a T5 bundle: int8 quantization for this CPU's kernels (optimum's
-ORTQuantizer), the decoder and its cache branch merged into one graph, and every weight stored
+ORTQuantizer) or int4 weight-only (ONNX Runtime's MatMulNBitsQuantizer), the decoder and its cache branch merged into one graph, and every weight stored
 once, page-aligned, in one file the runtime maps."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import platform
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from sumctl.exporters.base import one_line
@@ -40,7 +41,10 @@ def host_kernel() -> str:
     return "avx2"
 
 
-def quantize_parts(parts: dict[str, Path], out_dir: Path, kernel: str) -> tuple[dict[str, Path], dict]:
+def quantize_parts(parts: dict[str, Path], out_dir: Path, kernel: str, *,
+                   only: Callable[[Path], list[str]] | None = None) -> tuple[dict[str, Path], dict]:
+    """Dynamic int8 for this CPU's kernels; `only` names the nodes of each part to quantize (None:
+    every product with a weight, and the embeddings)."""
     from optimum.onnxruntime import ORTQuantizer
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
@@ -50,7 +54,8 @@ def quantize_parts(parts: dict[str, Path], out_dir: Path, kernel: str) -> tuple[
         # Only products with a weight are quantized. Attention's activation x activation products
         # (QK^T, AV) would re-quantize the whole cached keys and values at every decoding step;
         # kept in fp32 they cost less (ORT profile of FLAN-T5-Large's decoder: -17% per token).
-        config = preset(is_static=False, per_channel=True, nodes_to_exclude=activation_matmuls(part))
+        config = preset(is_static=False, per_channel=True, nodes_to_exclude=activation_matmuls(part),
+                        nodes_to_quantize=only(part) if only else None)
         try:
             quantizer = ORTQuantizer.from_pretrained(part.parent, file_name=part.name)
             quantizer.quantize(quantization_config=config, save_dir=out_dir / role,
@@ -65,6 +70,77 @@ def quantize_parts(parts: dict[str, Path], out_dir: Path, kernel: str) -> tuple[
             "reduce_range": config.reduce_range,
             "operators": [getattr(op, "value", op) for op in config.operators_to_quantize]}
     return quantized, info
+
+
+# The MatMuls that stay out of 4 bits, by the name optimum's T5 export gives them (node names
+# follow the PyTorch modules). T5's FFN output projection (`wo`) reads activations with large
+# outliers (the reason T5 overflows in fp16), and a 4-bit LM head picks the next token from
+# logits whose top two are often close. They get int8, not fp32: on the tiny T5 (teacher-forced
+# top-1 against ONNX fp32 over 500 positions, tests/support/t5_fixtures' checkpoint) fp32 for
+# them gave 77.8% against int8's 75.2% and everything in int4 70.8%, while fp32 made the bundle
+# 2.4x the size; FLAN-T5-Large's `wo` alone is a third of its FFN weights.
+INT4_EXCLUDED = ("/DenseReluDense/wo/MatMul", "/lm_head/MatMul")
+# 32 rows of a weight column share one scale. Same measure, tiny T5: block 16 79.0%, 32 75.2%, 64
+# and 128 76.4% (its K of 64 makes those one block per column: per-channel; 128 pads to twice
+# the bytes); the int8 bundle 95.0%. 32 is the smallest block MLAS's int8-activation kernels are
+# tuned for (onnxruntime-genai's CPU default); 16 would add an fp32 scale per 8 bytes.
+INT4_BLOCK_SIZE = 32
+# MLAS's int4 kernels with int8 activations (VNNI where the CPU has it): what onnxruntime-genai
+# ships for CPU; level 1 (fp32 activations) dequantizes each block to fp32 first.
+INT4_ACCURACY_LEVEL = 4
+
+
+def quantize_parts_int4(parts: dict[str, Path], out_dir: Path, kernel: str, *,
+                        block_size: int = INT4_BLOCK_SIZE) -> tuple[dict[str, Path], dict]:
+    """int4 weight-only (MatMulNBits) for every weight MatMul but INT4_EXCLUDED, which get
+    quantize_parts' dynamic int8 first, with the embeddings (as in an int8 bundle).
+
+    int8 goes first because ORT's int8 quantizer needs every MatMul input's type from ONNX shape
+    inference, which knows nothing of the com.microsoft MatMulNBits. Like int8, each part is
+    quantized before the decoders are merged: both quantizers are deterministic, so the two
+    decoders' copies of a shared weight are identical bytes and the merge keeps one."""
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import (DefaultWeightOnlyQuantConfig,
+                                                                 MatMulNBitsQuantizer)
+
+    excluded = {role: int4_excluded(part) for role, part in parts.items()}
+    int8, int8_info = quantize_parts(parts, out_dir / "int8", kernel, only=_int8_in_int4)
+    quantized = {}
+    for role, part in int8.items():
+        model = onnx.load(str(part))
+        config = DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=True,
+                                              accuracy_level=INT4_ACCURACY_LEVEL, bits=4)
+        try:
+            # Already int8 (not MatMul) after quantize_parts; named too, so that they can never
+            # become int4 whatever the int8 step does.
+            quantizer = MatMulNBitsQuantizer(model, nodes_to_exclude=excluded[role], algo_config=config)
+            quantizer.process()
+        except Exception as e:
+            raise ExportError(f"{part.name}: int4 quantization failed ({one_line(e)})") from None
+        quantized[role] = out_dir / role / part.name
+        quantized[role].parent.mkdir(parents=True, exist_ok=True)
+        onnx.save(quantizer.model.model, str(quantized[role]))
+        remove_onnx(part)
+    info = {"method": "weight-only int4 (MatMulNBits)", "bits": 4, "block_size": block_size,
+            "symmetric": True, "accuracy_level": INT4_ACCURACY_LEVEL,
+            "int8_matmuls": sorted({name.rsplit("/", 2)[-2] for names in excluded.values() for name in names}),
+            "int8": int8_info}
+    return quantized, info
+
+
+def int4_excluded(part: Path) -> list[str]:
+    """The MatMul nodes of an ONNX file that stay out of 4 bits (INT4_EXCLUDED)."""
+    import onnx
+
+    model = onnx.load(str(part), load_external_data=False)
+    return [n.name for n in model.graph.node if n.op_type == "MatMul" and n.name.endswith(INT4_EXCLUDED)]
+
+
+def _int8_in_int4(part: Path) -> list[str]:
+    import onnx
+
+    model = onnx.load(str(part), load_external_data=False)
+    return int4_excluded(part) + [n.name for n in model.graph.node if n.op_type == "Gather"]
 
 
 def activation_matmuls(part: Path) -> list[str]:

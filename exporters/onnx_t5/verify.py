@@ -11,6 +11,15 @@ from sumctl.runtime.prompts import fill
 
 
 VERIFY_MAX_NEW_TOKENS = 32
+# int4 is refused below this token agreement with PyTorch fp32; int8, the default, only records
+# its own. 4 bits can break a model outright (outlier weights outside INT4_EXCLUDED), and a user
+# who asked for int4 is better served by int8 than by a bundle that says something else. A floor
+# rather than int8's own agreement, which would mean a second quantization and verification in
+# every int4 export. It is for trained models, whose logits have margins: random weights have
+# none, and the tests' random tiny T5 reaches 9% with int4 (int8: 71%), so its fixture lowers the
+# floor. Half the tokens is a judgement, not yet calibrated on a trained T5 (issue 30's trained
+# tiny T5 is where to check it): a trained model below it is broken rather than borderline.
+INT4_MIN_TOKEN_AGREEMENT = 0.5
 
 
 # Short meeting snippets the export is checked on: built in, so a check never needs data.
@@ -56,12 +65,14 @@ def reference_outputs(torch_model, tokenizer, template: str, *, max_new_tokens: 
     return references
 
 
-def verify_bundle(bundle: Bundle, references: list[dict], *, quantized: bool) -> dict:
+def verify_bundle(bundle: Bundle, references: list[dict], *, quantized: bool,
+                  min_token_agreement: float | None = None, model: str = "") -> dict:
     """Greedy outputs of the bundle, run by sumctl's own runtime, against PyTorch's.
 
     fp32 must match token for token (and decode to the same text), or the export fails. int8
     cannot match exactly; its token agreement and ROUGE-L against the fp32 PyTorch output are
-    recorded for users to judge.
+    recorded for users to judge. With `min_token_agreement` (int4's INT4_MIN_TOKEN_AGREEMENT) a
+    quantized bundle below it is refused, naming `model` and int8 as the way out.
     """
     from sumctl.runtime.backends.onnx_t5 import OnnxT5Backend
 
@@ -93,7 +104,7 @@ def verify_bundle(bundle: Bundle, references: list[dict], *, quantized: bool) ->
                                   "nothing was written. Please report this with the checkpoint's config.json")
     finally:
         backend.close()
-    return {
+    verification = {
         "verified": True,
         "method": "greedy decoding, sumctl runtime vs transformers PyTorch fp32",
         "inputs": len(references),
@@ -101,10 +112,27 @@ def verify_bundle(bundle: Bundle, references: list[dict], *, quantized: bool) ->
         "identical": all(p["identical"] for p in per_input),
         "token_agreement": round(equal / max(positions, 1), 4),
         "rouge_l": round(sum(rouge) / max(len(rouge), 1), 4),
-        "requirement": "token-identical" if not quantized else "reported (int8)",
+        "requirement": "token-identical",
         "per_input": per_input,
         "seconds": round(time.perf_counter() - started, 2),
     }
+    if quantized:
+        _judge_quantized(verification, bundle, min_token_agreement, model)
+    return verification
+
+
+def _judge_quantized(verification: dict, bundle: Bundle, floor: float | None, model: str) -> None:
+    """A quantized bundle's requirement in `verification`; an ExportError below `floor`."""
+    quantization = verification["quantization"] = bundle.manifest.quantization
+    if floor is None:
+        verification["requirement"] = f"reported ({quantization})"
+        return
+    verification.update(requirement=f"token agreement >= {floor} ({quantization})", min_token_agreement=floor)
+    if verification["token_agreement"] < floor:
+        raise ExportError(f"{model or bundle.manifest.source.get('model')}: the {quantization} bundle agrees "
+                          f"with PyTorch fp32 on {verification['token_agreement']:.1%} of greedy tokens "
+                          f"(ROUGE-L {verification['rouge_l']:.3f}), below the {floor:.0%} it must reach; "
+                          "nothing was written. Use --quantize int8")
 
 
 def _rouge_l(reference: str, candidate: str) -> float:
@@ -119,6 +147,6 @@ def _rouge_l(reference: str, candidate: str) -> float:
 def describe_verification(verification: dict) -> str:
     if verification.get("requirement") == "token-identical":
         return (f"verified: greedy tokens identical to PyTorch on {verification['inputs']} inputs")
-    return (f"verified: int8 vs PyTorch fp32 token agreement {verification['token_agreement']:.1%}, "
+    return (f"verified: {verification.get('quantization', 'int8')} vs PyTorch fp32 token agreement {verification['token_agreement']:.1%}, "
             f"ROUGE-L {verification['rouge_l']:.3f} on {verification['inputs']} inputs")
 

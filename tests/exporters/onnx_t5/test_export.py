@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from t5_fixtures import one_torch_thread
+from t5_fixtures import all_graphs, all_initializers, all_nodes, one_torch_thread
 
 from sumctl.exporters.onnx_t5 import export_t5, host_kernel
 from sumctl.runtime.bundle import MANIFEST_NAME, load_bundle
@@ -179,27 +179,6 @@ def test_graphs_are_compact_and_keep_their_interface(request, which):
         assert readers and max(readers.values()) > 1
 
 
-def all_graphs(graph):
-    yield graph
-    for node in graph.node:
-        for attr in node.attribute:
-            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
-                yield from all_graphs(sub)
-
-
-def all_initializers(graph):
-    for sub in all_graphs(graph):
-        yield from sub.initializer
-
-
-def all_nodes(graph):
-    for node in graph.node:
-        yield node
-        for attr in node.attribute:
-            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
-                yield from all_nodes(sub)
-
-
 @pytest.mark.slow
 def test_mt5_exports_too(tmp_path):
     from sumctl.benchmarks.perf.models import build_tiny_t5
@@ -284,8 +263,8 @@ def test_a_failed_export_leaves_nothing_behind(tiny_t5_checkpoint, tmp_path):
 
 
 def test_unknown_quantization_is_refused(tiny_t5_checkpoint, tmp_path):
-    with pytest.raises(ExportError, match="int8 or none"):
-        export_t5(str(tiny_t5_checkpoint), tmp_path / "out", quantize="int4")
+    with pytest.raises(ExportError, match="int8, int4 or none"):
+        export_t5(str(tiny_t5_checkpoint), tmp_path / "out", quantize="int3")
 
 
 # --- the command line --------------------------------------------------------------------------
