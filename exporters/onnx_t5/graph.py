@@ -100,9 +100,8 @@ def quantize_parts_int4(parts: dict[str, Path], out_dir: Path, kernel: str, *,
     quantized before the decoders are merged: both quantizers are deterministic, so the two
     decoders' copies of a shared weight are identical bytes and the merge keeps one."""
     import onnx
-    from onnxruntime.quantization.matmul_nbits_quantizer import (DefaultWeightOnlyQuantConfig,
-                                                                 MatMulNBitsQuantizer)
 
+    DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer = _matmul_nbits_quantizer()
     excluded = {role: int4_excluded(part) for role, part in parts.items()}
     int8, int8_info = quantize_parts(parts, out_dir / "int8", kernel, only=_int8_in_int4)
     quantized = {}
@@ -126,6 +125,23 @@ def quantize_parts_int4(parts: dict[str, Path], out_dir: Path, kernel: str, *,
             "int8_matmuls": sorted({name.rsplit("/", 2)[-2] for names in excluded.values() for name in names}),
             "int8": int8_info}
     return quantized, info
+
+
+def _matmul_nbits_quantizer():
+    """ORT's int4 quantizer classes. Importing the module calls logging.basicConfig(level=INFO),
+    which would print every INFO record of this process from then on (ORT's int8 quantizer logs
+    one per tensor) over the export's progress display: the root logger is put back as it was."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        from onnxruntime.quantization.matmul_nbits_quantizer import (DefaultWeightOnlyQuantConfig,
+                                                                     MatMulNBitsQuantizer)
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    return DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
 
 def int4_excluded(part: Path) -> list[str]:
