@@ -82,8 +82,8 @@ def quantize_parts(parts: dict[str, Path], out_dir: Path, kernel: str, *,
 INT4_EXCLUDED = ("/DenseReluDense/wo/MatMul", "/lm_head/MatMul")
 # 32 rows of a weight column share one scale. Same measure, tiny T5: block 16 79.0%, 32 75.2%, 64
 # and 128 76.4% (its K of 64 makes those one block per column: per-channel; 128 pads to twice
-# the bytes); the int8 bundle 95.0%. 16's lead is 19 positions of 500, within this measure's
-# noise; 32 is onnxruntime-genai's CPU default, and 16 would add a 4-byte scale to every 8 bytes
+# the bytes); the int8 bundle 95.0%. 16 leads by 19 positions of 500 on one random model, which
+# a trained one may not repeat; 32 is onnxruntime-genai's CPU default, and 16 would add a 4-byte scale to every 8 bytes
 # of weights where 32 adds one per 16. Speed was not compared: this machine was busy.
 INT4_BLOCK_SIZE = 32
 # MLAS's int4 kernels with int8 activations (VNNI where the CPU has it): what onnxruntime-genai
