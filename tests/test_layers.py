@@ -262,6 +262,32 @@ def test_the_doubled_name_finder_finds_one(tmp_path):
     assert found.startswith("Status: ") and "a.py:1" in found and "b.py:2" in found
 
 
+# Issue 26: an orchestrator that outgrows a screen hides its steps; name them instead.
+LONGEST_FUNCTION = 60
+
+
+def long_functions(paths: list[Path]) -> list[str]:
+    found = []
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > LONGEST_FUNCTION:
+                    found.append(f"{shown(path)}:{node.lineno} {node.name}: {lines} lines")
+    return found
+
+
+def test_no_function_in_runtime_or_exporters_is_over_60_lines(modules):
+    paths = [p for m, p in modules.items() if m.split(".")[1] in ("runtime", "exporters")]
+    assert long_functions(paths) == []
+
+
+def test_the_long_function_finder_finds_one(tmp_path):
+    body = "".join(f"    x{i} = {i}\n" for i in range(LONGEST_FUNCTION))
+    (tmp_path / "a.py").write_text(f"def short():\n    pass\n\n\ndef long():\n{body}")
+    assert long_functions([tmp_path / "a.py"]) == [f"{tmp_path / 'a.py'}:5 long: {LONGEST_FUNCTION + 1} lines"]
+
+
 # --- what real processes import ----------------------------------------------------------------
 
 TORCH = ("torch", "transformers", "optimum")

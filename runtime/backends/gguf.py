@@ -238,9 +238,6 @@ class GgufBackend(Backend):
         import llama_cpp
 
         llm, ctx = self.llm, self.llm.ctx
-        if self._batch is None:
-            self._batch = llama_cpp.llama_batch_init(LOOKUP_DRAFT + 1, 0, 1)
-        batch = self._batch
         # Llama._init_sampler's chain at temperature 0, through the same binding and arguments.
         chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
         llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_penalties(
@@ -271,22 +268,31 @@ class GgufBackend(Backend):
                 room = min(LOOKUP_DRAFT, limit - len(out) - 1, self.n_ctx - n_past - 1)
                 draft = lookup.draft(room) if room > 0 else []
                 step = [token] + draft
-                batch.n_tokens = len(step)
-                for j, t in enumerate(step):
-                    batch.token[j] = t
-                    batch.pos[j] = n_past + j
-                    batch.n_seq_id[j] = 1
-                    batch.seq_id[j][0] = 0
-                    batch.logits[j] = True
-                if llama_cpp.llama_decode(ctx, batch) != 0:
-                    raise SumctlError(f"{self.bundle.path}: llama.cpp failed to decode "
-                                      f"{len(step)} tokens at position {n_past}")
+                self._decode_with_logits(step, n_past)
                 n_past += 1
                 rows = range(len(step))
                 self.lookup_counts["decodes"] += 1
                 self.lookup_counts["drafted"] += len(draft)
         finally:
             llama_cpp.llama_sampler_free(chain)
+
+    def _decode_with_logits(self, step: list[int], n_past: int) -> None:
+        """One llama.cpp decode of `step` at positions n_past..., with logits at every position."""
+        import llama_cpp
+
+        if self._batch is None:
+            self._batch = llama_cpp.llama_batch_init(LOOKUP_DRAFT + 1, 0, 1)
+        batch = self._batch
+        batch.n_tokens = len(step)
+        for j, t in enumerate(step):
+            batch.token[j] = t
+            batch.pos[j] = n_past + j
+            batch.n_seq_id[j] = 1
+            batch.seq_id[j][0] = 0
+            batch.logits[j] = True
+        if llama_cpp.llama_decode(self.llm.ctx, batch) != 0:
+            raise SumctlError(f"{self.bundle.path}: llama.cpp failed to decode "
+                              f"{len(step)} tokens at position {n_past}")
 
     def _grammar(self, schema: str | None):
         """llama.cpp's grammar for a JSON Schema, built once per schema: decoding under it can

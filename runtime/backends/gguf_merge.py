@@ -61,83 +61,21 @@ def merge_lora(base: Path, adapter: Path, out: Path, *, out_type: str = DEFAULT_
     """Write `out`, the base GGUF with the LoRA adapter GGUF merged into it, as `out_type`
     (one of MERGE_TYPES). Written to a temporary file beside `out` and renamed into place.
     Returns what was done: the tensors merged, alpha, rank, scale, seconds and bytes."""
-    import numpy as np
-    from gguf import GGMLQuantizationType, GGUFReader, GGUFValueType, GGUFWriter, Keys, LlamaFileType
-    from gguf.quants import dequantize
-
     if out_type not in MERGE_TYPES:
         raise BundleError(f"cannot merge a LoRA into {out_type!r} (use one of {', '.join(MERGE_TYPES)})")
     started = time.perf_counter()
     base, adapter, out = Path(base), Path(adapter), Path(out)
-    try:
-        base_reader, lora_reader = GGUFReader(base), GGUFReader(adapter)
-    except (OSError, ValueError) as e:
-        raise BundleError(f"{adapter}: gguf-py cannot read the base or the LoRA adapter GGUF ({e}); "
-                          "the file is corrupt; reinstall or re-export it") from None
-    alpha = _scalar(lora_reader, "adapter.lora.alpha", 0.0)
-    if _scalar(lora_reader, "adapter.type", "lora") != "lora":
-        raise BundleError(f"{adapter}: not a LoRA adapter GGUF (adapter.type is not 'lora')")
-    if _scalar(lora_reader, Keys.General.ARCHITECTURE, None) != _scalar(base_reader, Keys.General.ARCHITECTURE, None):
-        raise BundleError(f"{adapter}: the adapter is for another architecture than {base.name}")
-    pairs = _lora_pairs(lora_reader, adapter)
-    base_tensors = {t.name: t for t in base_reader.tensors}
-    missing = sorted(set(pairs) - set(base_tensors))
-    if missing:
-        raise BundleError(f"{adapter}: adapts {missing[0]}, which {base.name} does not have; the "
-                          "adapter is not made for this model")
-    if "token_embd.weight" in pairs:  # llama.cpp applies it to get_rows, not as a matmul
-        raise BundleError(f"{adapter}: an adapter of the token embeddings cannot be merged")
-
-    arch = _scalar(base_reader, Keys.General.ARCHITECTURE, None)
+    base_reader, pairs, alpha = _read_pair(base, adapter)
     # F16 is written directly; Q8_0 is written as F32 and then quantized by llama.cpp.
     direct = out_type == "F16"
-    dtype, raw = (np.float16, GGMLQuantizationType.F16) if direct else (np.float32, GGMLQuantizationType.F32)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial")
     os.close(fd)
     tmp = Path(tmp_name)
     stage = tmp if direct else tmp.with_suffix(".f32.partial")
-    ranks: set[int] = set()
     try:
-        writer = GGUFWriter(stage, arch)
-        for field in base_reader.fields.values():
-            # The writer writes the architecture and GGUF.* itself; general.file_type is set below.
-            if field.name in (Keys.General.ARCHITECTURE, Keys.General.FILE_TYPE) or field.name.startswith("GGUF."):
-                continue
-            kind = field.types[0]
-            writer.add_key_value(field.name, field.contents(), kind,
-                                 sub_type=field.types[-1] if kind == GGUFValueType.ARRAY else None)
-        writer.add_file_type(LlamaFileType.MOSTLY_F16 if direct else LlamaFileType.ALL_F32)
-
-        def merged(name: str):
-            tensor = base_tensors[name]
-            weight = dequantize(tensor.data, tensor.tensor_type).astype(np.float32, copy=False)
-            a_t, b_t = pairs[name]
-            a = np.asarray(a_t.data, dtype=np.float32)  # (r, n_in)
-            b = np.asarray(b_t.data, dtype=np.float32)  # (n_out, r)
-            rank = b.shape[1]
-            if a.shape != (rank, weight.shape[1]) or b.shape[0] != weight.shape[0]:
-                raise BundleError(f"{adapter}: {name}'s LoRA has shapes {a.shape} x {b.shape}, which do "
-                                  f"not fit the base's {weight.shape}; not made for this model")
-            ranks.add(rank)
-            scale = adapter_scale * (alpha / rank if alpha else 1.0)
-            return (weight + np.float32(scale) * (b @ a)).astype(dtype)
-
-        for tensor in base_reader.tensors:
-            if tensor.name in pairs:
-                shape = tuple(int(n) for n in reversed(tensor.shape))  # numpy order: (n_out, n_in)
-                writer.add_tensor_info(tensor.name, shape, np.dtype(dtype),
-                                       int(np.prod(shape)) * np.dtype(dtype).itemsize, raw)
-            else:
-                writer.add_tensor_info(tensor.name, tensor.data.shape, tensor.data.dtype,
-                                       tensor.data.nbytes, tensor.tensor_type)
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_ti_data_to_file()
-        for tensor in base_reader.tensors:
-            data = merged(tensor.name) if tensor.name in pairs else tensor.data
-            writer.write_tensor_data(data, tensor_endianess=base_reader.endianess)
-        writer.close()
+        ranks = _write_merged(base_reader, pairs, stage, adapter=adapter, f16=direct,
+                              scale=lambda rank: adapter_scale * (alpha / rank if alpha else 1.0))
         if not direct:
             quantize(stage, tmp, out_type, threads=threads)
             stage.unlink()
@@ -151,6 +89,80 @@ def merge_lora(base: Path, adapter: Path, out: Path, *, out_type: str = DEFAULT_
             "rank": sorted(ranks)[0] if len(ranks) == 1 else sorted(ranks),
             "adapter_scale": adapter_scale, "seconds": round(time.perf_counter() - started, 2),
             "bytes": out.stat().st_size}
+
+
+def _read_pair(base: Path, adapter: Path):
+    """The base's reader, the adapter's (A, B) pairs by base tensor, and its alpha, once the
+    adapter is known to be a LoRA for this very model."""
+    from gguf import GGUFReader, Keys
+
+    try:
+        base_reader, lora_reader = GGUFReader(base), GGUFReader(adapter)
+    except (OSError, ValueError) as e:
+        raise BundleError(f"{adapter}: gguf-py cannot read the base or the LoRA adapter GGUF ({e}); "
+                          "the file is corrupt; reinstall or re-export it") from None
+    alpha = _scalar(lora_reader, "adapter.lora.alpha", 0.0)
+    if _scalar(lora_reader, "adapter.type", "lora") != "lora":
+        raise BundleError(f"{adapter}: not a LoRA adapter GGUF (adapter.type is not 'lora')")
+    if _scalar(lora_reader, Keys.General.ARCHITECTURE, None) != _scalar(base_reader, Keys.General.ARCHITECTURE, None):
+        raise BundleError(f"{adapter}: the adapter is for another architecture than {base.name}")
+    pairs = _lora_pairs(lora_reader, adapter)
+    missing = sorted(set(pairs) - {t.name for t in base_reader.tensors})
+    if missing:
+        raise BundleError(f"{adapter}: adapts {missing[0]}, which {base.name} does not have; the "
+                          "adapter is not made for this model")
+    if "token_embd.weight" in pairs:  # llama.cpp applies it to get_rows, not as a matmul
+        raise BundleError(f"{adapter}: an adapter of the token embeddings cannot be merged")
+    return base_reader, pairs, alpha
+
+
+def _write_merged(base_reader, pairs: dict, stage: Path, *, adapter: Path, f16: bool, scale) -> set[int]:
+    """Write the base's metadata and tensors to `stage`, each adapted tensor as W + scale(r)·B·A
+    in F16 (f16) or F32; returns the adapter's ranks."""
+    import numpy as np
+    from gguf import GGMLQuantizationType, GGUFValueType, GGUFWriter, Keys, LlamaFileType
+    from gguf.quants import dequantize
+
+    dtype, raw = (np.float16, GGMLQuantizationType.F16) if f16 else (np.float32, GGMLQuantizationType.F32)
+    ranks: set[int] = set()
+
+    def merged(tensor):
+        weight = dequantize(tensor.data, tensor.tensor_type).astype(np.float32, copy=False)
+        a_t, b_t = pairs[tensor.name]
+        a = np.asarray(a_t.data, dtype=np.float32)  # (r, n_in)
+        b = np.asarray(b_t.data, dtype=np.float32)  # (n_out, r)
+        rank = b.shape[1]
+        if a.shape != (rank, weight.shape[1]) or b.shape[0] != weight.shape[0]:
+            raise BundleError(f"{adapter}: {tensor.name}'s LoRA has shapes {a.shape} x {b.shape}, which "
+                              f"do not fit the base's {weight.shape}; not made for this model")
+        ranks.add(rank)
+        return (weight + np.float32(scale(rank)) * (b @ a)).astype(dtype)
+
+    writer = GGUFWriter(stage, _scalar(base_reader, Keys.General.ARCHITECTURE, None))
+    for field in base_reader.fields.values():
+        # The writer writes the architecture and GGUF.* itself; general.file_type is set below.
+        if field.name in (Keys.General.ARCHITECTURE, Keys.General.FILE_TYPE) or field.name.startswith("GGUF."):
+            continue
+        kind = field.types[0]
+        writer.add_key_value(field.name, field.contents(), kind,
+                             sub_type=field.types[-1] if kind == GGUFValueType.ARRAY else None)
+    writer.add_file_type(LlamaFileType.MOSTLY_F16 if f16 else LlamaFileType.ALL_F32)
+    for tensor in base_reader.tensors:
+        if tensor.name in pairs:
+            shape = tuple(int(n) for n in reversed(tensor.shape))  # numpy order: (n_out, n_in)
+            writer.add_tensor_info(tensor.name, shape, np.dtype(dtype),
+                                   int(np.prod(shape)) * np.dtype(dtype).itemsize, raw)
+        else:
+            writer.add_tensor_info(tensor.name, tensor.data.shape, tensor.data.dtype,
+                                   tensor.data.nbytes, tensor.tensor_type)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    for tensor in base_reader.tensors:
+        data = merged(tensor) if tensor.name in pairs else tensor.data
+        writer.write_tensor_data(data, tensor_endianess=base_reader.endianess)
+    writer.close()
+    return ranks
 
 
 def quantize(src: Path, dst: Path, quant: str, *, threads: int | None = None) -> None:
