@@ -10,6 +10,7 @@ makes, and the page's two static files are served by fixed routes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import secrets
@@ -125,6 +126,8 @@ class Service:
         again = self.store.requeue_interrupted()
         if again:
             log.info("%d job(s) interrupted by the last stop will run again", again)
+        for job in self.store.unannounced():
+            self.announce(job)
         self.outbox.start()
         self.runner.start()
         if self.settings.retention_seconds:
@@ -151,12 +154,23 @@ class Service:
         self.finished.labels(status).inc()
         if job.seconds is not None:
             self.seconds.observe(job.seconds)
+        self.announce(job)
+
+    def announce(self, job) -> None:
+        """Put the job's end in the outbox for each receiver, then mark it announced. A kill
+        between the job's commit and this leaves it unannounced, and start() announces it
+        again: an event's id is made of the job, its end and the receiver's URL, so the
+        outbox stores it once and a receiver that has it drops the repeat."""
+        status = "done" if job.status == "done" else "failed"
         payload = {"job": job.to_dict(), "links": job_links(job.id)}
-        for url in dict.fromkeys(u for u in (self.settings.webhook_url, job.webhook) if u):
-            try:
-                self.outbox.enqueue(url, f"job.{status}", payload)
-            except SumctlError as e:
-                log.error("webhook for job %s: %s", job.id, e)
+        try:
+            for url in dict.fromkeys(u for u in (self.settings.webhook_url, job.webhook) if u):
+                receiver = hashlib.sha256(url.encode()).hexdigest()[:8]
+                self.outbox.enqueue(url, f"job.{status}", payload,
+                                    event_id=f"evt_{job.id}_{status}_{receiver}")
+            self.store.mark_announced(job.id)
+        except SumctlError as e:
+            log.error("webhook for job %s: %s", job.id, e)
 
     def stop(self, grace: float = 30) -> None:
         self._stop.set()

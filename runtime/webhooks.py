@@ -168,18 +168,20 @@ class WebhookOutbox:
         self._db = DurableDb(self.path, _OUTBOX_SCHEMA, OUTBOX_SCHEMA_VERSION,
                              what="webhook outbox", fix="make it and its folder writable")
 
-    def enqueue(self, url: str, event: str, payload: dict) -> str:
-        """Store one event for `url`, durably; returns its id (the Sumctl-Event-Id)."""
+    def enqueue(self, url: str, event: str, payload: dict, *, event_id: str | None = None) -> str:
+        """Store one event for `url`, durably; returns its id (the Sumctl-Event-Id). An
+        `event_id` names the event for good: enqueued again (after a crash, say), it is stored
+        once, and a receiver that already has it drops the repeat by its id."""
         check_webhook_url(url)
         if event not in WEBHOOK_EVENTS:
             raise SumctlError(f"webhook event {event!r}: unknown (use one of "
                               f"{', '.join(WEBHOOK_EVENTS)})")
-        event_id = f"evt_{secrets.token_urlsafe(16)}"
+        event_id = event_id or f"evt_{secrets.token_urlsafe(16)}"
         created = time.time()
         body = strict_dumps({"id": event_id, "type": event, "created": created, "data": payload},
                             ensure_ascii=False).encode("utf-8")
-        self._write("INSERT INTO events (id, url, body, created, next_at) VALUES (?, ?, ?, ?, ?)",
-                  (event_id, url, body, created, created))
+        self._write("INSERT OR IGNORE INTO events (id, url, body, created, next_at) "
+                    "VALUES (?, ?, ?, ?, ?)", (event_id, url, body, created, created))
         self._wake.set()
         return event_id
 

@@ -61,7 +61,8 @@ CREATE TABLE IF NOT EXISTS serve_jobs (
     finished_at REAL,
     seconds REAL,
     runs INTEGER NOT NULL DEFAULT 0,
-    error TEXT
+    error TEXT,
+    announced INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS serve_jobs_status ON serve_jobs (status, seq);
 CREATE INDEX IF NOT EXISTS serve_jobs_finished ON serve_jobs (finished_at);
@@ -315,6 +316,20 @@ class JobStore:
                               (now, now, now, reason, job_id)).rowcount:
                 return None
             return self._one(db, job_id)
+
+    def mark_announced(self, job_id: str) -> None:
+        """The job's end is in the webhook outbox (or there was nobody to tell)."""
+        with self._db.tx() as db:
+            db.execute("UPDATE serve_jobs SET announced=1 WHERE id=?", (job_id,))
+
+    def unannounced(self) -> list[ServeJob]:
+        """Jobs that ended but whose end never reached the outbox: a kill between a job's
+        commit and its webhook's. Announced again at start-up, under the same event ids."""
+        with self._db.lock:
+            ids = [r[0] for r in self._db.query(
+                "SELECT id FROM serve_jobs WHERE status IN ('done', 'failed') AND announced=0 "
+                "ORDER BY seq")]
+        return [job for job in map(self.get, ids) if job is not None]
 
     def record(self, job_id: str) -> dict | None:
         """A done job's JSON record, as `sumctl summarize` writes it; None otherwise."""

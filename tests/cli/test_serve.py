@@ -337,6 +337,38 @@ def test_webhooks_are_signed_and_reach_a_receiver_that_was_down(serve_process,
     assert "Traceback" not in server.log()
 
 
+def test_a_job_that_ended_unannounced_is_announced_at_the_next_start_once(
+        serve_process, extractive_bundle_dir, tmp_path):
+    """A kill between a job's commit and its webhook's enqueue: the next start announces it,
+    under the id it would have had, and a start after that announces nothing."""
+    from sumctl.runtime.options import SummaryOptions
+    from sumctl.runtime.serve import JobStore
+
+    state = tmp_path / "state"
+    store = JobStore(state)
+    try:
+        job = store.submit(meeting_text(1, turns=3).encode(), filename="m1.txt",
+                           options=SummaryOptions())
+        store.claim_next()
+        store.fail(job.id, "the model ran out of memory")
+    finally:
+        store.close()
+    receiver = WebhookReceiver(SECRET).start()
+    try:
+        for start in range(2):
+            server = serve_process(state, extractive_bundle_dir, "--webhook", receiver.url,
+                                   "--webhook-secret", SECRET, log_name=f"serve-{start}.log")
+            wait_until(lambda: receiver.events, 30, "the failed job's event")
+            time.sleep(0.5)  # nothing more arrives
+            assert server.stop() == 0
+        [event] = receiver.events
+        assert event["type"] == "job.failed" and event["data"]["job"]["id"] == job.id
+        assert event["data"]["job"]["error"] == "the model ran out of memory"
+        assert receiver.headers[0]["event_id"].startswith(f"evt_{job.id}_failed_")
+    finally:
+        receiver.stop()
+
+
 def test_token_queue_limit_and_retention(serve_process, slow_bundle_dir, tmp_path):
     server = serve_process(tmp_path / "state", slow_bundle_dir, "--token", TOKEN,
                            "--max-queue", "2", "--retention", "1s")

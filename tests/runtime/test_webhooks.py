@@ -212,3 +212,15 @@ def test_a_receiver_that_never_answers_holds_up_stop_for_one_timeout_only(tmp_pa
     again = outbox(tmp_path)
     assert again.pending() == 5  # kept for the next start
     again.stop()
+
+
+def test_an_event_named_by_its_caller_is_stored_once(tmp_path, signed_receiver):
+    receiver = signed_receiver(SECRET)
+    box = outbox(tmp_path)
+    first = box.enqueue(receiver.url, "job.done", {"n": 1}, event_id="evt_job1_done")
+    again = box.enqueue(receiver.url, "job.done", {"n": 2}, event_id="evt_job1_done")
+    assert first == again == "evt_job1_done" and box.pending() == 1
+    assert box.deliver_due() == 1
+    [got] = receiver.received
+    assert got["id"] == "evt_job1_done" and got["event"]["data"] == {"n": 1}
+    box.stop()

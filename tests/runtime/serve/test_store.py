@@ -214,3 +214,15 @@ def test_a_job_whose_outputs_cannot_be_written_is_not_done(store):
     with pytest.raises(SumctlError, match="breaks its schema"):
         store.finish(job.id, Unwritable())
     assert store.get(job.id).status == "running" and list(store.outputs.iterdir()) == []
+
+
+def test_an_ended_job_is_unannounced_until_marked(store, summary):
+    done, failed, waiting = submit(store, 0), submit(store, 1), submit(store, 2)
+    for job in (done, failed):
+        assert store.claim_next().id == job.id
+    store.finish(done.id, summary)
+    store.fail(failed.id, "the model ran out of memory")
+    assert [j.id for j in store.unannounced()] == [done.id, failed.id]  # not the pending one
+    store.mark_announced(done.id)
+    assert [j.id for j in store.unannounced()] == [failed.id]
+    assert store.get(waiting.id).status == "pending"
