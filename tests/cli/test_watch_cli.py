@@ -84,13 +84,17 @@ def test_burst_of_300_files_with_two_workers(inbox, extractive_bundle_dir, watch
     assert {r["sha256"] for r in rows} == set(contents.values())
 
 
-def test_kill_9_mid_run_then_restart(inbox, extractive_bundle_dir, watch_process):
-    # Big enough transcripts that the kill lands mid-backlog (about 0.1 s each).
-    for i in range(50):
+def watch_a_backlog(watch_process, inbox: Path, model: Path, files: int, log_name: str):
+    """A watcher started on `files` transcripts big enough (about 0.1 s each) that a signal
+    lands mid-backlog; returns it and its state database."""
+    for i in range(files):
         (inbox / f"m{i:02d}.txt").write_text(meeting_text(i, turns=1000))
-    db = inbox / ".sumctl" / "state.db"
-    first = watch_process(inbox, "--model", extractive_bundle_dir, "--settle", "0.2",
-                          log_name="first.log")
+    process = watch_process(inbox, "--model", model, "--settle", "0.2", log_name=log_name)
+    return process, inbox / ".sumctl" / "state.db"
+
+
+def test_kill_9_mid_run_then_restart(inbox, extractive_bundle_dir, watch_process):
+    first, db = watch_a_backlog(watch_process, inbox, extractive_bundle_dir, 50, "first.log")
     wait_until(lambda: done_count(db) >= 5, 120, "5 jobs done before the kill", interval=0.02)
     before = {r["id"]: r["finished_at"] for r in job_rows(db, "status='done'")}
     first.signal(signal.SIGKILL)
@@ -205,11 +209,7 @@ def test_sigterm_and_sigint_exit_0_and_leave_no_job_running(inbox, extractive_bu
     idle.signal(signal.SIGINT)
     assert idle.wait() == 0 and "SIGINT: stopping" in idle.log()
 
-    for i in range(20):
-        (inbox / f"m{i:02d}.txt").write_text(meeting_text(i, turns=1000))
-    db = inbox / ".sumctl" / "state.db"
-    busy = watch_process(inbox, "--model", extractive_bundle_dir, "--settle", "0.2",
-                         log_name="busy.log")
+    busy, db = watch_a_backlog(watch_process, inbox, extractive_bundle_dir, 20, "busy.log")
     wait_until(lambda: done_count(db) >= 2, 60, "two jobs done", interval=0.02)
     busy.signal(signal.SIGTERM)
     assert busy.wait() == 0 and "SIGTERM: stopping" in busy.log()
