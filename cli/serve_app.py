@@ -149,9 +149,9 @@ class Service:
             self._stop.wait(interval)
 
     def job_finished(self, job) -> None:
-        """Counted, and announced to the server's webhook and the job's own."""
-        status = "done" if job.status == "done" else "failed"
-        self.finished.labels(status).inc()
+        """Counted, and announced to the server's webhook and the job's own (a job that ends is
+        "done" or "failed")."""
+        self.finished.labels(job.status).inc()
         if job.seconds is not None:
             self.seconds.observe(job.seconds)
         self.announce(job)
@@ -161,7 +161,7 @@ class Service:
         between the job's commit and this leaves it unannounced, and start() announces it
         again: an event's id is made of the job, its end and the receiver's URL, so the
         outbox stores it once and a receiver that has it drops the repeat."""
-        status = "done" if job.status == "done" else "failed"
+        status = job.status
         payload = {"job": job.to_dict(), "links": job_links(job.id)}
         try:
             for url in dict.fromkeys(u for u in (self.settings.webhook_url, job.webhook) if u):

@@ -325,11 +325,9 @@ class JobStore:
     def unannounced(self) -> list[ServeJob]:
         """Jobs that ended but whose end never reached the outbox: a kill between a job's
         commit and its webhook's. Announced again at start-up, under the same event ids."""
-        with self._db.lock:
-            ids = [r[0] for r in self._db.query(
-                "SELECT id FROM serve_jobs WHERE status IN ('done', 'failed') AND announced=0 "
-                "ORDER BY seq")]
-        return [job for job in map(self.get, ids) if job is not None]
+        rows = self._db.query(f"SELECT {_COLUMNS} FROM serve_jobs WHERE status IN ('done', 'failed') "
+                              "AND announced=0 ORDER BY seq")
+        return [ServeJob.from_row(r) for r in rows]
 
     def record(self, job_id: str) -> dict | None:
         """A done job's JSON record, as `sumctl summarize` writes it; None otherwise."""
