@@ -33,6 +33,9 @@ from watch_fixtures import wait_until
 
 BAD = {"empty.txt": b"", "binary.txt": b"\x00\x01\x02binary\x00", "broken.json": b"[{\"speaker\": \"A\""}
 LOOPBACK_PREFIXES = ("127.", "::ffff:127.", "::1")
+# The kill tests: enough slow (0.15 s) dialogues that a kill after the first done-records lands
+# mid-run (each test asserts it did), few enough that the rest takes about a second.
+KILL_DIALOGUES = 16
 
 
 def batch_cli(*args):
@@ -46,9 +49,10 @@ def address(ray) -> str:
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory, dialogsum_file):
-    """40 DialogSum dev dialogues (10 of them in a subfolder) and three bad files."""
+    """16 DialogSum dev dialogues (4 of them in a subfolder) and three bad files: every property
+    checked here is per file (two actors, a subfolder, three failures), so 16 show it as 40 did."""
     src = tmp_path_factory.mktemp("corpus") / "in"
-    files = write_dialogues(dialogsum_file, src, 40, sub={i: "sub" for i in range(30, 40)})
+    files = write_dialogues(dialogsum_file, src, 16, sub={i: "sub" for i in range(12, 16)})
     for name, data in BAD.items():
         (src / name).write_bytes(data)
     return src, files
@@ -77,23 +81,23 @@ def ray_run(ray_cluster, corpus, extractive_bundle_dir, tmp_path_factory):
     return out, report, sockets
 
 
-def test_40_dialogues_match_summarize_with_one_done_record_each(ray_run, corpus,
+def test_16_dialogues_match_summarize_with_one_done_record_each(ray_run, corpus,
                                                                  extractive_bundle_dir, tmp_path):
     out, report, _ = ray_run
     _, files = corpus
     summary = report.summary()
-    assert (summary["documents"], summary["summarized"], summary["failed"]) == (43, 40, 3)
+    assert (summary["documents"], summary["summarized"], summary["failed"]) == (19, 16, 3)
     assert summary["engine"] == "ray" and summary["workers"] == 2 and summary["threads"] == 1
     # Ray ran it: the records name Ray's nodes and two actors.
     records = done_records(out)
-    assert len(records) == 43
+    assert len(records) == 19
     assert all(r["worker"]["engine"] == "ray" and r["worker"]["node_id"] for r in records)
     assert len({r["worker"]["pid"] for r in records}) == 2
     done = [r for r in records if r["status"] == "done"]
-    assert len(done) == 40 and len({r["key"] for r in done}) == 40
+    assert len(done) == 16 and len({r["key"] for r in done}) == 16
     # `sumctl summarize` on the same files, the subfolder's into the mirrored subfolder.
     expected = tmp_path / "summarize"
-    for folder, chosen in ((expected, files[:30]), (expected / "sub", files[30:])):
+    for folder, chosen in ((expected, files[:12]), (expected / "sub", files[12:])):
         result = subprocess.run([sys.executable, "-m", "sumctl.cli", "summarize", *map(str, chosen),
                                  "--model", str(extractive_bundle_dir), "--out", str(folder), "-q"],
                                 capture_output=True, text=True, timeout=300)
@@ -136,9 +140,9 @@ def test_a_rerun_skips_everything_without_loading_the_model(ray_run, corpus, ext
     started = time.perf_counter()
     again = run_batch([src], out, model=str(broken), engine="ray", recursive=True)
     seconds = time.perf_counter() - started
-    print(f"rerun of 43 done jobs: {seconds:.3f} s")
+    print(f"rerun of 19 done jobs: {seconds:.3f} s")
     assert seconds < 5
-    assert (again.count("skipped_done"), again.count("summarized"), again.failed) == (43, 0, 0)
+    assert (again.count("skipped_done"), again.count("summarized"), again.failed) == (19, 0, 0)
     assert again.workers == 0  # no actor was started
     assert {name: p.read_bytes() for name, p in output_files(out).items()} == before
 
@@ -148,7 +152,7 @@ def test_local_engine_writes_what_ray_wrote(ray_run, corpus, extractive_bundle_d
     src, _ = corpus
     local = run_batch([src], tmp_path / "local", model=str(extractive_bundle_dir), engine="local",
                       recursive=True, workers=2)
-    assert local.summary()["summarized"] == 40 and local.failed == 3
+    assert local.summary()["summarized"] == 16 and local.failed == 3
     theirs, ours = output_files(tmp_path / "local"), output_files(out)
     assert sorted(theirs) == sorted(ours)
     for name in ours:
@@ -157,7 +161,7 @@ def test_local_engine_writes_what_ray_wrote(ray_run, corpus, extractive_bundle_d
 
 def test_a_killed_driver_then_a_rerun_gives_every_output_once(ray_cluster, dialogsum_file,
                                                               slow_bundle_dir, tmp_path):
-    write_dialogues(dialogsum_file, tmp_path / "in", 30)
+    write_dialogues(dialogsum_file, tmp_path / "in", KILL_DIALOGUES)
     out = tmp_path / "out"
     args = [tmp_path / "in", "--out", out, "--model", slow_bundle_dir, "--engine", "ray",
             "--address", address(ray_cluster), "-q"]
@@ -169,17 +173,17 @@ def test_a_killed_driver_then_a_rerun_gives_every_output_once(ray_cluster, dialo
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait(30)
-    assert killed_at < 30, "the batch finished before it could be killed"
+    assert killed_at < KILL_DIALOGUES, "the batch finished before it could be killed"
     rerun = batch_cli(*args)
     stdout, stderr = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, stderr[-3000:]
     summary = json.loads(stdout.splitlines()[-1])
-    assert (summary["documents"], summary["failed"]) == (30, 0)
+    assert (summary["documents"], summary["failed"]) == (KILL_DIALOGUES, 0)
     assert summary["skipped_done"] >= killed_at
     assert sorted(output_files(out)) == sorted(
-        f"dev_{i}.summary.{fmt}" for i in range(30) for fmt in ("json", "md"))
+        f"dev_{i}.summary.{fmt}" for i in range(KILL_DIALOGUES) for fmt in ("json", "md"))
     records = done_records(out)
-    assert len(records) == 30 and {r["status"] for r in records} == {"done"}
+    assert len(records) == KILL_DIALOGUES and {r["status"] for r in records} == {"done"}
     # Workers of the killed driver may still be finishing a write: their temporaries are gone
     # once they are.
     wait_until(lambda: not temporaries(out), 30, "no temporary files")
@@ -187,7 +191,7 @@ def test_a_killed_driver_then_a_rerun_gives_every_output_once(ray_cluster, dialo
 
 def test_a_killed_actor_is_restarted_and_nothing_is_written_twice(ray_cluster, dialogsum_file,
                                                                  slow_bundle_dir, tmp_path):
-    write_dialogues(dialogsum_file, tmp_path / "in", 30)
+    write_dialogues(dialogsum_file, tmp_path / "in", KILL_DIALOGUES)
     out = tmp_path / "out"
     proc = batch_cli(tmp_path / "in", "--out", out, "--model", slow_bundle_dir, "--engine", "ray",
                      "--address", address(ray_cluster), "--workers", "2", "-q")
@@ -203,26 +207,26 @@ def test_a_killed_actor_is_restarted_and_nothing_is_written_twice(ray_cluster, d
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, stderr[-3000:]
-    assert killed_at < 30
+    assert killed_at < KILL_DIALOGUES
     summary = json.loads(stdout.splitlines()[-1])
-    assert (summary["documents"], summary["summarized"], summary["failed"]) == (30, 30, 0)
+    assert (summary["documents"], summary["summarized"], summary["failed"]) == (KILL_DIALOGUES, KILL_DIALOGUES, 0)
     records = done_records(out)
-    assert len(records) == 30 and {r["status"] for r in records} == {"done"}
+    assert len(records) == KILL_DIALOGUES and {r["status"] for r in records} == {"done"}
     assert sorted(output_files(out)) == sorted(
-        f"dev_{i}.summary.{fmt}" for i in range(30) for fmt in ("json", "md"))
+        f"dev_{i}.summary.{fmt}" for i in range(KILL_DIALOGUES) for fmt in ("json", "md"))
     pids = {r["worker"]["pid"] for r in records}
     assert victim in pids and len(pids) >= 2
     wait_until(lambda: not temporaries(out), 30, "no temporary files")
 
 
 @pytest.mark.slow
-def test_the_embedded_default_gguf_on_5_dialogues(ray_cluster, smollm2_gguf_path, dialogsum_file,
+def test_the_embedded_default_gguf_on_2_dialogues(ray_cluster, smollm2_gguf_path, dialogsum_file,
                                                    tmp_path):
-    write_dialogues(dialogsum_file, tmp_path / "in", 5)
+    write_dialogues(dialogsum_file, tmp_path / "in", 2)
     report = run_batch([tmp_path / "in"], tmp_path / "out", engine="ray", length="short")
-    assert (report.count("summarized"), report.failed) == (5, 0), [r.reason for r in report.results]
+    assert (report.count("summarized"), report.failed) == (2, 0), [r.reason for r in report.results]
     records = [json.loads(p.read_text()) for p in (tmp_path / "out").glob("*.summary.json")]
-    assert len(records) == 5 and len(done_records(tmp_path / "out")) == 5
+    assert len(records) == 2 and len(done_records(tmp_path / "out")) == 2
     assert {r["model"]["backend"] for r in records} == {"gguf"}
     assert all(r["text"].strip() for r in records)
     assert report.summary()["model_s"] > 0
