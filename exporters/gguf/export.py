@@ -59,12 +59,14 @@ def export_llama(model: str, out: str | os.PathLike, *, quant: str = "Q4_K_M",
                                                     if source.adapter else "")):
         hf_model, tokenizer = _load_hf(source, allow_pickle=allow_pickle)
 
+    references: dict = {}  # transformers' logits, computed once for both comparisons
+
     def build(work: Path) -> Path:
         f16 = work / "model-F16.gguf"
         with steps.step("Converting to GGUF F16 with gguf-py"):
             vocab = write_gguf(hf_model, source.tokenizer_dir, f16, name=source.display_name)
         with steps.step("Verifying the F16 GGUF in llama.cpp against transformers"):
-            verification = verify_gguf(hf_model, tokenizer, f16, threads=threads)
+            verification = verify_gguf(hf_model, tokenizer, f16, threads=threads, references=references)
             _enforce(verification, f16, source.display_name)
         final = f16
         if quant != "F16":
@@ -73,7 +75,7 @@ def export_llama(model: str, out: str | os.PathLike, *, quant: str = "Q4_K_M",
                 quantize_gguf(f16, final, quant, threads=threads)
             with steps.step(f"Measuring {quant} against transformers"):
                 verification["quantized"] = comparison_summary(
-                    compare_logits(hf_model, tokenizer, final, threads=threads))
+                    compare_logits(hf_model, tokenizer, final, threads=threads, references=references))
             f16.unlink()
         with steps.step("Writing the manifest"):
             config = hf_model.config

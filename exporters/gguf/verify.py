@@ -37,10 +37,12 @@ VERIFY_PROMPTS = (
 
 
 def compare_logits(hf_model, tokenizer, gguf_path: Path, *, threads: int | None = None,
-                   prompts: tuple[str, ...] = VERIFY_PROMPTS) -> dict:
+                   prompts: tuple[str, ...] = VERIFY_PROMPTS, references: dict | None = None) -> dict:
     """Next-token logits at every position of each prompt, from both engines on the same
     token ids; and whether llama.cpp's tokenizer yields those ids. llama.cpp runs in a child
-    process (gguf/child.py), so a file it aborts on costs an error line, not sumctl."""
+    process (gguf/child.py), so a file it aborts on costs an error line, not sumctl.
+    `references`: a dict the caller keeps for one unchanged `hf_model`; transformers' logits
+    are stored in it by token ids and reused from it (one export compares two GGUFs)."""
     import numpy as np
 
     items = check_items(tokenizer, prompts)
@@ -50,7 +52,7 @@ def compare_logits(hf_model, tokenizer, gguf_path: Path, *, threads: int | None 
         ids = item["ids"]
         if got_all[f"tokens_{i}"].tolist() != list(ids):
             mismatches += 1
-        ref = hf_logits(hf_model, ids)
+        ref = _reference_logits(hf_model, ids, references)
         got = got_all[f"logits_{i}"]
         diff = np.abs(got - ref)
         max_diff = max(max_diff, float(diff.max()))
@@ -86,6 +88,14 @@ def llama_logits(gguf_path: Path, items: list[dict], *, threads: int | None, lor
                         doing="loading and running the GGUF" + (" with the adapter" if lora else ""))
 
 
+def _reference_logits(model, ids: list[int], references: dict | None):
+    if references is None:
+        return hf_logits(model, ids)
+    if tuple(ids) not in references:
+        references[tuple(ids)] = hf_logits(model, ids)
+    return references[tuple(ids)]
+
+
 def hf_logits(model, ids: list[int]):
     import torch
 
@@ -93,8 +103,9 @@ def hf_logits(model, ids: list[int]):
         return model(torch.tensor([ids])).logits[0].float().numpy()
 
 
-def verify_gguf(hf_model, tokenizer, gguf_path: Path, *, threads: int | None = None) -> dict:
-    result = compare_logits(hf_model, tokenizer, gguf_path, threads=threads)
+def verify_gguf(hf_model, tokenizer, gguf_path: Path, *, threads: int | None = None,
+                references: dict | None = None) -> dict:
+    result = compare_logits(hf_model, tokenizer, gguf_path, threads=threads, references=references)
     result = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in result.items()}
     result.update({"method": "next-token logits at every position, llama.cpp on the F16 GGUF vs "
                              "transformers fp32 on the source, same token ids",

@@ -78,28 +78,29 @@ def test_decoding_is_deterministic_and_uses_the_chat_template(smollm2_default_bu
 
 def test_long_transcript_is_chapterized_within_the_context(smollm2_default_bundle, monkeypatch):
     # llama.cpp pads the context to a multiple of 256, so ask for one it keeps as is.
-    monkeypatch.setenv("SUMCTL_GGUF_N_CTX", "512")
+    # 256 (its smallest) keeps the tokens processed few: 12 turns still make two chapters.
+    monkeypatch.setenv("SUMCTL_GGUF_N_CTX", "256")
     # Short summaries of 16 tokens keep the test quick; the budget arithmetic is the same.
     summarizer = Summarizer(smollm2_default_bundle, threads=2, length="short", max_summary_tokens=16)
     backend = summarizer.backend
-    assert backend.n_ctx == 512
+    assert backend.n_ctx == 256
     budget = backend.input_budget(smollm2_default_bundle.manifest.prompts["short"], 16)
     overhead = len(backend.prompt_tokens(smollm2_default_bundle.manifest.prompts["short"]
                                          .replace("{transcript}", "")))
-    assert budget == 512 - 16 - overhead - 16
+    assert budget == 256 - 16 - overhead - 16
 
     speakers = ["Ana", "Ben", "Chloe"]
     topics = ["the budget for the spring campaign", "hiring two engineers for the data team",
               "moving the office to the third floor", "the customer survey results",
               "renewing the cloud contract", "the release date of version four"]
     turns = [Turn(speakers[i % 3], f"About {topics[i % len(topics)]}, I think we should decide by "
-                                   f"Friday and write down who owns item {i}.") for i in range(30)]
+                                   f"Friday and write down who owns item {i}.") for i in range(12)]
     transcript = Transcript(turns, source="long.txt", format="text", sha256="0" * 64)
     summary = summarizer.summarize(transcript)
     summarizer.close()
     chapters = summary.top_chapters()
     assert len(chapters) >= 2
-    assert all(c.input_tokens + c.output_tokens <= 512 for c in summary.chapters)
+    assert all(c.input_tokens + c.output_tokens <= 256 for c in summary.chapters)
     assert summary.levels >= 2 and summary.text
 
 
