@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -158,9 +159,13 @@ def test_hostile_json_and_manifests_are_one_line_errors_in_both_commands(tmp_pat
     digits.write_text('[{"speaker": "A", "text": "hi", "start": ' + "9" * 5000 + "}]")
     wide = tmp_path / "wide.json"
     wide.write_text('[{"speaker": "A", "text": "hi", "start": 1' + "0" * 400 + "}]")
-    for bad, needle in ((deep, "nested too deeply"), (digits, "not a transcript"),
-                        (wide, "digits")):
-        one_line_error(run("summarize", bad, "--model", extractive_bundle_dir), bad.name, needle)
+    hostile = ((deep, "nested too deeply"), (digits, "not a transcript"), (wide, "digits"))
+    # Independent processes, each on its own input: run side by side, checked one by one.
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        results = list(pool.map(lambda b: run("summarize", b[0], "--model", extractive_bundle_dir),
+                                hostile))
+    for (bad, needle), result in zip(hostile, results):
+        one_line_error(result, bad.name, needle)
 
     inbox = tmp_path / "in"
     inbox.mkdir()
@@ -172,6 +177,7 @@ def test_hostile_json_and_manifests_are_one_line_errors_in_both_commands(tmp_pat
 
     meeting = tmp_path / "m.txt"
     meeting.write_text(meeting_text(5))
+    bundles = []
     for name, change in (("files-string", {"files": "x"}),
                          ("files-escape", {"files": {"../../etc/passwd": "0" * 64}}),
                          ("prompts-list", {"prompts": ["x"]}),
@@ -183,7 +189,14 @@ def test_hostile_json_and_manifests_are_one_line_errors_in_both_commands(tmp_pat
             manifest.write_text("[" * 100_000 + "]" * 100_000)
         else:
             manifest.write_text(json.dumps(json.loads(manifest.read_text()) | change))
-        one_line_error(run("summarize", meeting, "--model", bundle), str(manifest), "re-export")
+        bundles.append(bundle)
+    # summarize writes nothing here (each fails on its own bundle): side by side; the watches,
+    # which share one inbox and its state, one after another.
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        results = list(pool.map(lambda b: run("summarize", meeting, "--model", b), bundles))
+    for bundle, result in zip(bundles, results):
+        manifest = bundle / "sumctl.json"
+        one_line_error(result, str(manifest), "re-export")
         one_line_error(run("watch", inbox, "--model", bundle, "--once"), str(manifest))
 
 
