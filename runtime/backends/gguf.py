@@ -122,6 +122,10 @@ class GgufBackend(Backend):
         self._overhead: dict[str, int] = {}
         self._grammars: dict[str, object] = {}
         self._batch = None  # the lookup's verification batch, made on first use
+        # The prompt whose evaluation the KV cache holds at positions 0..len-1 (_rewind_to_cached),
+        # and the prompt tokens evaluated and taken from that cache, summed over generations.
+        self._prompt_in_cache: list[int] | None = None
+        self.prompt_counts = {"evaluated": 0, "reused": 0}
         # What the lookup did, summed over generations: decodes after the prompt's, tokens
         # drafted, drafts kept (each kept draft is a token without a decode of its own).
         self.lookup_counts = {"decodes": 0, "drafted": 0, "kept": 0}
@@ -193,22 +197,20 @@ class GgufBackend(Backend):
                               f"context holds {self.n_ctx}; lower the input budget")
         limit = min(max_new_tokens, room)
         out: list[int] = []
-        # A full re-evaluation every time, though generate() could reuse the KV cache of a prefix
-        # shared with the previous prompt: a one-token batch takes other kernels than the prompt
-        # batch, so a reused cache can flip a near-tied greedy choice, and a summary would
-        # depend on what the process summarized before.
-        self.llm.reset()
         self.llm.set_seed(self.seed)
         penalty = options.repetition_penalty or self.repetition_penalty
         if self.uses_lookup(options):
+            self.llm.reset()
+            self._prompt_in_cache = tokens
             out = self._generate_lookup(tokens, limit, penalty, options.no_repeat_ngram_size)
             text = self.llm.detokenize(out, special=False).decode("utf-8", errors="replace")
             return Generation(text.strip(), len(tokens), len(out))
         processors = (llama_cpp.LogitsProcessorList([_NoRepeatNgram(options.no_repeat_ngram_size,
                                                                     len(tokens))])
                       if options.no_repeat_ngram_size > 0 else None)
-        for token in self.llm.generate(tokens, temp=self.temperature, top_k=1 if self.temperature == 0 else 40,
-                                       repeat_penalty=penalty, reset=True,
+        for token in self.llm.generate(tokens[self._rewind_to_cached(tokens):], temp=self.temperature,
+                                       top_k=1 if self.temperature == 0 else 40,
+                                       repeat_penalty=penalty, reset=False,
                                        logits_processor=processors,
                                        grammar=self._grammar(options.json_schema)):
             if llama_cpp.llama_vocab_is_eog(self._vocab, token):
@@ -218,6 +220,26 @@ class GgufBackend(Backend):
                 break
         text = self.llm.detokenize(out, special=False).decode("utf-8", errors="replace")
         return Generation(text.strip(), len(tokens), len(out))
+
+    def _rewind_to_cached(self, tokens: list[int]) -> int:
+        """Where the evaluation of `tokens` starts: 0, a full evaluation, unless they are the prompt
+        the KV cache already holds (a retry of a degenerate summary, with other decoding settings).
+        Then every batch but the last is kept and the last is evaluated again, exactly as before:
+        llama.cpp cuts a prompt into n_batch-token batches from its start, so the kept cache and
+        the replayed batch are those of a full evaluation, bit for bit, and so are the logits the
+        summary starts from. Reusing the whole prompt instead would replay its last token alone,
+        through other kernels than the prompt batch, and could flip a near-tied greedy choice."""
+        import llama_cpp
+
+        keep = 0
+        if tokens == self._prompt_in_cache:
+            keep = (len(tokens) - 1) // self.llm.n_batch * self.llm.n_batch
+        llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(self.llm.ctx), -1, keep, -1)
+        self.llm.n_tokens = keep
+        self._prompt_in_cache = tokens
+        self.prompt_counts["evaluated"] += len(tokens) - keep
+        self.prompt_counts["reused"] += keep
+        return keep
 
     def uses_lookup(self, options: GenerationOptions) -> bool:
         """Whether a generation with these options drafts by prompt lookup: only when asked

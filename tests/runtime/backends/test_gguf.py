@@ -76,6 +76,48 @@ def test_decoding_is_deterministic_and_uses_the_chat_template(smollm2_default_bu
     backend.close()
 
 
+def test_a_retry_of_a_long_prompt_reuses_all_but_its_last_batch_with_identical_logits(
+        smollm2_default_bundle, dialogsum_file):
+    """The summarizer's one retry of a degenerate chapter sends the same prompt with stronger
+    settings. The cache keeps every batch of it but the last, which is evaluated again as it was:
+    the logits the retry starts from are those of a full evaluation, bit for bit, and so is the
+    summary."""
+    import llama_cpp
+    import numpy as np
+
+    from dataclasses import replace
+
+    from sumctl.runtime.backends.base import GenerationOptions
+    from sumctl.runtime.backends.gguf import GgufBackend
+
+    prompt = "Summarize these conversations.\n\n" + "\n".join(
+        _dialogue(dialogsum_file, i).text() for i in range(6))
+    strong = GenerationOptions(max_new_tokens=12).stronger()
+    first_token = replace(strong, max_new_tokens=1)  # stops with the prompt's last logits in the context
+
+    def last_logits(backend):
+        return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(backend.llm.ctx, -1),
+                                     shape=(backend.llm.n_vocab(),)).copy()
+
+    warm, fresh = GgufBackend(smollm2_default_bundle, threads=2), GgufBackend(smollm2_default_bundle, threads=2)
+    n = len(warm.prompt_tokens(prompt))
+    assert n > warm.llm.n_batch, n  # a kept batch and a replayed one
+    warm.generate([prompt], GenerationOptions(max_new_tokens=12))
+    retried = warm.generate([prompt], strong)[0]
+    kept = (n - 1) // warm.llm.n_batch * warm.llm.n_batch
+    assert warm.prompt_counts == {"evaluated": 2 * n - kept, "reused": kept}
+    assert retried == fresh.generate([prompt], strong)[0] and retried.text
+    assert fresh.prompt_counts == {"evaluated": n, "reused": 0}
+
+    warm.generate([prompt], first_token)  # reused again
+    fresh.generate(["Another prompt."], first_token)  # so that this one evaluates it whole
+    fresh.generate([prompt], first_token)
+    assert warm.prompt_counts["reused"] == 2 * kept and fresh.prompt_counts["reused"] == 0
+    assert np.array_equal(last_logits(warm), last_logits(fresh))
+    warm.close()
+    fresh.close()
+
+
 def test_long_transcript_is_chapterized_within_the_context(smollm2_default_bundle, monkeypatch):
     # llama.cpp pads the context to a multiple of 256, so ask for one it keeps as is.
     # 256 (its smallest) keeps the tokens processed few: 12 turns still make two chapters.
