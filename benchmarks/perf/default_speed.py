@@ -29,6 +29,7 @@ Reported per side:
   tokens but one time for both (`timings.summarize_s`, prefill and decode together, retries
   included, whose tokens the chapters do not count), so both rates are tokens over
   summarize_s: lower bounds on the true prefill and decode rates, comparable between sides;
+- the chapters retried (generated a second time with stronger anti-repetition settings);
 - the decode bound: a decode step reads every weight once, so the floor is the bytes of the
   GGUF files the bundle's manifest has its backend load (the model, and a LoRA adapter where
   it has one; whole files) over the read rate of kit.read_bandwidth_gbs at `--threads`
@@ -126,6 +127,8 @@ class Side:
         return {"wall_s": wall, "summarize_s": record["timings"]["summarize_s"],
                 "prompt_tokens": sum(c["input_tokens"] for c in chapters),
                 "output_tokens": sum(c["output_tokens"] for c in chapters),
+                # A retried chapter was generated twice; its second prompt is not in prompt_tokens.
+                "retried": sum(bool(c.get("retried")) for c in chapters),
                 "model": record["model"]["name"], "bundle": record["model"]["path"],
                 "summary": record["summary"]}
 
@@ -222,14 +225,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n`sumctl summarize --length {LENGTH} --threads {args.threads}`, a fresh process per run, "
           f"median of {args.repeat}; model {rows[THIS][0]['model']}")
     print(f"{'file':<22}{'side':<9}{'wall s':>8}{'summ s':>8}{'prompt tok':>11}{'out tok':>8}"
-          f"{'prompt t/s':>11}{'decode t/s':>11}")
+          f"{'prompt t/s':>11}{'decode t/s':>11}{'retried':>8}")
     for i, file in enumerate(files):
         for name in sides:
             r = rows[name][i]
             print(f"{file.name[:21]:<22}{name:<9}{r['wall_s']:>8.2f}{r['summarize_s']:>8.2f}"
                   f"{r['prompt_tokens']:>11}{r['output_tokens']:>8}"
                   f"{fmt(rate(r['prompt_tokens'], r['summarize_s']), '.1f'):>11}"
-                  f"{fmt(rate(r['output_tokens'], r['summarize_s']), '.1f'):>11}")
+                  f"{fmt(rate(r['output_tokens'], r['summarize_s']), '.1f'):>11}{r['retried']:>8}")
     print(f"\n{'side':<9}{'total wall s':>13}{'prompt t/s':>11}{'decode t/s':>11}{'weights MB':>11}"
           f"{'bound t/s':>10}{'vs bound':>9}")
     for name, s in sums.items():
