@@ -24,7 +24,7 @@ from functools import cache
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from sumctl.runtime.backends.base import Backend, GenerationOptions, backend_class
+from sumctl.runtime.backends.base import Backend, Generation, GenerationOptions, backend_class
 from sumctl.runtime.bundle import Bundle, package_versions
 from sumctl.runtime.chunking import MIN_INPUT_BUDGET, Chapter, chapterize, source_spans
 from sumctl.runtime.cleaning import clean_turns
@@ -424,21 +424,37 @@ class Summarizer:
              level: int) -> list[ChapterSummary]:
         started = time.perf_counter()
         texts = [c.text() for c in chapters]  # each rendered once: prompt, guard and retry
-        generations = self.backend.generate([fill(template, t) for t in texts], options)
-        flags = [self._flags(g.text, t, c) for c, t, g in zip(chapters, texts, generations)]
-        retry = self.guard == "retry" and self.backend.honours_stronger
-        redo = [i for i, f in enumerate(flags) if f] if retry else []
-        if redo:
-            again = self.backend.generate([fill(template, texts[i]) for i in redo],
-                                          options.stronger())
-            for i, g in zip(redo, again):
-                retry_flags = self._flags(g.text, texts[i], chapters[i])
-                if len(retry_flags) <= len(flags[i]):  # the retry is no worse: take it
-                    generations[i], flags[i] = g, retry_flags
+        generations: list[Generation] = []
+        flags: list[list[str]] = []
+        redo: list[int] = []
+        groups = ([[i] for i in range(len(chapters))] if self.backend.retries_each_at_once
+                  else [list(range(len(chapters)))])
+        for group in groups:
+            self._generate_group(group, chapters, texts, template, options, generations, flags, redo)
         each = (time.perf_counter() - started) / max(1, len(chapters))
         return [ChapterSummary(level, c.index, c.first_turn, c.last_turn, g.prompt_tokens,
                                g.output_tokens, g.text, round(each, 4), f, i in redo)
                 for i, (c, g, f) in enumerate(zip(chapters, generations, flags))]
+
+    def _generate_group(self, group: list[int], chapters: list[Chapter], texts: list[str], template: str,
+                        options: GenerationOptions, generations: list[Generation],
+                        flags: list[list[str]], redo: list[int]) -> None:
+        """Generate these chapters in one call, then retry the degenerate ones in another with
+        stronger settings, keeping a retry that is no worse; appended to generations, flags and
+        redo, in chapter order."""
+        first = self.backend.generate([fill(template, texts[i]) for i in group], options)
+        generations += first
+        flags += [self._flags(g.text, texts[i], chapters[i]) for i, g in zip(group, first)]
+        retry = self.guard == "retry" and self.backend.honours_stronger
+        again = [i for i in group if flags[i]] if retry else []
+        if not again:
+            return
+        redo += again
+        for i, g in zip(again, self.backend.generate([fill(template, texts[i]) for i in again],
+                                                     options.stronger())):
+            retry_flags = self._flags(g.text, texts[i], chapters[i])
+            if len(retry_flags) <= len(flags[i]):  # the retry is no worse: take it
+                generations[i], flags[i] = g, retry_flags
 
     def _flags(self, text: str, source: str, chapter: Chapter) -> list[str]:
         if self.guard == "off":

@@ -80,6 +80,10 @@ class Backend(ABC):
     honours_stronger: bool = True
     # Whether generate() holds the reply to GenerationOptions.json_schema (llama.cpp grammars).
     constrains_json: bool = False
+    # Whether a retry is cheapest right after its first attempt, one prompt at a time: a backend
+    # that generates one prompt after another anyway and keeps the last prompt's cache (GGUF).
+    # Others get every prompt in one call, then the retries in another, so that they can batch.
+    retries_each_at_once: bool = False
     # How minutes are found with this backend by default (runtime/minutes/extract.py): the
     # method measured best on the labelled meetings for its kind of model.
     minutes_method: str = "cues"

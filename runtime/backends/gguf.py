@@ -66,6 +66,7 @@ def import_llama_cpp(*, threads: int | None = None):
 class GgufBackend(Backend):
     name = "gguf"
     constrains_json = True
+    retries_each_at_once = True  # the retry reuses all but the last batch of its prompt (_rewind_to_cached)
     minutes_method = "cues"  # measured: benchmarks/perf/minutes_quality.py
 
     def __init__(self, bundle: Bundle, *, threads: int | None = None, n_ctx: int | None = None,
@@ -122,8 +123,7 @@ class GgufBackend(Backend):
         self._overhead: dict[str, int] = {}
         self._grammars: dict[str, object] = {}
         self._batch = None  # the lookup's verification batch, made on first use
-        # The prompt whose evaluation the KV cache holds at positions 0..len-1 (_rewind_to_cached),
-        # and the prompt tokens evaluated and taken from that cache, summed over generations.
+        # The prompt the KV cache holds (_rewind_to_cached); its tokens evaluated, and reused.
         self._prompt_in_cache: list[int] | None = None
         self.prompt_counts = {"evaluated": 0, "reused": 0}
         # What the lookup did, summed over generations: decodes after the prompt's, tokens

@@ -80,8 +80,8 @@ def test_a_retry_of_a_long_prompt_reuses_all_but_its_last_batch_with_identical_l
         smollm2_default_bundle, dialogsum_file):
     """The summarizer's one retry of a degenerate chapter sends the same prompt with stronger
     settings. The cache keeps every batch of it but the last, which is evaluated again as it was:
-    the logits the retry starts from are those of a full evaluation, bit for bit, and so is the
-    summary."""
+    the logits the retry starts from are those of a full evaluation, bit for bit (the summary's
+    identity is the next test's)."""
     import llama_cpp
     import numpy as np
 
@@ -91,9 +91,9 @@ def test_a_retry_of_a_long_prompt_reuses_all_but_its_last_batch_with_identical_l
     from sumctl.runtime.backends.gguf import GgufBackend
 
     prompt = "Summarize these conversations.\n\n" + "\n".join(
-        _dialogue(dialogsum_file, i).text() for i in range(6))
-    strong = GenerationOptions(max_new_tokens=12).stronger()
-    first_token = replace(strong, max_new_tokens=1)  # stops with the prompt's last logits in the context
+        _dialogue(dialogsum_file, i).text() for i in range(8))
+    # One token: generation stops with the prompt's last logits still in the context.
+    first_token = replace(GenerationOptions(max_new_tokens=1).stronger(), max_new_tokens=1)
 
     def last_logits(backend):
         return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(backend.llm.ctx, -1),
@@ -101,18 +101,14 @@ def test_a_retry_of_a_long_prompt_reuses_all_but_its_last_batch_with_identical_l
 
     warm, fresh = GgufBackend(smollm2_default_bundle, threads=2), GgufBackend(smollm2_default_bundle, threads=2)
     n = len(warm.prompt_tokens(prompt))
-    assert n > warm.llm.n_batch, n  # a kept batch and a replayed one
-    warm.generate([prompt], GenerationOptions(max_new_tokens=12))
-    retried = warm.generate([prompt], strong)[0]
+    # Past 1024 tokens: below, replaying the last token alone happened to give the same logits.
+    assert n > 2 * warm.llm.n_batch, n
     kept = (n - 1) // warm.llm.n_batch * warm.llm.n_batch
+    warm.generate([prompt], GenerationOptions(max_new_tokens=1))
+    retried = warm.generate([prompt], first_token)[0]
     assert warm.prompt_counts == {"evaluated": 2 * n - kept, "reused": kept}
-    assert retried == fresh.generate([prompt], strong)[0] and retried.text
+    assert retried == fresh.generate([prompt], first_token)[0]
     assert fresh.prompt_counts == {"evaluated": n, "reused": 0}
-
-    warm.generate([prompt], first_token)  # reused again
-    fresh.generate(["Another prompt."], first_token)  # so that this one evaluates it whole
-    fresh.generate([prompt], first_token)
-    assert warm.prompt_counts["reused"] == 2 * kept and fresh.prompt_counts["reused"] == 0
     assert np.array_equal(last_logits(warm), last_logits(fresh))
     warm.close()
     fresh.close()
@@ -144,6 +140,35 @@ def test_long_transcript_is_chapterized_within_the_context(smollm2_default_bundl
     assert len(chapters) >= 2
     assert all(c.input_tokens + c.output_tokens <= 256 for c in summary.chapters)
     assert summary.levels >= 2 and summary.text
+
+
+def test_a_degenerate_chapter_is_retried_at_once_from_its_cache_with_the_same_summary(
+        smollm2_default_bundle, monkeypatch):
+    """A chapter of backchannels loops and is retried. On GGUF the retry follows its own first
+    attempt, so its prompt's cache is reused, and the summary is the one that every chapter
+    first, then the retries (the order batching backends keep), gives."""
+    monkeypatch.setenv("SUMCTL_GGUF_N_CTX", "1024")
+    backchannels = [Turn(s, "OK.") for s in ["Project Manager", "Marketing", "User Interface"] * 30]
+    topics = ["the budget for the spring campaign", "hiring two engineers for the data team",
+              "moving the office to the third floor", "the customer survey results"]
+    decisions = [Turn(["Ana", "Ben"][i % 2], f"About {topics[i % 4]}, we decided on Friday that "
+                                             f"item {i} is owned by {['Ana', 'Ben'][i % 2]}.")
+                 for i in range(16)]
+    transcript = Transcript(backchannels + decisions, source="long.txt", format="text", sha256="0" * 64)
+    summaries = []
+    for at_once in (True, False):
+        summarizer = Summarizer(smollm2_default_bundle, threads=2, length="medium",
+                                max_summary_tokens=32, clean=False)
+        summarizer.backend.retries_each_at_once = at_once
+        summaries.append(summarizer.summarize(transcript))
+        counts = summarizer.backend.prompt_counts
+        summarizer.close()
+        first = summaries[-1].chapters[0]
+        assert first.level == 0 and first.retried and first.input_tokens > 512, first
+        assert summaries[-1].chapters[1].level == 0  # the retried chapter was not the last
+        assert (counts["reused"] > 0) == at_once, counts
+    assert [c.summary for c in summaries[0].chapters] == [c.summary for c in summaries[1].chapters]
+    assert summaries[0].text == summaries[1].text
 
 
 def test_wrong_manifest_hash_is_refused(smollm2_default_bundle, tmp_path):
