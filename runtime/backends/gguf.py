@@ -200,8 +200,6 @@ class GgufBackend(Backend):
         self.llm.set_seed(self.seed)
         penalty = options.repetition_penalty or self.repetition_penalty
         if self.uses_lookup(options):
-            self.llm.reset()
-            self._prompt_in_cache = tokens
             out = self._generate_lookup(tokens, limit, penalty, options.no_repeat_ngram_size)
             text = self.llm.detokenize(out, special=False).decode("utf-8", errors="replace")
             return Generation(text.strip(), len(tokens), len(out))
@@ -268,7 +266,7 @@ class GgufBackend(Backend):
         lookup = _Lookup(tokens)
         out: list[int] = []
         try:
-            llm.eval(tokens)
+            llm.eval(tokens[self._rewind_to_cached(tokens):])
             n_past = len(tokens)  # positions in the KV cache
             rows, draft = [-1], []  # the last decode's logits rows; the drafts it fed
             while True:
