@@ -426,35 +426,36 @@ class Summarizer:
         texts = [c.text() for c in chapters]  # each rendered once: prompt, guard and retry
         generations: list[Generation] = []
         flags: list[list[str]] = []
-        redo: list[int] = []
+        redo: set[int] = set()
         groups = ([[i] for i in range(len(chapters))] if self.backend.retries_each_at_once
                   else [list(range(len(chapters)))])
         for group in groups:
-            self._generate_group(group, chapters, texts, template, options, generations, flags, redo)
+            got, got_flags, retried = self._generate_group([chapters[i] for i in group],
+                                                           [texts[i] for i in group], template, options)
+            generations += got
+            flags += got_flags
+            redo.update(group[j] for j in retried)
         each = (time.perf_counter() - started) / max(1, len(chapters))
         return [ChapterSummary(level, c.index, c.first_turn, c.last_turn, g.prompt_tokens,
                                g.output_tokens, g.text, round(each, 4), f, i in redo)
                 for i, (c, g, f) in enumerate(zip(chapters, generations, flags))]
 
-    def _generate_group(self, group: list[int], chapters: list[Chapter], texts: list[str], template: str,
-                        options: GenerationOptions, generations: list[Generation],
-                        flags: list[list[str]], redo: list[int]) -> None:
-        """Generate these chapters in one call, then retry the degenerate ones in another with
-        stronger settings, keeping a retry that is no worse; appended to generations, flags and
-        redo, in chapter order."""
-        first = self.backend.generate([fill(template, texts[i]) for i in group], options)
-        generations += first
-        flags += [self._flags(g.text, texts[i], chapters[i]) for i, g in zip(group, first)]
+    def _generate_group(self, chapters: list[Chapter], texts: list[str], template: str,
+                        options: GenerationOptions) -> tuple[list[Generation], list[list[str]], list[int]]:
+        """These chapters in one call, then the degenerate ones again in another with stronger
+        settings, a retry kept where it is no worse: their generations and flags, and the
+        positions retried."""
+        generations = self.backend.generate([fill(template, t) for t in texts], options)
+        flags = [self._flags(g.text, t, c) for c, t, g in zip(chapters, texts, generations)]
         retry = self.guard == "retry" and self.backend.honours_stronger
-        again = [i for i in group if flags[i]] if retry else []
-        if not again:
-            return
-        redo += again
-        for i, g in zip(again, self.backend.generate([fill(template, texts[i]) for i in again],
-                                                     options.stronger())):
-            retry_flags = self._flags(g.text, texts[i], chapters[i])
-            if len(retry_flags) <= len(flags[i]):  # the retry is no worse: take it
-                generations[i], flags[i] = g, retry_flags
+        redo = [i for i, f in enumerate(flags) if f] if retry else []
+        if redo:
+            again = self.backend.generate([fill(template, texts[i]) for i in redo], options.stronger())
+            for i, g in zip(redo, again):
+                retry_flags = self._flags(g.text, texts[i], chapters[i])
+                if len(retry_flags) <= len(flags[i]):  # the retry is no worse: take it
+                    generations[i], flags[i] = g, retry_flags
+        return generations, flags, redo
 
     def _flags(self, text: str, source: str, chapter: Chapter) -> list[str]:
         if self.guard == "off":
