@@ -18,8 +18,12 @@ import random
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sumctl.exporters.errors import ExportError
+
+if TYPE_CHECKING:
+    from sumctl.runtime.backends.gguf_file import GgufHeader
 
 PAD, EOS, UNK = "<pad>", "</s>", "<unk>"  # ids 0, 1, 2, as in T5's own vocabulary
 
@@ -189,13 +193,16 @@ def hf_checkpoint_from_gguf(gguf_path: str | os.PathLike, out: str | os.PathLike
     """
     from transformers import AutoModelForCausalLM
 
+    from sumctl.runtime.backends.gguf_file import read_gguf_header
+
     gguf_path, out = Path(gguf_path), Path(out)
-    architecture = gguf_metadata(gguf_path, "general.architecture")
+    header = read_gguf_header(gguf_path)
+    architecture = header.get("general.architecture")
     if architecture not in ("llama", "gemma3"):
         raise ExportError(f"{gguf_path}: architecture {architecture!r} cannot be turned into an HF "
                           "checkpoint here (llama, gemma3)")
     model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-    tokenizer = tokenizer_from_gguf(gguf_path)
+    tokenizer = tokenizer_from_gguf(header)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
     try:
         model.config.bos_token_id = tokenizer.bos_token_id
@@ -210,24 +217,16 @@ def hf_checkpoint_from_gguf(gguf_path: str | os.PathLike, out: str | os.PathLike
     return out
 
 
-def gguf_metadata(gguf_path: Path, key: str, default=None):
-    import gguf
-
-    field = gguf.GGUFReader(str(gguf_path)).fields.get(key)
-    return field.contents() if field is not None else default
-
-
-def tokenizer_from_gguf(gguf_path: Path):
+def tokenizer_from_gguf(gguf: Path | GgufHeader):
     """A transformers fast tokenizer that splits text as llama.cpp does with this GGUF's vocabulary:
-    byte-level BPE (`gpt2`) or SentencePiece-style BPE with byte fallback (`llama`: Gemma)."""
-    import gguf
+    byte-level BPE (`gpt2`) or SentencePiece-style BPE with byte fallback (`llama`: Gemma).
+    `gguf` is the file, or its header when the caller has read it already."""
     from transformers import PreTrainedTokenizerFast
 
-    reader = gguf.GGUFReader(str(gguf_path))
+    from sumctl.runtime.backends.gguf_file import GgufHeader, read_gguf_header
 
-    def field(key, default=None):
-        f = reader.fields.get(key)
-        return f.contents() if f is not None else default
+    header = gguf if isinstance(gguf, GgufHeader) else read_gguf_header(gguf)
+    gguf_path, field = header.path, header.get
 
     kind = field("tokenizer.ggml.model")
     if kind == "gpt2":

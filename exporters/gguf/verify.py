@@ -167,9 +167,9 @@ def quantize_in_process(src: Path, dst: Path, quant: str, *, threads: int | None
 
 def tensor_types(path: Path) -> dict[str, int]:
     """How many tensors of each GGML type a GGUF holds (K-quant mixes fall back per tensor)."""
-    import gguf
+    from sumctl.runtime.backends.gguf_file import read_gguf_header
 
     counts: dict[str, int] = {}
-    for t in gguf.GGUFReader(str(path)).tensors:
-        counts[t.tensor_type.name] = counts.get(t.tensor_type.name, 0) + 1
+    for t in read_gguf_header(path).tensors:
+        counts[t.type_name] = counts.get(t.type_name, 0) + 1
     return dict(sorted(counts.items()))

@@ -1,0 +1,142 @@
+"""A GGUF file's metadata and tensor table, read by llama.cpp's own parser.
+
+gguf-py's `GGUFReader` builds a NumPy view for every element of every array before anything can
+be read: 2.6-5 s for SmolLM2's 49k-token vocabulary and about 17 s for Gemma 3's 262k, each time
+a file is opened. The export opens every file it writes (its tensor types go in the manifest),
+and the training and benchmark tools open the base's vocabulary, so that parse dominated them.
+llama-cpp-python ships ggml's C parser (`gguf_init_from_file` in libggml-base), the one that
+loads the model at run time; reading through it takes milliseconds, and what it reads is
+exactly what llama.cpp will see. gguf-py stays for writing, merging and dequantizing tensors.
+
+libggml-base links libgomp, which reads OMP_WAIT_POLICY once when it loads, so the library is
+loaded through `import_llama_cpp` like every other use of llama.cpp: a process that plans its
+wait policy (watch, batch, serve) does so before it reads a header, as before it loads a model.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from sumctl.runtime.errors import BundleError
+from sumctl.runtime.fsutil import stderr_silenced
+
+# enum gguf_type in ggml's gguf.h, and the ctypes scalar each numeric one is stored as.
+_STRING, _ARRAY, _BOOL = 8, 9, 7
+_SCALARS = {0: ctypes.c_uint8, 1: ctypes.c_int8, 2: ctypes.c_uint16, 3: ctypes.c_int16,
+            4: ctypes.c_uint32, 5: ctypes.c_int32, 6: ctypes.c_float, 7: ctypes.c_int8,
+            10: ctypes.c_uint64, 11: ctypes.c_int64, 12: ctypes.c_double}
+
+
+@dataclass(frozen=True)
+class GgufTensorInfo:
+    name: str
+    type_id: int  # enum ggml_type, as gguf.GGMLQuantizationType numbers it
+    offset: int  # from the start of the data section
+    nbytes: int
+
+    @property
+    def type_name(self) -> str:
+        from gguf import GGMLQuantizationType
+
+        return GGMLQuantizationType(self.type_id).name
+
+
+@dataclass(frozen=True)
+class GgufHeader:
+    path: Path
+    fields: dict  # key -> str, int, float, bool, or a list of them
+    tensors: tuple[GgufTensorInfo, ...]
+
+    def get(self, key: str, default=None):
+        return self.fields.get(key, default)
+
+
+class _InitParams(ctypes.Structure):
+    _fields_ = [("no_alloc", ctypes.c_bool), ("ctx", ctypes.c_void_p)]
+
+
+@lru_cache(maxsize=1)
+def _libggml_base() -> ctypes.CDLL:
+    from sumctl.runtime.backends.gguf import import_llama_cpp
+
+    try:
+        lib_dir = Path(import_llama_cpp().__file__).parent / "lib"
+    except ImportError:
+        raise BundleError("reading a GGUF needs llama-cpp-python (pip install llama-cpp-python)") from None
+    candidates = sorted(lib_dir.glob("libggml-base.*")) + sorted(lib_dir.glob("ggml-base.*"))
+    if not candidates:
+        raise BundleError(f"{lib_dir}: llama-cpp-python's libggml-base is missing; reinstall "
+                          "llama-cpp-python")
+    lib = ctypes.CDLL(str(candidates[0]))
+    ctx, i64, size, cstr = ctypes.c_void_p, ctypes.c_int64, ctypes.c_size_t, ctypes.c_char_p
+    signatures = {
+        "gguf_init_from_file": ([cstr, _InitParams], ctx), "gguf_free": ([ctx], None),
+        "gguf_get_n_kv": ([ctx], i64), "gguf_get_key": ([ctx, i64], cstr),
+        "gguf_get_kv_type": ([ctx, i64], ctypes.c_int), "gguf_get_arr_type": ([ctx, i64], ctypes.c_int),
+        "gguf_get_arr_n": ([ctx, i64], size), "gguf_get_arr_data": ([ctx, i64], ctypes.c_void_p),
+        "gguf_get_arr_str": ([ctx, i64, size], cstr), "gguf_get_val_str": ([ctx, i64], cstr),
+        "gguf_get_val_data": ([ctx, i64], ctypes.c_void_p),
+        "gguf_get_n_tensors": ([ctx], i64), "gguf_get_tensor_name": ([ctx, i64], cstr),
+        "gguf_get_tensor_type": ([ctx, i64], ctypes.c_int), "gguf_get_tensor_offset": ([ctx, i64], size),
+        "gguf_get_tensor_size": ([ctx, i64], size),
+    }
+    for name, (args, result) in signatures.items():
+        function = getattr(lib, name)
+        function.argtypes, function.restype = args, result
+    return lib
+
+
+def read_gguf_header(path: str | os.PathLike) -> GgufHeader:
+    """Every metadata field and the tensor table of the GGUF at `path` (no tensor data is read).
+    A file llama.cpp cannot parse is a one-line BundleError."""
+    path = Path(path)
+    lib = _libggml_base()
+    if not path.is_file():
+        raise BundleError(f"{path}: no such GGUF file")
+    with stderr_silenced():  # ggml logs its reason to fd 2; the error below names the file
+        ctx = lib.gguf_init_from_file(os.fsencode(path), _InitParams(True, None))
+    if not ctx:
+        raise BundleError(f"{path}: llama.cpp cannot read this file as GGUF (truncated, corrupt or "
+                          "not a GGUF); re-export or re-download it")
+    try:
+        fields = {lib.gguf_get_key(ctx, i).decode("utf-8"): _value(lib, ctx, i, path)
+                  for i in range(lib.gguf_get_n_kv(ctx))}
+        tensors = tuple(GgufTensorInfo(lib.gguf_get_tensor_name(ctx, i).decode("utf-8"),
+                                       lib.gguf_get_tensor_type(ctx, i), lib.gguf_get_tensor_offset(ctx, i),
+                                       lib.gguf_get_tensor_size(ctx, i))
+                        for i in range(lib.gguf_get_n_tensors(ctx)))
+    finally:
+        lib.gguf_free(ctx)
+    return GgufHeader(path, fields, tensors)
+
+
+def _value(lib, ctx, key_id: int, path: Path):
+    kind = lib.gguf_get_kv_type(ctx, key_id)
+    if kind == _STRING:
+        return _text(lib.gguf_get_val_str(ctx, key_id), path)
+    if kind in _SCALARS:
+        return _scalar(kind, lib.gguf_get_val_data(ctx, key_id), 1)[0]
+    if kind != _ARRAY:  # ggml's parser refuses unknown types; never reached
+        raise BundleError(f"{path}: a metadata value of type {kind} cannot be read")
+    item, n = lib.gguf_get_arr_type(ctx, key_id), lib.gguf_get_arr_n(ctx, key_id)
+    if item == _STRING:
+        return [_text(lib.gguf_get_arr_str(ctx, key_id, j), path) for j in range(n)]
+    if item not in _SCALARS:  # nested arrays: ggml's parser refuses them; never reached
+        raise BundleError(f"{path}: an array of type {item} cannot be read")
+    return _scalar(item, lib.gguf_get_arr_data(ctx, key_id), n) if n else []
+
+
+def _scalar(kind: int, address: int, n: int) -> list:
+    values = (_SCALARS[kind] * n).from_address(address)[:]
+    return [bool(v) for v in values] if kind == _BOOL else list(values)
+
+
+def _text(raw: bytes, path: Path) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BundleError(f"{path}: a metadata string is not UTF-8; the GGUF is corrupt") from None
