@@ -86,12 +86,10 @@ class OnnxT5Backend(Backend):
         # FLAN-T5-Large int8, 2 threads, one 512-token document, t5_speed side by side with the
         # unpacked decoder: 32.7 instead of 58.4 ms per token in one run, 41.2 instead of 43.4 in
         # another (this VM drifts), peak RSS 685 instead of 690 MB (the README has the runs).
-        # int4 bundles (MatMulNBits) take the same split: the decoder's 4-bit weights are packed
-        # at load (the session then lets go of their weights.bin mappings: 5 left of 28 on a
-        # d_model 256 T5), so no step dequantizes them; the encoder's are dequantized per call,
-        # once per 512 rows,
-        # which measured no slower than prepacked (d_model 256, 512 tokens, 1 thread, AVX2: 43.7
-        # against 43.5 ms, best of 15) and keeps the encoder's weights out of anonymous memory.
+        # int4 bundles (MatMulNBits in the decoder; their encoder is int8, see the exporter's
+        # INT4_PARTS) take the same split: the decoder's 4-bit weights are packed at load (the
+        # session then lets go of their weights.bin mappings: 5 left of 28 on a d_model 256 T5),
+        # so no step dequantizes them.
         weights = bundle.file(WEIGHTS) if WEIGHTS in config.files else None
         # Without it the peak swung between 0.7 and 1.4 GB on identical runs (see native_heap).
         if steady_heap:
