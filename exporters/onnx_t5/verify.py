@@ -4,6 +4,7 @@ agreement (and ROUGE-L between the two outputs) recorded in the manifest."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from sumctl.runtime.bundle import Bundle
 from sumctl.exporters.errors import ExportError
@@ -41,8 +42,9 @@ VERIFICATION_INPUTS = (
 
 
 def reference_outputs(torch_model, tokenizer, template: str, *, max_new_tokens: int = VERIFY_MAX_NEW_TOKENS,
-                      count: int | None = None) -> list[dict]:
-    """PyTorch's greedy output on each built-in input: what the bundle must reproduce."""
+                      count: int | None = None, inputs: Sequence[str] = VERIFICATION_INPUTS) -> list[dict]:
+    """PyTorch's greedy output on each input (the built-in ones unless given): what the bundle
+    must reproduce."""
     import torch
     from transformers import GenerationConfig
 
@@ -52,7 +54,7 @@ def reference_outputs(torch_model, tokenizer, template: str, *, max_new_tokens: 
                               decoder_start_token_id=config.decoder_start_token_id,
                               pad_token_id=config.pad_token_id, eos_token_id=config.eos_token_id)
     references = []
-    for text in VERIFICATION_INPUTS[:count or len(VERIFICATION_INPUTS)]:
+    for text in inputs[:count or len(inputs)]:
         prompt = fill(template, text)
         ids = tokenizer(prompt).input_ids
         with torch.inference_mode():
