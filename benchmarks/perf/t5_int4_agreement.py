@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from sumctl.benchmarks.perf.kit import print_headline
+from sumctl.runtime.jsonout import strict_dumps
 from sumctl.runtime.machine import machine_line
 
 DIALOGSUM = Path(__file__).resolve().parents[3] / "shared" / "data" / "dialogsum" / "dialogsum.dev.jsonl"
@@ -45,7 +46,7 @@ def write_training_data(work: Path) -> tuple[Path, list[dict]]:
     records = [{"id": r["fname"], "transcript": r["dialogue"], "reference": r["summary"], "length": "short"}
                for r in rows]
     data = work / "train.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in records[:TRAIN_DIALOGUES]), encoding="utf-8")
+    data.write_text("".join(strict_dumps(r) + "\n" for r in records[:TRAIN_DIALOGUES]), encoding="utf-8")
     return data, records[TRAIN_DIALOGUES:]
 
 
