@@ -217,15 +217,15 @@ def hf_checkpoint_from_gguf(gguf_path: str | os.PathLike, out: str | os.PathLike
     return out
 
 
-def tokenizer_from_gguf(gguf: Path | GgufHeader):
+def tokenizer_from_gguf(source: Path | GgufHeader):
     """A transformers fast tokenizer that splits text as llama.cpp does with this GGUF's vocabulary:
     byte-level BPE (`gpt2`) or SentencePiece-style BPE with byte fallback (`llama`: Gemma).
-    `gguf` is the file, or its header when the caller has read it already."""
+    `source` is the GGUF file, or its header when the caller has read it already."""
     from transformers import PreTrainedTokenizerFast
 
     from sumctl.runtime.backends.gguf_file import GgufHeader, read_gguf_header
 
-    header = gguf if isinstance(gguf, GgufHeader) else read_gguf_header(gguf)
+    header = source if isinstance(source, GgufHeader) else read_gguf_header(source)
     gguf_path, field = header.path, header.get
 
     kind = field("tokenizer.ggml.model")
