@@ -85,7 +85,12 @@ def _libggml_base() -> ctypes.CDLL:
         "gguf_get_tensor_size": ([ctx, i64], size),
     }
     for name, (args, result) in signatures.items():
-        function = getattr(lib, name)
+        # These are gguf.h's signatures since ggml's GGUF rewrite (int64 ids, early 2025), which
+        # every llama-cpp-python this project accepts (>=0.3.8) carries.
+        function = getattr(lib, name, None)
+        if function is None:
+            raise BundleError(f"{candidates[0]}: this llama-cpp-python has no {name}; upgrade it "
+                              "(pip install -U llama-cpp-python)")
         function.argtypes, function.restype = args, result
     return lib
 
