@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from sumctl.runtime.backends.base import Backend, Generation, GenerationOptions
+from sumctl.runtime.backends.lookup import PromptLookup
 from sumctl.runtime.bundle import MANIFEST_NAME, Bundle, load_bundle, package_versions, write_manifest
 from sumctl.runtime.bundle.configs import ADAPTER, MODEL, N_CTX_CAP, GgufConfig, gguf_manifest
 from sumctl.runtime.errors import BundleError, SumctlError
@@ -35,10 +36,9 @@ PLAIN_SUFFIX = "\n\nSummary:\n"
 # checked through this backend (tests/runtime/backends/test_gemma3_bundle.py for gemma3).
 # llama.cpp loads many more, but an unchecked one would fail at the first summary, not here.
 GGUF_ARCHITECTURES = ("llama", "gemma3")
-# Prompt-lookup decoding (GgufBackend(lookup=...)): at most this many tokens drafted per step,
-# copied from what followed the last LOOKUP_NGRAM..1 tokens' latest earlier occurrence.
+# Prompt-lookup decoding (GgufBackend(lookup=...)): at most this many tokens drafted per step
+# (lookup.PromptLookup).
 LOOKUP_DRAFT = 8
-LOOKUP_NGRAM = 3
 # Off: llama.cpp's batch of drafts gives logits unlike one-token decodes' after its first row
 # (up to 0.4-0.6 apart), so a near-tied greedy choice can flip and the summary differ from plain decoding's
 # (the merged Q8_0 default: standup and 2 QMSum segments all differed, from token 2 to 24), and
@@ -263,7 +263,7 @@ class GgufBackend(Backend):
         llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_penalties(
             llm.n_vocab(), llm.last_n_tokens_size, penalty, 0.0, 0.0))
         llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
-        lookup = _Lookup(tokens)
+        lookup = PromptLookup(tokens)
         out: list[int] = []
         try:
             llm.eval(tokens[self._rewind_to_cached(tokens):])
@@ -377,31 +377,6 @@ def _ban(logits, tokens: list[int]) -> None:
     them in the sampler's copy of it."""
     for token in tokens:
         logits[token] = -float("inf")
-
-
-class _Lookup:
-    """Prompt-lookup drafts: the tokens that followed the latest earlier occurrence of the
-    sequence's last n tokens (n = LOOKUP_NGRAM down to 1) in the prompt and the summary so far."""
-
-    def __init__(self, tokens: list[int]):
-        self.seq: list[int] = []
-        self.after: dict[tuple[int, ...], int] = {}  # an n-gram -> where its latest occurrence ends
-        for token in tokens:
-            self.append(token)
-
-    def append(self, token: int) -> None:
-        seq, end = self.seq, len(self.seq)
-        for n in range(1, min(LOOKUP_NGRAM, end) + 1):  # the n-grams that `token` now follows
-            self.after[tuple(seq[end - n:])] = end
-        seq.append(token)
-
-    def draft(self, k: int) -> list[int]:
-        seq = self.seq
-        for n in range(min(LOOKUP_NGRAM, len(seq)), 0, -1):
-            start = self.after.get(tuple(seq[-n:]))
-            if start is not None:
-                return seq[start:start + k]
-        return []
 
 
 def read_metadata(path: Path) -> dict:

@@ -31,6 +31,7 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from sumctl.runtime.backends.base import Backend, Generation, GenerationOptions
+from sumctl.runtime.backends.lookup import PromptLookup
 from sumctl.runtime.bundle import MANIFEST_NAME, Bundle
 from sumctl.runtime.bundle.configs import DECODER, ENCODER, TOKENIZER, WEIGHTS, OnnxT5Config
 from sumctl.runtime.errors import BundleError, first_line
@@ -39,6 +40,10 @@ from sumctl.runtime.backends import native_heap
 from sumctl.runtime.backends.weight_pages import MappedWeights, shedding
 
 DEFAULT_BATCH_SIZE = 4
+# Prompt-lookup decoding (OnnxT5Backend(lookup=...)): at most this many drafted tokens are fed
+# with each decoder step, for a batch of one input decoded greedily.
+T5_LOOKUP_DRAFT = 4
+T5_LOOKUP_DEFAULT = False
 _NEG = np.float32(-1.0e9)  # transformers' "impossible" score in beam search
 
 # transformers' clean_up_tokenization, applied when the source tokenizer had it switched on.
@@ -50,15 +55,22 @@ class OnnxT5Backend(Backend):
     name = "onnx-t5"
 
     def __init__(self, bundle: Bundle, *, threads: int | None = None, batch_size: int | None = None,
-                 prepack_decoder: bool = True, shed_weight_pages: bool = True, steady_heap: bool = True):
+                 prepack_decoder: bool = True, shed_weight_pages: bool = True, steady_heap: bool = True,
+                 lookup: bool | None = None):
         """The defaults are the runtime's. The three switches each turn one memory or speed lever
         off, for measuring it (benchmarks/perf), never for tokens, which are the same either way:
         - prepack_decoder=False: ORT packs the decoder's weights on every call instead of once at
           load (the runtime before issue 17);
         - shed_weight_pages=False: no helper thread pages weights out while a session loads or the
           encoder runs, so a phase's pages stay resident until the phase ends (see weight_pages);
-        - steady_heap=False: glibc's rising mmap threshold is left as it is (see native_heap)."""
+        - steady_heap=False: glibc's rising mmap threshold is left as it is (see native_heap).
+        lookup: prompt-lookup decoding for greedy generation of one input at a time (see
+        _greedy_lookup); None: T5_LOOKUP_DEFAULT."""
         super().__init__(bundle, threads=threads)
+        self.lookup = T5_LOOKUP_DEFAULT if lookup is None else bool(lookup)
+        # What the lookup did, summed over generations: decoder steps after the first, tokens
+        # drafted, drafts kept (each kept draft is a token without a decoder step of its own).
+        self.lookup_counts = {"decodes": 0, "drafted": 0, "kept": 0}
         self.shed_weight_pages = shed_weight_pages
         where = bundle.path / MANIFEST_NAME
         config = OnnxT5Config.from_dict(bundle.manifest.backend_config, str(where))
@@ -228,9 +240,11 @@ class OnnxT5Backend(Backend):
 
     def _generate_batch(self, inputs, max_new_tokens, num_beams, ngram, length_penalty, min_new_tokens):
         hidden, mask = self.run_encoder(inputs)
-        state = _DecoderState(self, hidden, mask)
+        state = DecoderState(self, hidden, mask)
         first = np.full((len(inputs), 1), self.start_id, dtype=np.int64)
         logits = state.step(first)
+        if num_beams == 1 and self.lookup and len(inputs) == 1:
+            return [self._greedy_lookup(state, logits, inputs[0], max_new_tokens, ngram, min_new_tokens)]
         if num_beams == 1:
             return self._greedy(state, logits, max_new_tokens, ngram, min_new_tokens)
         return self._beam_search(state, logits, max_new_tokens, num_beams, ngram, length_penalty,
@@ -259,6 +273,38 @@ class OnnxT5Backend(Backend):
                 state.take(keep)
             logits = state.step(tokens[:, None])
         return results
+
+    def _greedy_lookup(self, state, logits, prompt, max_new_tokens, ngram, min_new_tokens) -> list[int]:
+        """_greedy for one input, with up to T5_LOOKUP_DRAFT tokens drafted by prompt lookup and
+        fed with each step: the decoder returns logits for every position it is fed, each one is
+        chosen from as _greedy chooses (the n-gram ban over the sequence up to it, </s> held back
+        before min_new_tokens, argmax), and a draft is kept while it is that choice. The first
+        position where it is not gives greedy's own token, and the cache forgets the drafts after
+        it. So the choice rule is plain greedy's; the numbers are the same in fp32 (1e-5 apart),
+        not in dynamic int8, whose activation scale is taken over all the positions fed at once."""
+        lookup = PromptLookup(prompt)
+        seq = [self.start_id]  # the decoder's input so far, as _ban_repeated_ngrams sees it
+        rows, draft = logits[:, None, :], []  # (1, positions, vocab); the drafts those positions checked
+        while True:
+            for i in range(rows.shape[1]):
+                scores = rows[:, i, :]
+                _ban_repeated_ngrams(scores, np.array([seq], dtype=np.int64), ngram)
+                if len(seq) - 1 < min_new_tokens:
+                    scores[:, self.eos_id] = -np.inf
+                token = int(scores.argmax())
+                seq.append(token)
+                lookup.append(token)
+                if token == self.eos_id or len(seq) - 1 >= max_new_tokens:
+                    return seq[1:]
+                if i == len(draft) or token != draft[i]:
+                    break
+            self.lookup_counts["kept"] += i
+            state.keep_positions(len(seq) - 1)  # every token but the newest has been fed
+            room = min(T5_LOOKUP_DRAFT, max_new_tokens - len(seq))
+            draft = lookup.draft(room) if room > 0 else []
+            rows = state.step(np.array([[token] + draft], dtype=np.int64), every_position=True)
+            self.lookup_counts["decodes"] += 1
+            self.lookup_counts["drafted"] += len(draft)
 
     def _beam_search(self, state, logits, max_new_tokens, num_beams, ngram, length_penalty,
                      min_new_tokens):
@@ -376,8 +422,9 @@ class _Beams:
         return src_rows.reshape(n, beams)[keep_groups].reshape(-1), new_tokens[keep_groups]
 
 
-class _DecoderState:
-    """The decoder's inputs between steps: encoder output, mask, and both KV caches.
+class DecoderState:
+    """The decoder's inputs between steps: encoder output, mask, and both KV caches. Public so
+    that a decoder step can be timed alone (benchmarks/perf/t5_lookup.py), as run_encoder is.
 
     Caches stay OrtValues that ORT allocated (bound back as the next step's inputs, no copy);
     they are only pulled into numpy to drop or reorder rows.
@@ -400,8 +447,9 @@ class _DecoderState:
         self._arrays[name] = array
         return ort.OrtValue.ortvalue_from_numpy(array)
 
-    def step(self, input_ids: np.ndarray) -> np.ndarray:
-        """Run one decoder step; returns the last position's logits as float32 (rows, vocab)."""
+    def step(self, input_ids: np.ndarray, *, every_position: bool = False) -> np.ndarray:
+        """Run one decoder step on (rows, positions) new tokens; returns the last position's
+        logits as float32 (rows, vocab), or every position's (rows, positions, vocab)."""
         b = self.backend
         io = self.session.io_binding()
         io.bind_cpu_input("input_ids", np.ascontiguousarray(input_ids, dtype=np.int64))
@@ -428,7 +476,14 @@ class _DecoderState:
                 self._arrays.pop(name, None)
             self.first = False
         logits = values["logits"].numpy()
-        return np.array(logits[:, -1, :], dtype=np.float32)
+        return np.array(logits if every_position else logits[:, -1, :], dtype=np.float32)
+
+    def keep_positions(self, length: int) -> None:
+        """Forget the self-attention cache past its first `length` positions (rejected drafts).
+        The cross-attention cache does not grow with the output."""
+        for name, value in self.self_kv.items():
+            if value.shape()[2] > length:
+                self.self_kv[name] = self._wrap(name, np.ascontiguousarray(value.numpy()[:, :, :length]))
 
     def take(self, rows: np.ndarray, *, self_only: bool = False) -> None:
         """Keep (or repeat, or reorder) the given rows of every per-row tensor."""
