@@ -41,13 +41,19 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def write_training_data(work: Path) -> tuple[Path, list[dict]]:
+def dialogsum_split() -> tuple[list[dict], list[dict]]:
+    """DialogSum dev as training records: the first TRAIN_DIALOGUES to train on, the rest held out."""
     rows = [json.loads(line) for line in DIALOGSUM.read_text(encoding="utf-8").splitlines() if line.strip()]
     records = [{"id": r["fname"], "transcript": r["dialogue"], "reference": r["summary"], "length": "short"}
                for r in rows]
+    return records[:TRAIN_DIALOGUES], records[TRAIN_DIALOGUES:]
+
+
+def write_training_data(work: Path) -> tuple[Path, list[dict]]:
+    training, held = dialogsum_split()
     data = work / "train.jsonl"
-    data.write_text("".join(strict_dumps(r) + "\n" for r in records[:TRAIN_DIALOGUES]), encoding="utf-8")
-    return data, records[TRAIN_DIALOGUES:]
+    data.write_text("".join(strict_dumps(r) + "\n" for r in training), encoding="utf-8")
+    return data, held
 
 
 def train(base: Path, data: Path, out: Path, args) -> float:
