@@ -42,7 +42,13 @@ from sumctl.runtime.backends.weight_pages import MappedWeights, shedding
 DEFAULT_BATCH_SIZE = 4
 # Prompt-lookup decoding (OnnxT5Backend(lookup=...)): at most this many drafted tokens are fed
 # with each decoder step, for a batch of one input decoded greedily.
-T5_LOOKUP_DRAFT = 4
+T5_LOOKUP_DRAFT = 2
+# Off: it did not pay (benchmarks/perf/t5_lookup.py, 2-core AVX2 EPYC). A trained tiny T5 made
+# 1.19 / 1.24 / 1.25 tokens per decoder call with drafts of 1 / 2 / 4 on held-out DialogSum,
+# while a FLAN-T5-Large-sized int8 step fed 2 / 3 / 5 positions cost 1.20 / 1.24 / 1.33x one
+# (int4: 1.38 / 1.62 / 2.09x), a projected 0.99x / 1.00x / 0.94x. And in int8 and int4 the
+# summaries are not plain greedy's (11 and 12 of 30 identical): the dynamic activation scale
+# is taken over every position fed at once.
 T5_LOOKUP_DEFAULT = False
 _NEG = np.float32(-1.0e9)  # transformers' "impossible" score in beam search
 
