@@ -15,7 +15,7 @@ from sumctl.runtime.prompts import fill
 pytestmark = pytest.mark.slow
 
 INPUTS = 20
-MAX_NEW_TOKENS = 48
+MAX_NEW_TOKENS = 32
 
 
 def _prompts(bundle, dialogsum_file) -> list[list[int]]:
