@@ -43,7 +43,9 @@ def source_options(f):
 @source_options
 @out_option
 @click.option("--quantize", type=click.Choice(T5_QUANTIZATIONS), default="int8", show_default=True,
-              help="int8: dynamic, with the kernel set picked for this CPU. int4: 4-bit weights "
+              help="int8: dynamic, with the kernel set picked for this CPU. int8-block: 8-bit "
+                   "weights in blocks, each row's activations quantized on its own, so a summary "
+                   "does not depend on the documents batched with it. int4: 4-bit weights "
                    "(FFN outputs and LM head int8), refused if it agrees too little with fp32.")
 @click.option("--max-input-tokens", type=click.IntRange(min=16), default=T5_MAX_INPUT_TOKENS, show_default=True,
               help="The model's input budget; longer transcripts are chapterized.")

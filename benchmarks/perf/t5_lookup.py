@@ -4,7 +4,7 @@
 
 1. A T5 that has learned something: DIR/trained, the checkpoint that
    `python -m sumctl.benchmarks.perf.t5_int4_agreement --work DIR` trains on DialogSum dev. It is
-   exported to fp32, int8 and int4 (or DIR/bundle-<quant> is reused), and each bundle summarizes
+   exported to fp32, int8, int8-block and int4 (or DIR/bundle-<quant> is reused), and each bundle summarizes
    the held-out dialogues greedily, plain and with the lookup, for each draft length: identical
    summaries, and tokens per decoder call (the most the lookup can save); and plain greedy in
    batches of 4 against each dialogue alone (dynamic int8 shares its scale across a batch).
@@ -26,10 +26,10 @@ import sys
 import time
 from pathlib import Path
 
-from sumctl.benchmarks.perf.kit import print_headline
+from sumctl.benchmarks.perf.kit import print_headline, snake
 from sumctl.benchmarks.perf.t5_int4_agreement import DIALOGSUM, MAX_INPUT_TOKENS, dialogsum_split
 
-QUANTS = ("fp32", "int8", "int4")
+QUANTS = ("fp32", "int8", "int8-block", "int4")
 MAX_NEW_TOKENS = 64
 CACHE_TOKENS = 32  # output tokens already in the cache when a step is timed
 
@@ -145,20 +145,20 @@ def main(argv=None) -> int:
 
     print(f"\nheld-out DialogSum dev, greedy, {MAX_NEW_TOKENS} tokens at most, no-repeat 3-grams: "
           "the lookup against plain decoding")
-    print(f"{'bundle':<8} {'draft':>5} {'identical':>10} {'tokens/call':>12} {'kept/drafted':>13}")
+    print(f"{'bundle':<10} {'draft':>5} {'identical':>10} {'tokens/call':>12} {'kept/drafted':>13}")
     tokens_per_call, batch_lines = {}, []
     for quant, path in bundles_of(args.work).items():
         r = lookup_against_plain(path, held, args.held_out, drafts, threads=1)
         for k in drafts:
             d = r[f"draft{k}"]
-            print(f"{quant:<8} {k:>5} {d['identical']:>5}/{r['inputs']:<4} {d['tokens_per_call']:>12.2f} "
+            print(f"{quant:<10} {k:>5} {d['identical']:>5}/{r['inputs']:<4} {d['tokens_per_call']:>12.2f} "
                   f"{d['kept_per_draft']:>13.2f}")
-            headline.update({f"{quant}_draft{k}_{key}": v for key, v in d.items()})
+            headline.update({f"{snake(quant)}_draft{k}_{key}": v for key, v in d.items()})
             if quant == "fp32":  # the choices are greedy's only there: see onnx_t5._greedy_lookup
                 tokens_per_call[k] = d["tokens_per_call"]
-        headline[f"{quant}_held_out"] = r["inputs"]
-        headline[f"{quant}_identical_in_batches_of_4"] = r["identical_in_batches_of_4"]
-        batch_lines.append(f"{quant:<8} {r['identical_in_batches_of_4']:>5}/{r['inputs']}")
+        headline[f"{snake(quant)}_held_out"] = r["inputs"]
+        headline[f"{snake(quant)}_identical_in_batches_of_4"] = r["identical_in_batches_of_4"]
+        batch_lines.append(f"{quant:<10} {r['identical_in_batches_of_4']:>5}/{r['inputs']}")
 
     print("\nplain greedy in batches of 4 against each input alone: identical summaries")
     print("\n".join(batch_lines))

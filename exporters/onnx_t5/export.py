@@ -3,8 +3,9 @@
 Steps, each shown as it runs (graph.py does 3 and 4, verify.py does 5):
 1. load     - vet the checkpoint (safetensors, model_type t5/mt5, no remote code) and load it;
 2. export   - optimum exports the encoder, the first-step decoder and the with-past decoder;
-3. quantize - (int8) dynamic int8 with ORTQuantizer, kernels picked for this CPU; (int4) 4-bit
-              weight-only MatMulNBits, the FFN output projections and LM head int8;
+3. quantize - (int8) dynamic int8 with ORTQuantizer, kernels picked for this CPU; (int8-block)
+              8-bit weight-only MatMulNBits everywhere; (int4) 4-bit weight-only MatMulNBits
+              in the decoder, the FFN output projections and LM head int8;
 4. merge    - the two decoders become one graph (an If on `use_cache_branch`) whose weights
               are stored once; the separate decoder files are dropped;
    store    - the graphs' weights move into one page-aligned weights.bin, each distinct
@@ -36,8 +37,9 @@ from sumctl.runtime.bundle.configs import (CONFIG, DECODER, ENCODER, T5_QUANTIZA
                                            OnnxT5Config, seq2seq_generation)
 from sumctl.exporters.base import Progress, SilentProgress, check_out_dir, export_bundle, one_line
 from sumctl.exporters.errors import ExportError
-from sumctl.exporters.onnx_t5.graph import (WEIGHTS_FILE, host_kernel, merge_decoders, move_onnx,
-                                            quantize_parts, quantize_parts_int4, remove_onnx, store_weights)
+from sumctl.exporters.onnx_t5.graph import (INT4_LAYOUT, INT8_BLOCK_LAYOUT, WEIGHTS_FILE, host_kernel,
+                                            merge_decoders, move_onnx, quantize_parts,
+                                            quantize_parts_blockwise, remove_onnx, store_weights)
 from sumctl.exporters.onnx_t5.verify import (INT4_MIN_TOKEN_AGREEMENT, VERIFY_MAX_NEW_TOKENS,
                                              describe_verification, reference_outputs, verify_bundle)
 from sumctl.runtime.prompts import default_templates
@@ -61,8 +63,10 @@ def export_t5(model: str, out: str | os.PathLike, *, quantize: str = "int8", max
         model: a checkpoint folder, or a hub id (downloaded once; safetensors only unless
             `allow_pickle`).
         out: the bundle folder to create; it must be absent or empty.
-        quantize: "int8" (dynamic, for this CPU's kernels), "int4" (weight-only, 4-bit blocks;
-            the FFN output projections and the LM head int8) or "none" (fp32).
+        quantize: "int8" (dynamic, for this CPU's kernels), "int8-block" (weight-only, 8-bit
+            blocks; each row's activations quantized on its own, so that a document's summary
+            does not depend on the documents batched with it), "int4" (weight-only, 4-bit
+            blocks; the FFN output projections and the LM head int8) or "none" (fp32).
         max_input_tokens: the transcript budget per chapter.
         revision: the hub revision to download.
         allow_pickle: accept .bin/.pt weights (pickle runs code: only for checkpoints you trust).
@@ -123,7 +127,11 @@ def _export(model_id, path, config, work, steps, *, quantize, max_input_tokens, 
     elif quantize == "int4":
         kernel = host_kernel()
         with steps.step(f"Quantizing to int4 (weight-only; FFN outputs and LM head int8, {kernel})"):
-            parts, quant_info = quantize_parts_int4(parts, work / "int4", kernel)
+            parts, quant_info = quantize_parts_blockwise(parts, work / "int4", kernel, INT4_LAYOUT)
+    elif quantize == "int8-block":
+        kernel = host_kernel()
+        with steps.step("Quantizing to int8 in blocks (weight-only; each row's activations on its own)"):
+            parts, quant_info = quantize_parts_blockwise(parts, work / "int8-block", kernel, INT8_BLOCK_LAYOUT)
     _assemble(parts, bundle_dir, torch_model, tokenizer, steps)
 
     manifest = Manifest(

@@ -8,6 +8,7 @@ import os
 import platform
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from sumctl.exporters.base import one_line
@@ -97,11 +98,35 @@ INT4_BLOCK_SIZE = 32
 INT4_ACCURACY_LEVEL = 4
 
 
-def quantize_parts_int4(parts: dict[str, Path], out_dir: Path, kernel: str, *,
-                        block_size: int = INT4_BLOCK_SIZE) -> tuple[dict[str, Path], dict]:
-    """int4 weight-only (MatMulNBits) for every weight MatMul of the decoders (INT4_PARTS) but
-    INT4_EXCLUDED, which get quantize_parts' dynamic int8 first, with the embeddings and the
-    whole encoder (as in an int8 bundle).
+@dataclass(frozen=True)
+class BlockwiseLayout:
+    """Which weight products of a T5 become ONNX Runtime's MatMulNBits, and how: `bits` per weight
+    in blocks of `block_size` rows of a column with one scale each; `parts` (the export's graphs)
+    where that applies; `excluded` (node-name endings) that get dynamic int8 instead. Everything
+    else with a weight, the embeddings included, gets dynamic int8 (quantize_parts)."""
+
+    bits: int
+    parts: tuple[str, ...]
+    excluded: tuple[str, ...]
+    block_size: int = INT4_BLOCK_SIZE
+    accuracy_level: int = INT4_ACCURACY_LEVEL
+
+
+INT4_LAYOUT = BlockwiseLayout(bits=4, parts=INT4_PARTS, excluded=INT4_EXCLUDED)
+# int8-block: every weight product of every graph 8-bit blockwise. At accuracy level 4 MLAS
+# quantizes each row's activations to int8 in blocks of their own, where dynamic int8 takes one
+# scale over the whole input: so a row's result no longer depends on the rows beside it (the
+# documents of a batch). The embeddings stay dynamic int8 (a weight-only Gather, row-independent
+# too): ORT's quantizer makes a blockwise Gather in 4 bits only.
+INT8_BLOCK_LAYOUT = BlockwiseLayout(bits=8, parts=("encoder_model", "decoder_model", "decoder_with_past_model"),
+                                    excluded=())
+
+
+def quantize_parts_blockwise(parts: dict[str, Path], out_dir: Path, kernel: str,
+                             layout: BlockwiseLayout = INT4_LAYOUT) -> tuple[dict[str, Path], dict]:
+    """Weight-only blockwise quantization (MatMulNBits) of `layout`'s weight MatMuls; the rest
+    with a weight (the layout's exclusions, the embeddings, the parts it leaves out) get
+    quantize_parts' dynamic int8 first.
 
     int8 goes first because ORT's int8 quantizer needs every MatMul input's type from ONNX shape
     inference, which knows nothing of the com.microsoft MatMulNBits. Like int8, each part is
@@ -110,30 +135,31 @@ def quantize_parts_int4(parts: dict[str, Path], out_dir: Path, kernel: str, *,
     import onnx
 
     DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer = _matmul_nbits_quantizer()
-    encoders = {part for role, part in parts.items() if role not in INT4_PARTS}
-    excluded = {role: int4_excluded(part) for role, part in parts.items() if role in INT4_PARTS}
+    untouched = {part for role, part in parts.items() if role not in layout.parts}
+    excluded = {role: excluded_matmuls(part, layout.excluded) for role, part in parts.items() if role in layout.parts}
     int8, int8_info = quantize_parts(parts, out_dir / "int8", kernel,
-                                     only=lambda part: None if part in encoders else _int8_in_int4(part))
+                                     only=lambda part: None if part in untouched
+                                     else _dynamic_int8_nodes(part, layout.excluded))
     quantized = dict(int8)
-    for role in INT4_PARTS:
+    for role in layout.parts:
         part = int8[role]
         model = onnx.load(str(part))
-        config = DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=True,
-                                              accuracy_level=INT4_ACCURACY_LEVEL, bits=4)
+        config = DefaultWeightOnlyQuantConfig(block_size=layout.block_size, is_symmetric=True,
+                                              accuracy_level=layout.accuracy_level, bits=layout.bits)
         try:
             # Already int8 (not MatMul) after quantize_parts; named too, so that they can never
-            # become int4 whatever the int8 step does.
+            # become blockwise whatever the int8 step does.
             quantizer = MatMulNBitsQuantizer(model, nodes_to_exclude=excluded[role], algo_config=config)
             quantizer.process()
         except Exception as e:
-            raise ExportError(f"{part.name}: int4 quantization failed ({one_line(e)})") from None
+            raise ExportError(f"{part.name}: {layout.bits}-bit blockwise quantization failed ({one_line(e)})") from None
         quantized[role] = out_dir / role / part.name
         quantized[role].parent.mkdir(parents=True, exist_ok=True)
         onnx.save(quantizer.model.model, str(quantized[role]))
         remove_onnx(part)
-    info = {"method": "weight-only int4 (MatMulNBits)", "bits": 4, "block_size": block_size,
-            "symmetric": True, "accuracy_level": INT4_ACCURACY_LEVEL,
-            "int4_parts": list(INT4_PARTS),
+    info = {"method": f"weight-only int{layout.bits} blockwise (MatMulNBits)", "bits": layout.bits,
+            "block_size": layout.block_size, "symmetric": True, "accuracy_level": layout.accuracy_level,
+            f"int{layout.bits}_parts": list(layout.parts),
             "int8_matmuls": sorted({name.rsplit("/", 2)[-2] for names in excluded.values() for name in names}),
             "int8": int8_info}
     return quantized, info
@@ -156,19 +182,21 @@ def _matmul_nbits_quantizer():
     return DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
 
-def int4_excluded(part: Path) -> list[str]:
-    """The MatMul nodes of an ONNX file that stay out of 4 bits (INT4_EXCLUDED)."""
+def excluded_matmuls(part: Path, endings: tuple[str, ...]) -> list[str]:
+    """The MatMul nodes of an ONNX file whose names end with one of `endings`."""
+    import onnx
+
+    if not endings:
+        return []
+    model = onnx.load(str(part), load_external_data=False)
+    return [n.name for n in model.graph.node if n.op_type == "MatMul" and n.name.endswith(endings)]
+
+
+def _dynamic_int8_nodes(part: Path, endings: tuple[str, ...]) -> list[str]:
     import onnx
 
     model = onnx.load(str(part), load_external_data=False)
-    return [n.name for n in model.graph.node if n.op_type == "MatMul" and n.name.endswith(INT4_EXCLUDED)]
-
-
-def _int8_in_int4(part: Path) -> list[str]:
-    import onnx
-
-    model = onnx.load(str(part), load_external_data=False)
-    return int4_excluded(part) + [n.name for n in model.graph.node if n.op_type == "Gather"]
+    return excluded_matmuls(part, endings) + [n.name for n in model.graph.node if n.op_type == "Gather"]
 
 
 def activation_matmuls(part: Path) -> list[str]:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["tiny_t5_checkpoint", "tiny_t5_bundle", "tiny_t5_int8_bundle", "tiny_t5_int4_bundle", "tiny_t5_torch"]
+__all__ = ["tiny_t5_checkpoint", "tiny_t5_bundle", "tiny_t5_int8_bundle", "tiny_t5_int8_block_bundle",
+           "tiny_t5_int4_bundle", "tiny_t5_torch"]
 
 
 @contextlib.contextmanager
@@ -57,6 +58,17 @@ def tiny_t5_int8_bundle(tiny_t5_checkpoint, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("t5-bundles") / "tiny-t5-int8"
     with one_torch_thread():
         return export_t5(str(tiny_t5_checkpoint), out, quantize="int8", label=SMOKE_TEST_LABEL).path
+
+
+@pytest.fixture(scope="session")
+def tiny_t5_int8_block_bundle(tiny_t5_checkpoint, tmp_path_factory) -> Path:
+    """The int8-block ONNX bundle (8-bit MatMulNBits everywhere, the embeddings dynamic int8)."""
+    from sumctl.exporters.onnx_t5 import export_t5
+    from sumctl.benchmarks.perf.models import SMOKE_TEST_LABEL
+
+    out = tmp_path_factory.mktemp("t5-bundles") / "tiny-t5-int8-block"
+    with one_torch_thread():
+        return export_t5(str(tiny_t5_checkpoint), out, quantize="int8-block", label=SMOKE_TEST_LABEL).path
 
 
 @pytest.fixture(scope="session")

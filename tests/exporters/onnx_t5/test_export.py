@@ -263,7 +263,7 @@ def test_a_failed_export_leaves_nothing_behind(tiny_t5_checkpoint, tmp_path):
 
 
 def test_unknown_quantization_is_refused(tiny_t5_checkpoint, tmp_path):
-    with pytest.raises(ExportError, match="int8, int4 or none"):
+    with pytest.raises(ExportError, match="int8, int8-block, int4 or none"):
         export_t5(str(tiny_t5_checkpoint), tmp_path / "out", quantize="int3")
 
 

@@ -148,4 +148,4 @@ def test_the_export_choices_are_declared_once():
     from sumctl.exporters.gguf import QUANT_TYPES
 
     assert QUANT_TYPES is GGUF_QUANT_TYPES and "Q4_K_M" in GGUF_QUANT_TYPES
-    assert T5_QUANTIZATIONS == ("int8", "int4", "none")
+    assert T5_QUANTIZATIONS == ("int8", "int8-block", "int4", "none")
