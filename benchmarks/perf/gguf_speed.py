@@ -259,15 +259,15 @@ def decode_bytes_per_token(engine: str, path: Path, config: dict) -> float:
                         n = shape[1]
                     weights += 4 * n
         return weights + 2 * n_layers * n_kv * head_dim * context * 4
-    import gguf
+    from sumctl.runtime.backends.gguf_file import read_gguf_header
 
-    reader = gguf.GGUFReader(str(path))
-    names = {t.name for t in reader.tensors}
+    tensors = read_gguf_header(path).tensors
+    names = {t.name for t in tensors}
     weights = 0
-    for t in reader.tensors:
-        n = int(t.n_bytes)
+    for t in tensors:
+        n = t.nbytes
         if t.name == "token_embd.weight" and "output.weight" in names:
-            n = n // int(t.shape[-1])  # one row
+            n = n // t.shape[-1]  # one row
         weights += n
     return weights + 2 * n_layers * n_kv * head_dim * context * 2  # f16 KV cache
 

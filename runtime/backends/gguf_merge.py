@@ -6,7 +6,8 @@ for a base weight `W` (GGUF shape [n_in, n_out], numpy (n_out, n_in)) the adapte
 `W.lora_a` (numpy (r, n_in)) and `W.lora_b` (numpy (n_out, r)), and llama.cpp computes
 `W x + s * B (A x)` with `s = adapter_scale * alpha / r` (`alpha` the adapter's `adapter.lora.alpha`,
 `r` B's GGUF ne[0]; `s = adapter_scale` where alpha is 0). The merged weight is
-`W + s * (B @ A)`, computed in float32 from W dequantized by gguf-py, written as F16 (or F32 and
+`W + s * (B @ A)`, computed in float32 from W dequantized by gguf-py (both files read by llama.cpp's
+parser, gguf_file.py, their tensors mapped), written as F16 (or F32 and
 then quantized by llama.cpp's own quantizer). Every metadata value and every tensor without a
 LoRA pair is copied unchanged, except `general.file_type`, which names what the file now holds.
 
@@ -65,7 +66,7 @@ def merge_lora(base: Path, adapter: Path, out: Path, *, out_type: str = DEFAULT_
         raise BundleError(f"cannot merge a LoRA into {out_type!r} (use one of {', '.join(MERGE_TYPES)})")
     started = time.perf_counter()
     base, adapter, out = Path(base), Path(adapter), Path(out)
-    base_reader, pairs, alpha = _read_pair(base, adapter)
+    base_header, pairs, alpha = _read_pair(base, adapter)
     # F16 is written directly; Q8_0 is written as F32 and then quantized by llama.cpp.
     direct = out_type == "F16"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -74,7 +75,7 @@ def merge_lora(base: Path, adapter: Path, out: Path, *, out_type: str = DEFAULT_
     tmp = Path(tmp_name)
     stage = tmp if direct else tmp.with_suffix(".f32.partial")
     try:
-        ranks = _write_merged(base_reader, pairs, stage, adapter=adapter, f16=direct,
+        ranks = _write_merged(base_header, pairs, stage, adapter=adapter, f16=direct,
                               scale=lambda rank: adapter_scale * (alpha / rank if alpha else 1.0))
         if not direct:
             quantize(stage, tmp, out_type, threads=threads)
@@ -92,31 +93,28 @@ def merge_lora(base: Path, adapter: Path, out: Path, *, out_type: str = DEFAULT_
 
 
 def _read_pair(base: Path, adapter: Path):
-    """The base's reader, the adapter's (A, B) pairs by base tensor, and its alpha, once the
-    adapter is known to be a LoRA for this very model."""
-    from gguf import GGUFReader, Keys
+    """The base's header, the adapter's (A, B) arrays by base tensor, and its alpha, once the
+    adapter is known to be a LoRA for this very model. Both files are read by llama.cpp's own
+    parser, their tensors mapped, not copied."""
+    from sumctl.runtime.backends.gguf_file import read_gguf_header
 
-    try:
-        base_reader, lora_reader = GGUFReader(base), GGUFReader(adapter)
-    except (OSError, ValueError) as e:
-        raise BundleError(f"{adapter}: gguf-py cannot read the base or the LoRA adapter GGUF ({e}); "
-                          "the file is corrupt; reinstall or re-export it") from None
-    alpha = _scalar(lora_reader, "adapter.lora.alpha", 0.0)
-    if _scalar(lora_reader, "adapter.type", "lora") != "lora":
+    base_header, lora_header = read_gguf_header(base), read_gguf_header(adapter)
+    alpha = lora_header.get("adapter.lora.alpha", 0.0)
+    if lora_header.get("adapter.type", "lora") != "lora":
         raise BundleError(f"{adapter}: not a LoRA adapter GGUF (adapter.type is not 'lora')")
-    if _scalar(lora_reader, Keys.General.ARCHITECTURE, None) != _scalar(base_reader, Keys.General.ARCHITECTURE, None):
+    if lora_header.get("general.architecture") != base_header.get("general.architecture"):
         raise BundleError(f"{adapter}: the adapter is for another architecture than {base.name}")
-    pairs = _lora_pairs(lora_reader, adapter)
-    missing = sorted(set(pairs) - {t.name for t in base_reader.tensors})
+    pairs = _lora_pairs(lora_header, adapter)
+    missing = sorted(set(pairs) - {t.name for t in base_header.tensors})
     if missing:
         raise BundleError(f"{adapter}: adapts {missing[0]}, which {base.name} does not have; the "
                           "adapter is not made for this model")
     if "token_embd.weight" in pairs:  # llama.cpp applies it to get_rows, not as a matmul
         raise BundleError(f"{adapter}: an adapter of the token embeddings cannot be merged")
-    return base_reader, pairs, alpha
+    return base_header, pairs, alpha
 
 
-def _write_merged(base_reader, pairs: dict, stage: Path, *, adapter: Path, f16: bool, scale) -> set[int]:
+def _write_merged(base, pairs: dict, stage: Path, *, adapter: Path, f16: bool, scale) -> set[int]:
     """Write the base's metadata and tensors to `stage`, each adapted tensor as W + scale(r)·B·A
     in F16 (f16) or F32; returns the adapter's ranks."""
     import numpy as np
@@ -126,41 +124,41 @@ def _write_merged(base_reader, pairs: dict, stage: Path, *, adapter: Path, f16: 
     dtype, raw = (np.float16, GGMLQuantizationType.F16) if f16 else (np.float32, GGMLQuantizationType.F32)
     ranks: set[int] = set()
 
-    def merged(tensor):
-        weight = dequantize(tensor.data, tensor.tensor_type).astype(np.float32, copy=False)
-        a_t, b_t = pairs[tensor.name]
-        a = np.asarray(a_t.data, dtype=np.float32)  # (r, n_in)
-        b = np.asarray(b_t.data, dtype=np.float32)  # (n_out, r)
+    def merged(info, data):
+        weight = dequantize(data, GGMLQuantizationType(info.type_id)).astype(np.float32, copy=False)
+        a_data, b_data = pairs[info.name]
+        a = np.asarray(a_data, dtype=np.float32)  # (r, n_in)
+        b = np.asarray(b_data, dtype=np.float32)  # (n_out, r)
         rank = b.shape[1]
         if a.shape != (rank, weight.shape[1]) or b.shape[0] != weight.shape[0]:
-            raise BundleError(f"{adapter}: {tensor.name}'s LoRA has shapes {a.shape} x {b.shape}, which "
+            raise BundleError(f"{adapter}: {info.name}'s LoRA has shapes {a.shape} x {b.shape}, which "
                               f"do not fit the base's {weight.shape}; not made for this model")
         ranks.add(rank)
         return (weight + np.float32(scale(rank)) * (b @ a)).astype(dtype)
 
-    writer = GGUFWriter(stage, _scalar(base_reader, Keys.General.ARCHITECTURE, None))
-    for field in base_reader.fields.values():
-        # The writer writes the architecture and GGUF.* itself; general.file_type is set below.
-        if field.name in (Keys.General.ARCHITECTURE, Keys.General.FILE_TYPE) or field.name.startswith("GGUF."):
+    writer = GGUFWriter(stage, base.get(Keys.General.ARCHITECTURE))
+    for key, value in base.fields.items():
+        # The writer writes the architecture itself; general.file_type is set below.
+        if key in (Keys.General.ARCHITECTURE, Keys.General.FILE_TYPE):
             continue
-        kind = field.types[0]
-        writer.add_key_value(field.name, field.contents(), kind,
-                             sub_type=field.types[-1] if kind == GGUFValueType.ARRAY else None)
+        kind, item = base.field_types[key]
+        writer.add_key_value(key, value, GGUFValueType(kind),
+                             sub_type=GGUFValueType(item) if item is not None else None)
     writer.add_file_type(LlamaFileType.MOSTLY_F16 if f16 else LlamaFileType.ALL_F32)
-    for tensor in base_reader.tensors:
-        if tensor.name in pairs:
-            shape = tuple(int(n) for n in reversed(tensor.shape))  # numpy order: (n_out, n_in)
-            writer.add_tensor_info(tensor.name, shape, np.dtype(dtype),
+    tensors = [(info, base.tensor_data(info)) for info in base.tensors]
+    for info, data in tensors:
+        if info.name in pairs:
+            shape = tuple(reversed(info.shape))  # numpy order: (n_out, n_in)
+            writer.add_tensor_info(info.name, shape, np.dtype(dtype),
                                    int(np.prod(shape)) * np.dtype(dtype).itemsize, raw)
         else:
-            writer.add_tensor_info(tensor.name, tensor.data.shape, tensor.data.dtype,
-                                   tensor.data.nbytes, tensor.tensor_type)
+            writer.add_tensor_info(info.name, data.shape, data.dtype, data.nbytes,
+                                   GGMLQuantizationType(info.type_id))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_ti_data_to_file()
-    for tensor in base_reader.tensors:
-        data = merged(tensor) if tensor.name in pairs else tensor.data
-        writer.write_tensor_data(data, tensor_endianess=base_reader.endianess)
+    for info, data in tensors:
+        writer.write_tensor_data(merged(info, data) if info.name in pairs else data)
     writer.close()
     return ranks
 
@@ -225,15 +223,12 @@ def check_merged_logits(merged: Path, base: Path, adapter: Path, *, adapter_scal
     return result
 
 
-def _lora_pairs(reader, adapter: Path) -> dict:
-    """{base tensor name: (lora_a tensor, lora_b tensor)} of an adapter GGUF."""
-    a = {t.name[:-len(LORA_A)]: t for t in reader.tensors if t.name.endswith(LORA_A)}
-    b = {t.name[:-len(LORA_B)]: t for t in reader.tensors if t.name.endswith(LORA_B)}
+def _lora_pairs(header, adapter: Path) -> dict:
+    """{base tensor name: (lora_a array, lora_b array)} of an adapter GGUF, mapped from the file."""
+    a = {t.name[:-len(LORA_A)]: t for t in header.tensors if t.name.endswith(LORA_A)}
+    b = {t.name[:-len(LORA_B)]: t for t in header.tensors if t.name.endswith(LORA_B)}
     if not a or set(a) != set(b):
         raise BundleError(f"{adapter}: not a LoRA adapter GGUF (no matching .lora_a/.lora_b tensors)")
-    return {name: (a[name], b[name]) for name in a}
+    return {name: (header.tensor_data(a[name]), header.tensor_data(b[name])) for name in a}
 
 
-def _scalar(reader, key: str, default):
-    field = reader.get_field(key)
-    return default if field is None else field.contents()

@@ -182,3 +182,47 @@ def test_a_merge_type_outside_the_declared_ones_is_refused(tmp_path, smollm2_ggu
     with pytest.raises(BundleError, match="Q4_1"):
         merge_lora(smollm2_gguf_path, DEFAULT_ADAPTER_DIR / ADAPTER_FILE, tmp_path / "m.gguf", out_type="Q4_1")
     assert not list(tmp_path.iterdir())
+
+
+def _gguf_with(path: Path, arch: str, tensors: dict, **fields) -> Path:
+    import gguf
+
+    writer = gguf.GGUFWriter(str(path), arch)
+    for key, value in fields.items():
+        writer.add_string(key, value) if isinstance(value, str) else writer.add_float32(key, value)
+    for name, array in tensors.items():
+        writer.add_tensor(name, array)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+@pytest.mark.parametrize("case", ["corrupt", "no-lora-tensors", "other-architecture", "unknown-tensor"])
+def test_an_adapter_that_cannot_be_merged_is_one_line_and_writes_nothing(tmp_path, smollm2_gguf_path, case):
+    import numpy as np
+
+    from sumctl.runtime.backends.gguf_merge import merge_lora
+    from sumctl.runtime.errors import BundleError
+
+    adapter = tmp_path / "in" / "adapter.gguf"
+    adapter.parent.mkdir()
+    pair = {"blk.0.attn_q.weight.lora_a": np.zeros((4, 576), np.float32),
+            "blk.0.attn_q.weight.lora_b": np.zeros((576, 4), np.float32)}
+    expected = {"corrupt": "cannot read this file as GGUF", "no-lora-tensors": "not a LoRA adapter",
+                "other-architecture": "another architecture", "unknown-tensor": "does not have"}[case]
+    if case == "corrupt":
+        adapter.write_bytes(b"GGUF" + b"\x03\x00\x00\x00" + b"\xff" * 40)
+    elif case == "no-lora-tensors":
+        _gguf_with(adapter, "llama", {"x.weight": np.zeros((2, 2), np.float32)}, **{"adapter.type": "lora"})
+    elif case == "other-architecture":
+        _gguf_with(adapter, "gemma3", pair, **{"adapter.type": "lora"})
+    else:
+        _gguf_with(adapter, "llama", {k.replace("blk.0", "blk.99"): v for k, v in pair.items()},
+                   **{"adapter.type": "lora"})
+    out = tmp_path / "out" / "merged.gguf"
+    with pytest.raises(BundleError, match=expected) as caught:
+        merge_lora(smollm2_gguf_path, adapter, out, out_type="F16")
+    assert "\n" not in str(caught.value) and str(adapter) in str(caught.value)
+    assert not out.parent.exists() or not list(out.parent.iterdir())

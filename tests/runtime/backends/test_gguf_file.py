@@ -1,6 +1,7 @@
 """read_gguf_header: a GGUF's metadata and tensor table through llama.cpp's own parser, checked
 value for value against gguf-py's reader on a file holding every metadata type, and on the
-shipped adapter; files it cannot parse are one-line errors."""
+shipped adapter and the SmolLM2 base: the fields and their types, the tensors' shapes and their
+mapped data; files it cannot parse are one-line errors."""
 
 from __future__ import annotations
 
@@ -46,6 +47,21 @@ def write_every_kind(path):
     return path
 
 
+def assert_types_shapes_and_data_as_gguf_py(path):
+    """What a writer needs to copy the file: each field's type, each tensor's shape and bytes."""
+    header, reader = read_gguf_header(path), gguf.GGUFReader(str(path))
+    for key, field in reader.fields.items():
+        if not key.startswith("GGUF."):
+            item = field.types[-1] if field.types[0] == gguf.GGUFValueType.ARRAY else None
+            assert header.field_types[key] == (field.types[0], item), key
+    assert len(header.tensors) == len(reader.tensors)
+    for info, tensor in zip(header.tensors, reader.tensors):
+        data = header.tensor_data(info)
+        assert info.shape == tuple(int(n) for n in tensor.shape), info.name
+        assert data.dtype == tensor.data.dtype and data.shape == tensor.data.shape, info.name
+        assert np.array_equal(data, tensor.data), info.name
+
+
 def as_gguf_py_reads_it(path) -> tuple[dict, list]:
     reader = gguf.GGUFReader(str(path))
     fields = {k: f.contents() for k, f in reader.fields.items() if not k.startswith("GGUF.")}
@@ -65,6 +81,8 @@ def test_every_metadata_type_reads_as_gguf_py_reads_it(tmp_path):
     assert header.fields["t.flags"] == [True, False, True]
     assert [(t.name, t.type_id, t.offset, t.nbytes) for t in header.tensors] == tensors
     assert [t.type_name for t in header.tensors] == ["F32", "F16"]
+    assert [t.shape for t in header.tensors] == [(8, 8), (32, 4)]  # GGUF order: a row's length first
+    assert_types_shapes_and_data_as_gguf_py(path)
 
 
 def test_the_shipped_adapter_reads_as_gguf_py_reads_it():
@@ -75,6 +93,34 @@ def test_the_shipped_adapter_reads_as_gguf_py_reads_it():
     fields, tensors = as_gguf_py_reads_it(path)
     assert header.fields == pytest.approx(fields) and header.get("adapter.type") == "lora"
     assert [(t.name, t.type_id, t.offset, t.nbytes) for t in header.tensors] == tensors
+    assert_types_shapes_and_data_as_gguf_py(path)
+
+
+def test_a_quantized_base_maps_its_tensors_as_gguf_py_reads_them(smollm2_gguf_path):
+    """Q4_1 and Q8_0 blocks, F32 norms and the 49k-token vocabulary's field types: what the LoRA
+    merge copies or dequantizes (gguf_merge.py)."""
+    header = read_gguf_header(smollm2_gguf_path)
+    assert {t.type_name for t in header.tensors} >= {"Q4_1", "F32"}
+    assert header.field_types["tokenizer.ggml.tokens"] == (gguf.GGUFValueType.ARRAY, gguf.GGUFValueType.STRING)
+    assert_types_shapes_and_data_as_gguf_py(smollm2_gguf_path)
+
+
+def test_a_tensor_whose_bytes_do_not_fit_its_shape_is_one_line(tmp_path):
+    from dataclasses import replace
+
+    header = read_gguf_header(write_every_kind(tmp_path / "every.gguf"))
+    wrong = replace(header.tensors[0], shape=(8, 9))
+    with pytest.raises(BundleError, match="a.weight holds 256 bytes, not the 288"):
+        header.tensor_data(wrong)
+
+
+def test_a_file_cut_inside_its_tensor_data_is_one_line(tmp_path):
+    path = write_every_kind(tmp_path / "every.gguf")
+    header = read_gguf_header(path)
+    path.write_bytes(path.read_bytes()[:header.data_offset + 100])
+    with pytest.raises(BundleError) as caught:
+        header.tensor_data(header.tensors[1])
+    assert str(path) in str(caught.value) and "\n" not in str(caught.value)
 
 
 @pytest.mark.parametrize("damage", ["truncated", "text", "empty", "missing"])
