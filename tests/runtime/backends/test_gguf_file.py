@@ -1,6 +1,6 @@
 """read_gguf_header: a GGUF's metadata and tensor table through llama.cpp's own parser, checked
-value for value against gguf-py's reader on a file holding every metadata type, and on the
-shipped adapter and the SmolLM2 base: the fields and their types, the tensors' shapes and their
+value for value against gguf-py's reader on a file holding every metadata type and quantized
+tensors, and on the shipped adapter: the fields and their types, the tensors' shapes and their
 mapped data; files it cannot parse are one-line errors."""
 
 from __future__ import annotations
@@ -40,6 +40,10 @@ def write_every_kind(path):
         writer.add_key_value(key, values, gguf.GGUFValueType.ARRAY, sub_type=kind)
     writer.add_tensor("a.weight", np.arange(64, dtype=np.float32).reshape(8, 8))
     writer.add_tensor("b.weight", np.ones((4, 32), dtype=np.float16))
+    # Quantized blocks, as the LoRA merge finds them in a base (SmolLM2's is Q4_1 and Q8_0).
+    rows = np.linspace(-1, 1, 4 * 64, dtype=np.float32).reshape(4, 64)
+    for kind in (gguf.GGMLQuantizationType.Q4_1, gguf.GGMLQuantizationType.Q8_0):
+        writer.add_tensor(f"{kind.name.lower()}.weight", gguf.quants.quantize(rows, kind), raw_dtype=kind)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -80,8 +84,8 @@ def test_every_metadata_type_reads_as_gguf_py_reads_it(tmp_path):
     assert header.fields["t.u64"] == 2**63 + 5 and header.fields["t.strings"][3] == "日本"
     assert header.fields["t.flags"] == [True, False, True]
     assert [(t.name, t.type_id, t.offset, t.nbytes) for t in header.tensors] == tensors
-    assert [t.type_name for t in header.tensors] == ["F32", "F16"]
-    assert [t.shape for t in header.tensors] == [(8, 8), (32, 4)]  # GGUF order: a row's length first
+    assert [t.type_name for t in header.tensors] == ["F32", "F16", "Q4_1", "Q8_0"]
+    assert [t.shape for t in header.tensors] == [(8, 8), (32, 4), (64, 4), (64, 4)]  # a row's length first
     assert_types_shapes_and_data_as_gguf_py(path)
 
 
@@ -94,15 +98,6 @@ def test_the_shipped_adapter_reads_as_gguf_py_reads_it():
     assert header.fields == pytest.approx(fields) and header.get("adapter.type") == "lora"
     assert [(t.name, t.type_id, t.offset, t.nbytes) for t in header.tensors] == tensors
     assert_types_shapes_and_data_as_gguf_py(path)
-
-
-def test_a_quantized_base_maps_its_tensors_as_gguf_py_reads_them(smollm2_gguf_path):
-    """Q4_1 and Q8_0 blocks, F32 norms and the 49k-token vocabulary's field types: what the LoRA
-    merge copies or dequantizes (gguf_merge.py)."""
-    header = read_gguf_header(smollm2_gguf_path)
-    assert {t.type_name for t in header.tensors} >= {"Q4_1", "F32"}
-    assert header.field_types["tokenizer.ggml.tokens"] == (gguf.GGUFValueType.ARRAY, gguf.GGUFValueType.STRING)
-    assert_types_shapes_and_data_as_gguf_py(smollm2_gguf_path)
 
 
 def test_a_tensor_whose_bytes_do_not_fit_its_shape_is_one_line(tmp_path):
