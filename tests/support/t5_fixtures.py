@@ -38,37 +38,31 @@ def tiny_t5_checkpoint(tmp_path_factory) -> Path:
     return build_tiny_t5(tmp_path_factory.mktemp("t5-checkpoint") / "tiny-t5", seed=0)
 
 
-@pytest.fixture(scope="session")
-def tiny_t5_bundle(tiny_t5_checkpoint, tmp_path_factory) -> Path:
-    """The fp32 ONNX bundle (verified token-identical to PyTorch at export)."""
+def _export_tiny(checkpoint: Path, tmp_path_factory, name: str, quantize: str, **options) -> Path:
     from sumctl.exporters.onnx_t5 import export_t5
     from sumctl.benchmarks.perf.models import SMOKE_TEST_LABEL
 
-    out = tmp_path_factory.mktemp("t5-bundles") / "tiny-t5-fp32"
+    out = tmp_path_factory.mktemp("t5-bundles") / name
     with one_torch_thread():
-        return export_t5(str(tiny_t5_checkpoint), out, quantize="none", label=SMOKE_TEST_LABEL).path
+        return export_t5(str(checkpoint), out, quantize=quantize, label=SMOKE_TEST_LABEL, **options).path
+
+
+@pytest.fixture(scope="session")
+def tiny_t5_bundle(tiny_t5_checkpoint, tmp_path_factory) -> Path:
+    """The fp32 ONNX bundle (verified token-identical to PyTorch at export)."""
+    return _export_tiny(tiny_t5_checkpoint, tmp_path_factory, "tiny-t5-fp32", "none")
 
 
 @pytest.fixture(scope="session")
 def tiny_t5_int8_bundle(tiny_t5_checkpoint, tmp_path_factory) -> Path:
     """The int8 ONNX bundle, with its agreement against PyTorch in the manifest."""
-    from sumctl.exporters.onnx_t5 import export_t5
-    from sumctl.benchmarks.perf.models import SMOKE_TEST_LABEL
-
-    out = tmp_path_factory.mktemp("t5-bundles") / "tiny-t5-int8"
-    with one_torch_thread():
-        return export_t5(str(tiny_t5_checkpoint), out, quantize="int8", label=SMOKE_TEST_LABEL).path
+    return _export_tiny(tiny_t5_checkpoint, tmp_path_factory, "tiny-t5-int8", "int8")
 
 
 @pytest.fixture(scope="session")
 def tiny_t5_int8_block_bundle(tiny_t5_checkpoint, tmp_path_factory) -> Path:
     """The int8-block ONNX bundle (8-bit MatMulNBits everywhere, the embeddings dynamic int8)."""
-    from sumctl.exporters.onnx_t5 import export_t5
-    from sumctl.benchmarks.perf.models import SMOKE_TEST_LABEL
-
-    out = tmp_path_factory.mktemp("t5-bundles") / "tiny-t5-int8-block"
-    with one_torch_thread():
-        return export_t5(str(tiny_t5_checkpoint), out, quantize="int8-block", label=SMOKE_TEST_LABEL).path
+    return _export_tiny(tiny_t5_checkpoint, tmp_path_factory, "tiny-t5-int8-block", "int8-block")
 
 
 @pytest.fixture(scope="session")
@@ -77,13 +71,7 @@ def tiny_t5_int4_bundle(tiny_t5_checkpoint, tmp_path_factory) -> Path:
     so close that 4-bit weights change most greedy paths early (about 3% of tokens agree with
     PyTorch, where the int8 bundle reaches about 83%), far below INT4_MIN_TOKEN_AGREEMENT, which
     is meant for trained models."""
-    from sumctl.exporters.onnx_t5 import export_t5
-    from sumctl.benchmarks.perf.models import SMOKE_TEST_LABEL
-
-    out = tmp_path_factory.mktemp("t5-bundles") / "tiny-t5-int4"
-    with one_torch_thread():
-        return export_t5(str(tiny_t5_checkpoint), out, quantize="int4", label=SMOKE_TEST_LABEL,
-                         min_token_agreement=0.0).path
+    return _export_tiny(tiny_t5_checkpoint, tmp_path_factory, "tiny-t5-int4", "int4", min_token_agreement=0.0)
 
 
 @pytest.fixture(scope="session")
