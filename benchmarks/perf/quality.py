@@ -53,6 +53,7 @@ def load_sets(args) -> dict[str, list[dict]]:
     random.Random(args.seed).shuffle(dialogsum)
     sets = {"qmsum_val_specific": qmsum[: args.qmsum_limit],
             "dialogsum_dev": dialogsum[: args.dialogsum_limit]}
+    sets = {name: records for name, records in sets.items() if records}  # a limit of 0 leaves a set out
     for name, records in sets.items():
         for r in records:
             r["parsed"] = parse_text(r["transcript"], name=r["id"])
