@@ -75,21 +75,16 @@ def lookup_against_plain(path: Path, held: list[dict], count: int, drafts: list[
     batched = plain.generate_ids(inputs, max_new_tokens=MAX_NEW_TOKENS, no_repeat_ngram_size=3, batch_size=4)
     result = {"inputs": len(inputs), "tokens": tokens,
               "identical_in_batches_of_4": sum(a == b for a, b in zip(batched, expected))}
-    default_draft = onnx_t5.T5_LOOKUP_DRAFT
-    try:
-        for k in drafts:
-            onnx_t5.T5_LOOKUP_DRAFT = k
-            lookup = onnx_t5.OnnxT5Backend(bundle, threads=threads, lookup=True)
-            got = [lookup.generate_ids([ids], max_new_tokens=MAX_NEW_TOKENS, no_repeat_ngram_size=3)[0]
-                   for ids in inputs]
-            calls = lookup.lookup_counts["decodes"] + len(inputs)  # + each input's first step
-            result[f"draft{k}"] = {"identical": sum(a == b for a, b in zip(got, expected)),
-                                   "tokens_per_call": round(sum(map(len, got)) / calls, 3),
-                                   "kept_per_draft": round(lookup.lookup_counts["kept"]
-                                                           / max(1, lookup.lookup_counts["drafted"]), 3)}
-            lookup.close()
-    finally:
-        onnx_t5.T5_LOOKUP_DRAFT = default_draft
+    for k in drafts:
+        lookup = onnx_t5.OnnxT5Backend(bundle, threads=threads, lookup=True, lookup_draft=k)
+        got = [lookup.generate_ids([ids], max_new_tokens=MAX_NEW_TOKENS, no_repeat_ngram_size=3)[0]
+               for ids in inputs]
+        calls = lookup.lookup_counts["decodes"] + len(inputs)  # + each input's first step
+        result[f"draft{k}"] = {"identical": sum(a == b for a, b in zip(got, expected)),
+                               "tokens_per_call": round(sum(map(len, got)) / calls, 3),
+                               "kept_per_draft": round(lookup.lookup_counts["kept"]
+                                                       / max(1, lookup.lookup_counts["drafted"]), 3)}
+        lookup.close()
     plain.close()
     return result
 

@@ -62,7 +62,7 @@ class OnnxT5Backend(Backend):
 
     def __init__(self, bundle: Bundle, *, threads: int | None = None, batch_size: int | None = None,
                  prepack_decoder: bool = True, shed_weight_pages: bool = True, steady_heap: bool = True,
-                 lookup: bool | None = None):
+                 lookup: bool | None = None, lookup_draft: int | None = None):
         """The defaults are the runtime's. The three switches each turn one memory or speed lever
         off, for measuring it (benchmarks/perf), never for tokens, which are the same either way:
         - prepack_decoder=False: ORT packs the decoder's weights on every call instead of once at
@@ -71,9 +71,11 @@ class OnnxT5Backend(Backend):
           encoder runs, so a phase's pages stay resident until the phase ends (see weight_pages);
         - steady_heap=False: glibc's rising mmap threshold is left as it is (see native_heap).
         lookup: prompt-lookup decoding for greedy generation of one input at a time (see
-        _greedy_lookup); None: T5_LOOKUP_DEFAULT."""
+        _greedy_lookup); None: T5_LOOKUP_DEFAULT. lookup_draft: the most tokens drafted per step;
+        None: T5_LOOKUP_DRAFT."""
         super().__init__(bundle, threads=threads)
         self.lookup = T5_LOOKUP_DEFAULT if lookup is None else bool(lookup)
+        self.lookup_draft = T5_LOOKUP_DRAFT if lookup_draft is None else max(0, int(lookup_draft))
         # What the lookup did, summed over generations: decoder steps after the first, tokens
         # drafted, drafts kept (each kept draft is a token without a decoder step of its own).
         self.lookup_counts = {"decodes": 0, "drafted": 0, "kept": 0}
@@ -281,7 +283,7 @@ class OnnxT5Backend(Backend):
         return results
 
     def _greedy_lookup(self, state, logits, prompt, max_new_tokens, ngram, min_new_tokens) -> list[int]:
-        """_greedy for one input, with up to T5_LOOKUP_DRAFT tokens drafted by prompt lookup and
+        """_greedy for one input, with up to lookup_draft tokens drafted by prompt lookup and
         fed with each step: the decoder returns logits for every position it is fed, each one is
         chosen from as _greedy chooses (the n-gram ban over the sequence up to it, </s> held back
         before min_new_tokens, argmax), and a draft is kept while it is that choice. The first
@@ -306,7 +308,7 @@ class OnnxT5Backend(Backend):
                     break
             self.lookup_counts["kept"] += i
             state.keep_positions(len(seq) - 1)  # every token but the newest has been fed
-            room = min(T5_LOOKUP_DRAFT, max_new_tokens - len(seq))
+            room = min(self.lookup_draft, max_new_tokens - len(seq))
             draft = lookup.draft(room) if room > 0 else []
             rows = state.step(np.array([[token] + draft], dtype=np.int64), every_position=True)
             self.lookup_counts["decodes"] += 1
