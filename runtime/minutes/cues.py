@@ -63,9 +63,11 @@ _WORK_PHRASES = re.compile(
     r"mock up|analy[sz]e|measure|estimate|cost|price|compare|evaluate|benchmark|recruit|hire|"
     r"interview|train|migrate|merge|release|publish|upload|install|configure|run|replace|"
     r"remove|add|move|clean up|refactor|rewrite|split|pay|invoice|sign|approve|submit|file|"
-    r"ask|tell|remind|inform|notify|let \w+ know|get (?:a|an|the|some|back)|find|source|"
+    r"ask|tell|remind|inform|notify|let \w+ know|get (?:[A-Z]\w+ )?(?:a|an|the|some|back)|find|source|"
+    r"triage|revisit|assign|"
     r"chase|negotiate|renew|cancel|print|deliver|drive|pick up|call|phone|visit|meet|"
-    r"catch up|sync|coordinate|double-check|verify|audit|monitor|track|report)\b", re.I)
+    r"catch up|sync|coordinate|double-check|verify|audit|monitor|track|report|explore|"
+    r"save (?:\w+ )?(?:a |the )?cop(?:y|ies))\b", re.I)
 
 _COMMITMENT = re.compile(
     r"\b(?:i'll|i will|i'm going to|i am going to|i'm gonna|i can|let me|i'll be|i'm taking|"
@@ -81,9 +83,25 @@ _REQUEST = re.compile(
 _UNASSIGNED = re.compile(
     r"\b(?:someone|somebody|anyone)\s+(?:needs to|need to|should|has to|must|will need to|"
     r"ought to|could)\s+(?P<task>[a-z].*)", re.I)
+# Work the whole group takes away, which is only homework when the sentence says so ("for the
+# next meeting"); "we need to look at the budget" is usually said of the meeting itself.
+_GROUP_TASK = re.compile(
+    r"\b(?:we(?:'ll| will)?|you(?:'ll| will)? all|everyone|everybody|each of (?:us|you)|all of (?:us|you))\s+"
+    r"(?:all\s+|individually\s+|both\s+)?(?:have to|need to|are going to|are gonna|should|must)\s+"
+    r"(?:also\s+|just\s+|all\s+)*(?P<task>[a-z].*)", re.I)
+_HOMEWORK = re.compile(r"\b(?:(?:for|before|by|until) (?:the |our )?next (?:meeting|session|call|time|week)|"
+                       r"before we meet again|after (?:the|this) meeting|when we go away|in the meantime)\b",
+                       re.I)
+# "We need to update the docs at some point": work for later that nobody took. Without a time
+# it is as often about the meeting itself ("we need to look at the budget").
+_WE_NEED = re.compile(r"\bwe (?:also |still |probably )*(?:need to|should|have to|must)\s+"
+                      r"(?:also\s+|probably\s+|really\s+)*(?P<task>[a-z].*)", re.I)
+_LATER = re.compile(r"\b(?:at some point|later|eventually|some time|sometime)\b", re.I)
 _DECISION = re.compile(
     r"\b(?:we(?:'ve| have)? decided|decided (?:to|that|on)|we(?:'ve| have)? agreed|agreed (?:to|that|on)|"
-    r"let's agree|let us agree|let's go with|we'll go with|we will go with|we're going with|"
+    r"let's agree|let us agree|let's go (?:with|for|ahead with)|we'll go (?:with|for|ahead with)|"
+    r"we will go (?:with|for|ahead with)|we're going with|we(?:'re| are) (?:going to|gonna) go (?:with|for|ahead with)|"
+    r"we(?:'ll| will)? (?:just )?stick with|"
     r"we are going with|we go with|go for it|the decision is|decision:|settled on|we'll stick with|"
     r"let's stick with|it's decided|that's decided|that's settled|we'll use|we will use|"
     r"we're going to use|we are going to use|let's use|let's keep|we'll keep|is approved|approved|"
@@ -98,6 +116,11 @@ _UNDECIDED = re.compile(
 _NEGATED = re.compile(r"\b(?:not|n't|never|no)\b", re.I)
 _QUESTION_WORD = re.compile(r"^(?:what|who|how|when|where|which|why|should|do|does|did|is|are|"
                             r"can|could|would|will|shall)\b", re.I)
+_ASSENT = re.compile(r"^(?:(?:that's |all )?agreed\b[,.!:]?\s*(?P<what>.*)|(?P<said>.+?),\s*agreed[.!]*$)", re.I)
+_NOT_RESTATED = re.compile(r"^(?:that|that's|it|it's|this|as|if|but|so|yes|yeah|pending|provided|with|"
+                           r"everyone|everybody|unless|for now)\b", re.I)
+# A question whose "?" the transcript lost ("Do we wanna go for that, or ...").
+_ASKS = re.compile(r"^(?:do|does|did|have|has|should|shall|can|could|would|will|are|is)\s+(?:we|you|they)\b", re.I)
 _ROLE_TAIL = re.compile(r"\s+(?:designer|expert|manager)$", re.I)
 _THIRD_PERSON = re.compile(r"^(?P<verb>[a-z]+)s\b", re.I)
 _NOT_VERBS_S = {"i", "wa", "ha", "say", "think", "mean", "want", "like", "know", "seem", "need",
@@ -124,12 +147,14 @@ class People:
                 self.by_key.setdefault(role.lower(), speaker)
         # People named in speech: a capitalised word used the way names are ("Ana will",
         # ", Ravi?", "ask Ana"), that is not a speaker's and not an ordinary capitalised word.
+        # A word also written in lower case ("Look, ..." beside "a look") is no name.
+        lower_words = {w for text in texts for w in re.findall(r"\b[a-z][a-z']+\b", text)}
         for text in texts:
             for m in re.finditer(r"(?:^|[,;:]\s*|\b(?:ask|tell|email|ping|call|with|from|to)\s+)"
                                  r"([A-Z][a-z]{2,})\b(?=\s*(?:[,?.!]|will\b|'ll\b|is going\b|can\b|"
                                  r"should\b|needs?\b|on the\b|please\b|$))", text):
                 name = m.group(1)
-                if name.lower() not in _COMMON_CAPITALISED:
+                if name.lower() not in _COMMON_CAPITALISED and name.lower() not in lower_words:
                     self.by_key.setdefault(name.lower(), name)
         self._pattern = (re.compile(r"\b(?:the\s+)?(" + "|".join(
             re.escape(k) for k in sorted(self.by_key, key=len, reverse=True)) + r")\b", re.I)
@@ -149,10 +174,34 @@ class People:
         m = self._pattern.match(text)
         if not m:
             return None
-        return self.by_key[m.group(1).lower()], text[m.end():].strip(" ,:")
+        return self.by_key[m.group(1).lower()], _after_person(text[m.end():])
+
+    def subjects(self, text: str) -> list[tuple[str, str]]:
+        """(person, rest) for each person the text names as the subject of what they will do,
+        wherever in the clause: "In the meantime, the Industrial Designer over here is gonna
+        work on the look and feel", "and the Marketing Expert is going to work on ..."."""
+        if self._pattern is None:
+            return []
+        subjects = [m for m in self._pattern.finditer(text) if _SUBJECT_MODAL.match(_after_person(text[m.end():]))]
+        found = []
+        for m, after in zip(subjects, subjects[1:] + [None]):
+            # A task runs to the next person who is to do something ("... design and the
+            # Marketing Expert is going to ..."), past persons it merely names.
+            rest = _after_person(text[m.end():after.start() if after else len(text)])
+            found.append((self.by_key[m.group(1).lower()], re.sub(r"[\s,]+(?:and|then)?\s*$", "", rest)))
+        return found
 
     def knows(self, name: str) -> bool:
         return name.lower() in self.by_key
+
+
+# What may stand between a person and their verb: the rest of a role's title as said ("the User
+# Interface *Designer*"), and where they sit ("over here").
+_PERSON_TAIL = re.compile(r"^(?:designer|expert|manager)?\s*(?:(?:over )?(?:here|there)\b)?", re.I)
+
+
+def _after_person(rest: str) -> str:
+    return _PERSON_TAIL.sub("", rest.strip(" ,:"), count=1).strip(" ,:")
 
 
 def _looks_like_role(name: str) -> bool:
@@ -185,23 +234,61 @@ def find_candidates(lines: list[Line], people: People) -> list[Candidate]:
 
 
 def _read_sentence(sentence: str, i: int, lines: list[Line], people: People) -> list[Candidate]:
-    speaker = lines[i].speaker
     body = _LEAD.sub("", sentence).strip()
     is_question = sentence.rstrip().endswith("?")
-    out: list[Candidate] = []
     if _UNDECIDED.search(body):
         return [Candidate("question", _statement(body), i, i, cue="undecided", sentences=[sentence])]
     if is_question and _QUESTION_WORD.match(body) and not _REQUEST.search(body):
-        if i + 1 < len(lines) and lines[i + 1].speaker != speaker and _NOT_KNOWN.match(
-                _LEAD.sub("", lines[i + 1].text)):
-            return [Candidate("question", _statement(body), i, i + 1, cue="unanswered",
-                              sentences=[sentence, lines[i + 1].text])]
-        return []
+        return _unanswered(sentence, body, i, lines)
+    if not is_question and (assent := _assent(body, sentence, i)):
+        return [assent]
+    out = _decisions(sentence, body, i, is_question) + _assignments(sentence, body, i, lines[i].speaker, people)
+    if any(c.kind == "action" for c in out):
+        return out
+    single = _single_cue_action(body, is_question, lines[i].speaker, people)
+    if single:
+        cue, task, owner = single
+        out.append(Candidate("action", task, i, i, owner=owner, cue=cue, due_text=find_date_phrase(body),
+                             sentences=[sentence]))
+    return out
+
+
+def _unanswered(sentence: str, body: str, i: int, lines: list[Line]) -> list[Candidate]:
+    """A question that the next speaker could not answer is left open."""
+    if i + 1 < len(lines) and lines[i + 1].speaker != lines[i].speaker and _NOT_KNOWN.match(
+            _LEAD.sub("", lines[i + 1].text)):
+        return [Candidate("question", _statement(body), i, i + 1, cue="unanswered",
+                          sentences=[sentence, lines[i + 1].text])]
+    return []
+
+
+def _assent(body: str, sentence: str, i: int) -> Candidate | None:
+    """"One year, agreed." or "Agreed, two days." settles what it restates."""
+    assent = _ASSENT.match(body)
+    if not assent:
+        return None
+    what = (assent["said"] or assent["what"] or "").strip(" ,.!")
+    if assent["what"] and (len(what.split()) > 3 or _NOT_RESTATED.match(what)):
+        return None  # "Agreed, as long as the crashes get fixed": a condition, not the decision
+    if len(what.split()) < 2:
+        return None
+    return Candidate("decision", f"Agreed: {what.rstrip('.?!')}.", max(0, i - 1), i, cue="settled",
+                     sentences=[sentence])
+
+
+def _decisions(sentence: str, body: str, i: int, is_question: bool) -> list[Candidate]:
     decision = _DECISION.search(body)
-    if decision and not is_question and not _NEGATED.search(body[:decision.start()][-20:]):
-        text = _decision_text(body)
-        if text:
-            out.append(Candidate("decision", text, i, i, cue="settled", sentences=[sentence]))
+    if (not decision or is_question or _ASKS.match(body)
+            or _NEGATED.search(body[:decision.start()][-20:])):
+        return []
+    text = _decision_text(body)
+    return [Candidate("decision", text, i, i, cue="settled", sentences=[sentence])] if text else []
+
+
+def _assignments(sentence: str, body: str, i: int, speaker: str | None, people: People) -> list[Candidate]:
+    """Tasks given to people by name: at a clause's start ("Marco on the export fix"), or
+    anywhere that a person is named with what they will do."""
+    out = []
     for clause in re.split(r"\s*[;,]\s*(?=[A-Z])|\s*;\s*", body):
         assigned = _assignment(clause, people, speaker)
         if assigned:
@@ -211,24 +298,47 @@ def _read_sentence(sentence: str, i: int, lines: list[Line], people: People) -> 
                     "the ", "a ", "an ") else [task]:
                 out.append(Candidate("action", _capital(part), i, i, owner=owner, cue="assignment",
                                      due_text=find_date_phrase(clause), sentences=[sentence]))
-    if any(c.kind == "action" for c in out):
+    if out:
         return out
+    for owner, rest in people.subjects(body):
+        m = _SUBJECT_MODAL.match(rest)
+        if owner != speaker and _is_work(m["task"]):
+            out.append(Candidate("action", _task(m["task"]), i, i, owner=owner, cue="assignment",
+                                 due_text=find_date_phrase(rest), sentences=[sentence]))
+    return out
+
+
+def _single_cue_action(body: str, is_question: bool, speaker: str | None,
+                       people: People) -> tuple[str, str, str | None] | None:
+    """(cue, task, owner) of a request, a commitment, or work that nobody took."""
     request = _REQUEST.search(body)
-    commitment = _COMMITMENT.search(body)
-    unassigned = _UNASSIGNED.search(body)
     if request and _is_work(request["task"]):
         owner = people.find(_vocatives(body))
-        if owner == speaker:
-            owner = None
-        out.append(Candidate("action", _task(request["task"]), i, i, owner=owner, cue="request",
-                             due_text=find_date_phrase(body), sentences=[sentence]))
-    elif commitment and not is_question and _is_work(commitment["task"]):
-        out.append(Candidate("action", _task(commitment["task"]), i, i, owner=speaker,
-                             cue="commitment", due_text=find_date_phrase(body), sentences=[sentence]))
-    elif unassigned and not is_question and _is_work(unassigned["task"]):
-        out.append(Candidate("action", _task(unassigned["task"]), i, i, owner=None,
-                             cue="unassigned", due_text=find_date_phrase(body), sentences=[sentence]))
-    return out
+        return "request", _task(request["task"]), None if owner == speaker else owner
+    if is_question:
+        return None
+    commitment = _COMMITMENT.search(body)
+    if commitment and _is_work(commitment["task"]):
+        return "commitment", _task(commitment["task"]), speaker
+    unassigned = _UNASSIGNED.search(body)
+    if unassigned and _is_work(unassigned["task"]):
+        return "unassigned", _task(unassigned["task"]), None
+    we_need = _WE_NEED.search(body)
+    if we_need and _is_work(we_need["task"]) and (_LATER.search(body) or find_date_phrase(body)):
+        return "unassigned", _task(_LATER.split(we_need["task"])[0]), None
+    group = _GROUP_TASK.search(body)
+    if group and _HOMEWORK.search(body) and _is_work(group["task"]):
+        return "unassigned", _task(_HOMEWORK.split(group["task"])[0]), None
+    return None
+
+
+# Said of a person named mid-sentence, only a future or an obligation makes them the owner: "ask
+# Ana to check it" may be the speaker's own task.
+_SUBJECT_MODAL = re.compile(r"(?:will|'ll|is going to|is gonna|should|needs to|has to|is responsible for)\s+"
+                            r"(?:also\s+|then\s+|just\s+|now\s+)*(?P<task>[a-z].*)", re.I)
+_MODAL_TASK = re.compile(r"(?:will|'ll|is going to|is gonna|should|needs to|has to|can|is responsible for|"
+                         r"takes care of|is taking|is on|to)\s+(?:also\s+|then\s+|just\s+|now\s+)*"
+                         r"(?P<task>[a-z].*)", re.I)
 
 
 def _assignment(clause: str, people: People, speaker: str | None) -> tuple[str, str] | None:
@@ -241,9 +351,7 @@ def _assignment(clause: str, people: People, speaker: str | None) -> tuple[str, 
     owner, rest = lead
     if owner == speaker:
         return None  # "Marco will..." said by Marco is a commitment: the next rule reads it
-    m = re.match(r"(?:will|'ll|is going to|is gonna|should|needs to|has to|can|is responsible for|"
-                 r"takes care of|is taking|is on|to)\s+(?:also\s+|then\s+|just\s+|now\s+)*"
-                 r"(?P<task>[a-z].*)", rest, re.I)
+    m = _MODAL_TASK.match(rest)
     if m and _is_work(m["task"]):
         return owner, _task(m["task"])
     m = re.match(r"on\s+(?P<task>(?:the|a|an|our|his|her|their)\s+.*)", rest, re.I)
@@ -293,7 +401,7 @@ def _vocatives(text: str) -> str:
 def _decision_text(text: str) -> str:
     text = text.strip(" .!")
     text = re.sub(r"^(?:let's|let us) agree(?: that| on)?\s+", "Agreed: ", text, flags=re.I)
-    text = re.sub(r"^(?:let's|we'll|we will|we're going to|we are going to) (go with|stick with|use|keep)\b",
+    text = re.sub(r"^(?:let's|we'll|we will|we're going to|we are going to) (go with|go for|go ahead with|stick with|use|keep)\b",
                   r"The team will \1", text, flags=re.I)
     text = re.sub(r"^we\b", "The team", text, flags=re.I)
     return _capital(text) + "." if len(text.split()) >= 3 else ""

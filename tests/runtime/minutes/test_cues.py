@@ -54,7 +54,8 @@ def test_a_recap_repeats_items_without_duplicating_them_and_splits_two_tasks():
 def test_nobody_owns_an_unassigned_task_and_vague_timing_is_no_date():
     _, m = minutes_of("Ravi: Someone should look at the server logs soon.\n"
                       "Mei: We need to update the docs at some point.\n", date="2026-10-07")
-    assert [(a.owner, a.due, a.due_text) for a in m.action_items] == [(None, None, None)]
+    assert [(a.task, a.owner, a.due, a.due_text) for a in m.action_items] == [
+        ("Look at the server logs soon", None, None, None), ("Update the docs", None, None, None)]
 
 
 def test_without_speakers_every_owner_is_null_even_for_first_person_commitments():
@@ -82,3 +83,40 @@ def test_a_relative_date_without_a_meeting_date_is_kept_as_said_not_resolved():
     assert [(a.due, a.due_text) for a in m.action_items] == [(None, "Friday")]
     _, m = minutes_of("Ana: I'll send the invoice by 2027-01-15.")
     assert [(a.due, a.due_text) for a in m.action_items] == [("2027-01-15", "2027-01-15")]
+
+
+def test_people_named_mid_sentence_with_what_they_will_do_each_get_their_task():
+    """AMI's end-of-meeting round: roles named mid-sentence, one after the other, and a role's
+    title said in full ("the User Interface Designer"); each task stops at the next person."""
+    _, m = minutes_of(
+        "Marketing: Look, the look of it matters.\nUser Interface: Mm-hmm, the buttons too.\n"
+        "Project Manager: In the meantime, the Industrial Designer over here is gonna work on the "
+        "look and feel design, the User Interface Designer will work on the user interface design "
+        "and the Marketing Expert is going to work on product evaluation.\n"
+        "Industrial Designer: Okay.")
+    assert [(a.task, a.owner) for a in m.action_items] == [
+        ("Work on the look and feel design", "Industrial Designer"),
+        ("Work on the user interface design", "User Interface"),
+        ("Work on product evaluation", "Marketing")]
+
+
+def test_group_work_is_an_item_only_when_it_is_for_after_the_meeting():
+    _, m = minutes_of("Ana: We need to look at the budget now.\n"
+                      "Ben: Individually we'll have to come up with ideas for the next meeting.\n"
+                      "Ana: We should revisit the colour palette later.")
+    assert [(a.task, a.owner) for a in m.action_items] == [("Come up with ideas", None),
+                                                           ("Revisit the colour palette", None)]
+
+
+def test_going_for_and_sticking_with_are_decisions_but_a_question_without_its_mark_is_not():
+    _, m = minutes_of("Kim: Do we wanna go for the rubber case, or plastic.\n"
+                      "Lee: Let's go for a plastic case with recycled plastic.\n"
+                      "Kim: We just stick with two batteries.")
+    assert [d.text for d in m.decisions] == ["The team will go for a plastic case with recycled plastic.",
+                                             "The team just stick with two batteries."]
+
+
+def test_an_assent_restating_the_choice_is_a_decision_but_a_condition_is_not():
+    _, m = minutes_of("Lucia: One year or three?\nPiotr: One year, agreed.\n"
+                      "Lucia: We ship on the 14th.\nPiotr: Agreed, as long as the crashes get fixed.")
+    assert [d.text for d in m.decisions] == ["Agreed: One year."]
