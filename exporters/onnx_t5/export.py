@@ -3,6 +3,9 @@
 Steps, each shown as it runs (graph.py does 3 and 4, verify.py does 5):
 1. load     - vet the checkpoint (safetensors, model_type t5/mt5, no remote code) and load it;
 2. export   - optimum exports the encoder, the first-step decoder and the with-past decoder;
+   fuse     - each decoder attention block becomes one ONNX Runtime MultiHeadAttention node
+              (ORT's T5 fusion; `fuse_attention=False` or a block it cannot match keeps the
+              graph as exported);
 3. quantize - (int8) dynamic int8 with ORTQuantizer, kernels picked for this CPU; (int8-block)
               8-bit weight-only MatMulNBits everywhere; (int4) 4-bit weight-only MatMulNBits
               in the decoder, the FFN output projections and LM head int8;
@@ -37,8 +40,8 @@ from sumctl.runtime.bundle.configs import (CONFIG, DECODER, ENCODER, T5_QUANTIZA
                                            OnnxT5Config, seq2seq_generation)
 from sumctl.exporters.base import Progress, SilentProgress, check_out_dir, export_bundle, one_line
 from sumctl.exporters.errors import ExportError
-from sumctl.exporters.onnx_t5.graph import (INT4_LAYOUT, INT8_BLOCK_LAYOUT, WEIGHTS_FILE, host_kernel,
-                                            merge_decoders, move_onnx, quantize_parts,
+from sumctl.exporters.onnx_t5.graph import (INT4_LAYOUT, INT8_BLOCK_LAYOUT, WEIGHTS_FILE, fuse_decoder_attention,
+                                            host_kernel, merge_decoders, move_onnx, quantize_parts,
                                             quantize_parts_blockwise, remove_onnx, store_weights)
 from sumctl.exporters.onnx_t5.verify import (INT4_MIN_TOKEN_AGREEMENT, VERIFY_MAX_NEW_TOKENS,
                                              describe_verification, reference_outputs, verify_bundle)
@@ -56,7 +59,7 @@ def export_t5(model: str, out: str | os.PathLike, *, quantize: str = "int8", max
               revision: str | None = None, allow_pickle: bool = False, verify: bool = True,
               verify_max_new_tokens: int = VERIFY_MAX_NEW_TOKENS, verify_inputs: int | None = None,
               label: str = "", name: str | None = None, progress: Progress | None = None,
-              min_token_agreement: float | None = None) -> Bundle:
+              min_token_agreement: float | None = None, fuse_attention: bool = True) -> Bundle:
     """Export a T5 checkpoint to a verified ONNX bundle at `out`.
 
     Args:
@@ -78,6 +81,8 @@ def export_t5(model: str, out: str | os.PathLike, *, quantize: str = "int8", max
         progress: reports each step (the CLI renders it); None: silent.
         min_token_agreement: the token agreement with PyTorch below which a quantized bundle is
             refused; None: INT4_MIN_TOKEN_AGREEMENT for int4, no floor for int8.
+        fuse_attention: fuse the decoder's attention blocks (graph.fuse_decoder_attention);
+            False keeps optimum's graph, as bundles were before (to measure the fusion).
     """
     if quantize not in T5_QUANTIZATIONS:
         raise ExportError(f"unknown --quantize {quantize!r} (use {', '.join(T5_QUANTIZATIONS[:-1])} "
@@ -96,14 +101,14 @@ def export_t5(model: str, out: str | os.PathLike, *, quantize: str = "int8", max
             return _export(model, path, config, work, steps, quantize=quantize,
                            max_input_tokens=max_input_tokens, revision=revision, verify=verify,
                            verify_max_new_tokens=verify_max_new_tokens, verify_inputs=verify_inputs,
-                           label=label, name=name or out.name,
-                           min_token_agreement=min_token_agreement).path
+                           label=label, name=name or out.name, min_token_agreement=min_token_agreement,
+                           fuse_attention=fuse_attention).path
 
     return export_bundle(out, build)
 
 
 def _export(model_id, path, config, work, steps, *, quantize, max_input_tokens, revision, verify,
-            verify_max_new_tokens, verify_inputs, label, name, min_token_agreement) -> Bundle:
+            verify_max_new_tokens, verify_inputs, label, name, min_token_agreement, fuse_attention) -> Bundle:
     torch, transformers, onnx_export_from_model = _export_libraries()
     staging, bundle_dir = work / "onnx", work / "bundle"
     bundle_dir.mkdir()
@@ -119,6 +124,8 @@ def _export(model_id, path, config, work, steps, *, quantize, max_input_tokens, 
                                            max_new_tokens=verify_max_new_tokens, count=verify_inputs)
 
     parts = _export_onnx(onnx_export_from_model, torch_model, path, staging, steps)
+    attention = _fuse(parts, torch_model.config, steps) if fuse_attention else \
+        {"attention": "unfused", "reason": "not asked (fuse_attention=False)"}
     quant_info = {}
     if quantize == "int8":
         kernel = host_kernel()
@@ -141,7 +148,7 @@ def _export(model_id, path, config, work, steps, *, quantize, max_input_tokens, 
         max_input_tokens=max_input_tokens,
         prompts=default_templates(),
         generation=t5_generation_defaults(path),
-        backend_config=_backend_config(torch_model.config, tokenizer, quant_info),
+        backend_config=_backend_config(torch_model.config, tokenizer, quant_info, attention),
         name=name,
         label=label,
         versions=package_versions("onnxruntime", "onnx", "optimum", "optimum-onnx", "transformers",
@@ -172,6 +179,15 @@ def _export_libraries():
         raise ExportError(f"exporting needs the export extra ({e.name} is missing): "
                           "pip install 'sumctl[export]'") from None
     return torch, transformers, onnx_export_from_model
+
+
+def _fuse(parts: dict[str, Path], config, steps) -> dict:
+    with steps.step("Fusing the decoder's attention blocks (ONNX Runtime MultiHeadAttention)"):
+        attention = fuse_decoder_attention(parts, heads=config.num_heads, head_dim=config.d_kv,
+                                           layers=config.num_decoder_layers)
+    if attention["attention"] == "unfused":
+        steps.note(f"attention left unfused: {attention['reason']}")
+    return attention
 
 
 def _export_onnx(onnx_export_from_model, torch_model, path: Path, staging: Path, steps) -> dict[str, Path]:
@@ -239,7 +255,7 @@ def t5_generation_defaults(path: Path | None) -> dict:
     return seq2seq_generation(source if isinstance(source, dict) else {})
 
 
-def _backend_config(config, tokenizer, quant_info: dict) -> dict:
+def _backend_config(config, tokenizer, quant_info: dict, attention: dict) -> dict:
     return OnnxT5Config(
         files={ENCODER: ENCODER_FILE, DECODER: DECODER_FILE, WEIGHTS: WEIGHTS_FILE,
                TOKENIZER: "tokenizer.json", CONFIG: "config.json"},
@@ -247,7 +263,7 @@ def _backend_config(config, tokenizer, quant_info: dict) -> dict:
                         "decoder_start": config.decoder_start_token_id},
         decoder={"merged": True, "cache_branch_input": "use_cache_branch",
                  "layers": config.num_decoder_layers, "heads": config.num_heads,
-                 "head_dim": config.d_kv, "vocab_size": config.vocab_size},
+                 "head_dim": config.d_kv, "vocab_size": config.vocab_size, **attention},
         model_type=config.model_type,
         clean_up_tokenization_spaces=bool(getattr(tokenizer, "clean_up_tokenization_spaces", False)),
         batch_size=4, quantization=quant_info).to_dict()

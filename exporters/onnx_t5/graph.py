@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -218,6 +219,154 @@ def activation_matmuls(part: Path) -> list[str]:
 
     walk(model.graph, set())
     return found
+
+
+# ONNX Runtime's T5 fusion (onnxruntime.transformers) finds a decoder's attention blocks by the
+# names ORT's own T5 export gives the cache (past_key_self_0, present_value_cross_3); optimum
+# names them past_key_values.0.decoder.key and present.3.encoder.value. Only the self-attention
+# cache is renamed for the fusion (and back after it, so the bundle's interface does not change),
+# which is how the cross-attention blocks are kept out of it: see fuse_decoder_attention.
+_OPTIMUM_CACHE = re.compile(r"(past_key_values|present)\.(\d+)\.(decoder|encoder)\.(key|value)")
+_ORT_CACHE = re.compile(r"(past|present)_(key|value)_(self|cross)_(\d+)")
+FUSED_ATTENTION = "MultiHeadAttention"
+DECODER_PARTS = ("decoder_model", "decoder_with_past_model")
+
+
+def _ort_cache_name(name: str) -> str:
+    m = _OPTIMUM_CACHE.fullmatch(name)
+    if not m or m[3] == "encoder":
+        return name
+    kind = "past" if m[1] == "past_key_values" else "present"
+    return f"{kind}_{m[4]}_{'self' if m[3] == 'decoder' else 'cross'}_{m[2]}"
+
+
+def _optimum_cache_name(name: str) -> str:
+    m = _ORT_CACHE.fullmatch(name)
+    if not m:
+        return name
+    kind = "past_key_values" if m[1] == "past" else "present"
+    return f"{kind}.{m[4]}.{'decoder' if m[3] == 'self' else 'encoder'}.{m[2]}"
+
+
+def _rename_values(graph, rename: Callable[[str], str]) -> None:
+    for value in list(graph.input) + list(graph.output):
+        value.name = rename(value.name)
+    for node in graph.node:
+        node.input[:] = [rename(n) for n in node.input]
+        node.output[:] = [rename(n) for n in node.output]
+
+
+def fuse_decoder_attention(parts: dict[str, Path], *, heads: int, head_dim: int, layers: int) -> dict:
+    """Each self-attention block of the two fp32 decoders becomes one ONNX Runtime
+    MultiHeadAttention node (ORT's own T5 fusion), with the RMS norms and the GELU fused as well;
+    done before quantization, which finds the projections' MatMuls where they were.
+
+    A decoder step of FLAN-T5-Large ran some 1,300 small nodes around its products; a
+    self-attention block's reshapes, transposes, the cache's concatenation, the position bias
+    and the softmax are one kernel call now. The cross-attention blocks stay as exported: their
+    MatMuls broadcast one input's cached keys and values over its beams, which
+    MultiHeadAttention does not (fused, beam 4 held 306 MB more on FLAN-T5-Large, copying them
+    per beam), and fusing them too gained no decode time beyond this machine's noise. ORT's
+    fused position-bias node (RelativePositionBias) has no CPU kernel, so that fusion is left
+    out. If any block does not match (another T5 variant's graph), both decoders stay as they
+    were and the result says why.
+    """
+    import onnx
+
+    fused_models = {}
+    for role in DECODER_PARTS:
+        fused = _fused_decoder(parts[role], heads, heads * head_dim, layers)
+        if isinstance(fused, str):
+            return {"attention": "unfused", "reason": f"{role}: {fused}"}
+        fused_models[role] = fused
+    # Written only once both decoders fused; the weights go back in one graph at a time, so that
+    # FLAN-T5-Large's two fp32 decoders are not in memory twice over.
+    for role in DECODER_PARTS:
+        model, weights = fused_models.pop(role)
+        for tensor in model.graph.initializer:
+            if tensor.name in weights:
+                tensor.raw_data = weights.pop(tensor.name)
+        external = _needs_external_data(parts[role])
+        remove_onnx(parts[role])
+        onnx.save(model, str(parts[role]), save_as_external_data=external, all_tensors_to_one_file=True,
+                  location=f"{parts[role].name}_data")
+    return {"attention": FUSED_ATTENTION, "fused_blocks": layers, "fused": "self-attention",
+            "by": "onnxruntime.transformers (T5)"}
+
+
+def _fused_decoder(part: Path, heads: int, hidden_size: int, blocks: int):
+    """(the fused graph without its large weights, those weights by name), or why not."""
+    import contextlib
+    import io
+
+    import onnx
+
+    model = onnx.load(str(part))
+    weights = _detach_weights(model.graph)
+    _rename_values(model.graph, _ort_cache_name)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # the fusion prints every node it makes
+            fused = _t5_fusion(model, heads, hidden_size)
+    except Exception as e:
+        return one_line(e)
+    found = sum(node.op_type == FUSED_ATTENTION for node in fused.graph.node)
+    if found != blocks:
+        return f"{found} of {blocks} attention blocks matched"
+    _rename_values(fused.graph, _optimum_cache_name)
+    try:
+        return _with_types(fused), weights
+    except Exception as e:
+        return f"shape inference failed ({one_line(e)})"
+
+
+def _detach_weights(graph) -> dict[str, bytes]:
+    """Take the large tensors' bytes out of `graph` (their names, types and shapes stay), by name.
+
+    The fusion reads only small constants (shapes, scalars), but its shape inference serializes
+    the model, more than once: FLAN-T5-Large's fp32 decoder is 1.9 GB, near protobuf's 2 GB
+    limit, and without its weights the graph is a few megabytes."""
+    from onnx import numpy_helper
+
+    detached = {}
+    for tensor in graph.initializer:
+        if tensor.data_location == tensor.EXTERNAL:
+            continue
+        if not tensor.HasField("raw_data"):
+            tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor), tensor.name))
+        if len(tensor.raw_data) >= _EXTERNAL_FROM:
+            detached[tensor.name] = tensor.raw_data
+            tensor.ClearField("raw_data")
+    return detached
+
+
+def _with_types(model):
+    """`model` with the type and shape of every value recorded, by ORT's symbolic shape
+    inference, which knows its own operators: the quantizers that follow take the MatMuls'
+    input types from ONNX's shape inference, which knows nothing of MultiHeadAttention and
+    would leave the output projections' inputs untyped (and the int8 quantizer fails on them)."""
+    from onnx import helper
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    if not any(op.domain == "com.microsoft" for op in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    return SymbolicShapeInference.infer_shapes(model, auto_merge=True)
+
+
+def _t5_fusion(model, heads: int, hidden_size: int):
+    """ORT's T5 graph fusions on `model`, with the position-bias fusion left out (its node runs
+    on CUDA only)."""
+    from onnxruntime.transformers.fusion_options import FusionOptions
+    from onnxruntime.transformers.onnx_model_t5 import T5OnnxModel
+
+    class CpuT5Fusion(T5OnnxModel):
+        def preprocess(self):
+            self.adjust_reshape_and_expand()
+
+    options = FusionOptions("t5")
+    optimizer = CpuT5Fusion(model, heads, hidden_size)
+    optimizer.optimize(options)
+    optimizer.topological_sort()
+    return optimizer.model
 
 
 def store_weights(folder: Path, files: list[str]) -> dict:

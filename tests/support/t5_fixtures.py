@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["tiny_t5_checkpoint", "tiny_t5_bundle", "tiny_t5_int8_bundle", "tiny_t5_int8_block_bundle",
-           "tiny_t5_int4_bundle", "tiny_t5_torch"]
+__all__ = ["tiny_t5_checkpoint", "tiny_t5_bundle", "tiny_t5_unfused_bundle", "tiny_t5_int8_bundle",
+           "tiny_t5_int8_block_bundle", "tiny_t5_int4_bundle", "tiny_t5_torch"]
 
 
 @contextlib.contextmanager
@@ -51,6 +51,13 @@ def _export_tiny(checkpoint: Path, tmp_path_factory, name: str, quantize: str, *
 def tiny_t5_bundle(tiny_t5_checkpoint, tmp_path_factory) -> Path:
     """The fp32 ONNX bundle (verified token-identical to PyTorch at export)."""
     return _export_tiny(tiny_t5_checkpoint, tmp_path_factory, "tiny-t5-fp32", "none")
+
+
+@pytest.fixture(scope="session")
+def tiny_t5_unfused_bundle(tiny_t5_checkpoint, tmp_path_factory) -> Path:
+    """The fp32 bundle as exports were before the decoder's self-attention was fused (issue
+    30): optimum's graph, as it comes."""
+    return _export_tiny(tiny_t5_checkpoint, tmp_path_factory, "tiny-t5-unfused", "none", fuse_attention=False)
 
 
 @pytest.fixture(scope="session")
