@@ -141,8 +141,17 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_matches_an_uninterrupted_r
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     first = killed / "training" / "checkpoints" / "checkpoint-2" / "trainer_state.json"
+
+    def first_checkpoint_written() -> bool:
+        # The file exists from its first byte: killed then, checkpoint-2 is incomplete and rightly
+        # skipped (_last_checkpoint), which would leave nothing to resume from.
+        try:
+            return json.loads(first.read_text(encoding="utf-8")).get("global_step") == 2
+        except (OSError, ValueError):
+            return False
+
     deadline = time.monotonic() + 300
-    while not first.is_file() and proc.poll() is None and time.monotonic() < deadline:
+    while not first_checkpoint_written() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)  # a crash, not a polite stop
     proc.wait()
