@@ -3,9 +3,9 @@
 Steps, each shown as it runs (graph.py does 3 and 4, verify.py does 5):
 1. load     - vet the checkpoint (safetensors, model_type t5/mt5, no remote code) and load it;
 2. export   - optimum exports the encoder, the first-step decoder and the with-past decoder;
-   fuse     - each decoder attention block becomes one ONNX Runtime MultiHeadAttention node
-              (ORT's T5 fusion; `fuse_attention=False` or a block it cannot match keeps the
-              graph as exported);
+   fuse     - each decoder self-attention block becomes one ONNX Runtime MultiHeadAttention
+              node (ORT's T5 fusion; `fuse_attention=False` or a block it cannot match keeps
+              the graph as exported);
 3. quantize - (int8) dynamic int8 with ORTQuantizer, kernels picked for this CPU; (int8-block)
               8-bit weight-only MatMulNBits everywhere; (int4) 4-bit weight-only MatMulNBits
               in the decoder, the FFN output projections and LM head int8;
@@ -81,7 +81,7 @@ def export_t5(model: str, out: str | os.PathLike, *, quantize: str = "int8", max
         progress: reports each step (the CLI renders it); None: silent.
         min_token_agreement: the token agreement with PyTorch below which a quantized bundle is
             refused; None: INT4_MIN_TOKEN_AGREEMENT for int4, no floor for int8.
-        fuse_attention: fuse the decoder's attention blocks (graph.fuse_decoder_attention);
+        fuse_attention: fuse the decoder's self-attention blocks (graph.fuse_decoder_attention);
             False keeps optimum's graph, as bundles were before (to measure the fusion).
     """
     if quantize not in T5_QUANTIZATIONS:
@@ -182,7 +182,7 @@ def _export_libraries():
 
 
 def _fuse(parts: dict[str, Path], config, steps) -> dict:
-    with steps.step("Fusing the decoder's attention blocks (ONNX Runtime MultiHeadAttention)"):
+    with steps.step("Fusing the decoder's self-attention (ONNX Runtime MultiHeadAttention)"):
         attention = fuse_decoder_attention(parts, heads=config.num_heads, head_dim=config.d_kv,
                                            layers=config.num_decoder_layers)
     if attention["attention"] == "unfused":
