@@ -325,18 +325,24 @@ def _detach_weights(graph) -> dict[str, bytes]:
     The fusion reads only small constants (shapes, scalars), but its shape inference serializes
     the model, more than once: FLAN-T5-Large's fp32 decoder is 1.9 GB, near protobuf's 2 GB
     limit, and without its weights the graph is a few megabytes."""
-    from onnx import numpy_helper
-
     detached = {}
     for tensor in graph.initializer:
         if tensor.data_location == tensor.EXTERNAL:
             continue
-        if not tensor.HasField("raw_data"):
-            tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor), tensor.name))
+        _as_raw_data(tensor)
         if len(tensor.raw_data) >= _EXTERNAL_FROM:
             detached[tensor.name] = tensor.raw_data
             tensor.ClearField("raw_data")
     return detached
+
+
+def _as_raw_data(tensor) -> None:
+    """An inline tensor's values as raw bytes, whatever typed field the writer used (the
+    quantizer writes zero points as int32 varints)."""
+    from onnx import numpy_helper
+
+    if not tensor.HasField("raw_data"):
+        tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor), tensor.name))
 
 
 def _with_types(model):
@@ -438,7 +444,6 @@ def compact_graph(model) -> None:
     no larger than CTranslate2's converted model.
     """
     import numpy as np
-    from onnx import numpy_helper
 
     interface = {v.name for v in list(model.graph.input) + list(model.graph.output)}
     short: dict[str, str] = {}
@@ -454,8 +459,8 @@ def compact_graph(model) -> None:
         kept: dict[tuple, str] = {}  # (type, shape, bytes) -> the name the first copy got
         repeats = []
         for index, tensor in enumerate(graph.initializer):
-            if tensor.data_location != tensor.EXTERNAL and not tensor.HasField("raw_data"):
-                tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor), tensor.name))
+            if tensor.data_location != tensor.EXTERNAL:
+                _as_raw_data(tensor)
             small = tensor.data_location != tensor.EXTERNAL and tensor.ByteSize() < _EXTERNAL_FROM
             key = (tensor.data_type, tuple(tensor.dims), tensor.raw_data) if small else None
             if key is not None and key in kept and tensor.name not in interface:
