@@ -226,26 +226,24 @@ def activation_matmuls(part: Path) -> list[str]:
 # names them past_key_values.0.decoder.key and present.3.encoder.value. Only the self-attention
 # cache is renamed for the fusion (and back after it, so the bundle's interface does not change),
 # which is how the cross-attention blocks are kept out of it: see fuse_decoder_attention.
-_OPTIMUM_CACHE = re.compile(r"(past_key_values|present)\.(\d+)\.(decoder|encoder)\.(key|value)")
-_ORT_CACHE = re.compile(r"(past|present)_(key|value)_(self|cross)_(\d+)")
+_OPTIMUM_SELF_CACHE = re.compile(r"(past_key_values|present)\.(\d+)\.decoder\.(key|value)")
+_ORT_SELF_CACHE = re.compile(r"(past|present)_(key|value)_self_(\d+)")
 FUSED_ATTENTION = "MultiHeadAttention"
 DECODER_PARTS = ("decoder_model", "decoder_with_past_model")
 
 
 def _ort_cache_name(name: str) -> str:
-    m = _OPTIMUM_CACHE.fullmatch(name)
-    if not m or m[3] == "encoder":
+    m = _OPTIMUM_SELF_CACHE.fullmatch(name)
+    if not m:
         return name
-    kind = "past" if m[1] == "past_key_values" else "present"
-    return f"{kind}_{m[4]}_{'self' if m[3] == 'decoder' else 'cross'}_{m[2]}"
+    return f"{'past' if m[1] == 'past_key_values' else 'present'}_{m[3]}_self_{m[2]}"
 
 
 def _optimum_cache_name(name: str) -> str:
-    m = _ORT_CACHE.fullmatch(name)
+    m = _ORT_SELF_CACHE.fullmatch(name)
     if not m:
         return name
-    kind = "past_key_values" if m[1] == "past" else "present"
-    return f"{kind}.{m[4]}.{'decoder' if m[3] == 'self' else 'encoder'}.{m[2]}"
+    return f"{'past_key_values' if m[1] == 'past' else 'present'}.{m[3]}.decoder.{m[2]}"
 
 
 def _rename_values(graph, rename: Callable[[str], str]) -> None:
