@@ -51,7 +51,7 @@ def test_the_unfused_export_records_why_and_keeps_optimums_graph(tiny_t5_unfused
 
 def test_fused_and_unfused_bundles_write_the_same_tokens(tiny_t5_bundle, tiny_t5_unfused_bundle, dialogsum_file):
     """Twenty DialogSum dialogues greedy, alone, in batches of 4 and with prompt lookup (several
-    new positions on the cache; kept drafts asserted, as in test_onnx_t5_lookup), and eight with
+    new positions on the cache; drafts fed asserted), and eight with
     beams (one input's beams sharing its cross-attention cache): token for token the same."""
     fused = OnnxT5Backend(load_bundle(tiny_t5_bundle), threads=1)
     plain = OnnxT5Backend(load_bundle(tiny_t5_unfused_bundle), threads=1)
@@ -62,7 +62,9 @@ def test_fused_and_unfused_bundles_write_the_same_tokens(tiny_t5_bundle, tiny_t5
     assert fused.generate_ids(inputs, max_new_tokens=32, batch_size=1) == expected
     assert fused.generate_ids(inputs, max_new_tokens=32, batch_size=4) == expected
     assert [fused_lookup.generate_ids([ids], max_new_tokens=32)[0] for ids in inputs] == expected
-    assert fused_lookup.lookup_counts["kept"] > 0, fused_lookup.lookup_counts
+    # Drafts were fed, so steps of several new positions ran on the fused cache (whether greedy
+    # keeps any depends on the random checkpoint: 0 of 10 on one fresh clone).
+    assert fused_lookup.lookup_counts["drafted"] > 0, fused_lookup.lookup_counts
     expected = plain.generate_ids(inputs[:8], max_new_tokens=24, num_beams=2, batch_size=1)
     assert fused.generate_ids(inputs[:8], max_new_tokens=24, num_beams=2, batch_size=1) == expected
     assert fused.generate_ids(inputs[:8], max_new_tokens=24, num_beams=2, batch_size=4) == expected
