@@ -21,6 +21,7 @@ DATE_PHRASE = re.compile(
     rf"\d{{4}}-\d{{2}}-\d{{2}}"
     rf"|{_MONTH}\.?\s+{_DAY}(?:,?\s+\d{{4}})?"
     rf"|{_DAY}\s+(?:of\s+)?{_MONTH}(?:,?\s+\d{{4}})?"
+    rf"|{_WEEKDAY},?\s+(?:the\s+)?\d{{1,2}}(?:st|nd|rd|th)(?:\s+(?:of\s+)?{_MONTH})?"
     rf"|(?:(?:this|next|coming)\s+)?{_WEEKDAY}(?:\s+(?:morning|afternoon|evening|night))?"
     r"|tomorrow|today|tonight|end\s+of\s+(?:the\s+)?(?:day|week|month)"
     r"|(?:this|next)\s+week|next\s+month"
@@ -31,6 +32,9 @@ DATE_PHRASE = re.compile(
 _BARE_MAY = re.compile(r"^may$", re.I)
 _YEAR = re.compile(r"\b\d{4}\b")
 _PART_OF_DAY = re.compile(r"\s+(?:morning|afternoon|evening|night)$", re.I)
+_WEEKDAY_AND_DAY = re.compile(rf"^(?P<weekday>{_WEEKDAY}),?\s+(?:the\s+)?(?P<day>\d{{1,2}})(?:st|nd|rd|th)"
+                              rf"(?:\s+(?:of\s+)?(?P<month>{_MONTH}))?$", re.I)
+_WEEKDAYS = ("mon", "tues", "wednes", "thurs", "fri", "satur", "sun")
 
 
 def find_date_phrase(text: str) -> str | None:
@@ -71,6 +75,8 @@ def _resolve(phrase: str, meeting_date: str | None) -> str | None:
             return base.replace(day=last).isoformat()
     if text in ("this week", "next week", "next month"):
         return None  # a span, not a day: kept as said
+    if (named := _WEEKDAY_AND_DAY.match(text)) and base is not None:
+        return _weekday_and_day(named, base)
     import dateparser  # slow to import: only when a date is actually said
 
     settings = {"PREFER_DATES_FROM": "future", "RETURN_AS_TIMEZONE_AWARE": False,
@@ -85,3 +91,27 @@ def _resolve(phrase: str, meeting_date: str | None) -> str | None:
     if base is not None and day < base and not absolute:
         return None  # "Friday" said on a Friday resolves to today, never to the past
     return day.isoformat()
+
+
+def _weekday_and_day(named: re.Match, base: date) -> str | None:
+    """"Friday the 12th": the first such day of the month on or after the meeting, or of the
+    month named. The weekday must agree: a speaker who names a Friday that is not the 12th has
+    misspoken, and which of the two they meant is not known, so the date stays as said."""
+    day = int(named["day"])
+    if named["month"]:
+        month = _month_number(named["month"])
+        year = base.year + (month < base.month)
+        candidates = [(year, month)]
+    else:
+        following = (base.year + base.month // 12, base.month % 12 + 1)
+        candidates = [(base.year, base.month), following] if day >= base.day else [following]
+    for year, month in candidates:
+        if day <= calendar.monthrange(year, month)[1]:
+            found = date(year, month, day)
+            weekday = _WEEKDAYS.index(named["weekday"].lower().removesuffix("day"))
+            return found.isoformat() if found.weekday() == weekday and found >= base else None
+    return None
+
+
+def _month_number(name: str) -> int:
+    return next(i for i, full in enumerate(calendar.month_name) if i and full.lower().startswith(name.lower()[:3]))
