@@ -80,6 +80,13 @@ _REQUEST = re.compile(
     r"you need to|you'll need to|you should|you'll|you will|you're going to|you are going to|"
     r"(?:^|,\s*)please)\s+(?:please\s+|also\s+|just\s+|then\s+|quickly\s+)*(?P<task>[a-z].*)",
     re.I)
+_OBLIGED = re.compile(r"\byou (?:have to|'ve got to|have got to|must)\s+(?:also\s+|just\s+|then\s+)*(?P<task>[a-z].*)",
+                      re.I)
+# "You'll find the minutes there" is where a thing is, not work to do.
+_DISCOVERY = re.compile(r".*\byou(?:'ll| will)\s+(?:also\s+)?(?:find|see|notice)\b", re.I)
+# "Tom, the posters are yours", "the look and feel design is for Kate": work handed over by naming it.
+_HANDED = re.compile(r"^(?P<task>(?i:the|a|an|our)\s+.+?)\s+(?:is|are)\s+(?:(?P<yours>(?i:yours|for you|on you|your "
+                     r"(?:job|task|homework)))|for\s+(?P<who>[A-Z][\w' ]+?))[.!]?$")
 _UNASSIGNED = re.compile(
     r"\b(?:someone|somebody|anyone)\s+(?:needs to|need to|should|has to|must|will need to|"
     r"ought to|could)\s+(?P<task>[a-z].*)", re.I)
@@ -90,8 +97,15 @@ _GROUP_TASK = re.compile(
     r"(?:all\s+|individually\s+|both\s+)?(?:have to|need to|are going to|are gonna|should|must)\s+"
     r"(?:also\s+|just\s+|all\s+)*(?P<task>[a-z].*)", re.I)
 _HOMEWORK = re.compile(r"\b(?:(?:for|before|by|until) (?:the |our )?next (?:meeting|session|call|time|week)|"
-                       r"before we meet again|after (?:the|this) meeting|when we go away|in the meantime)\b",
+                       r"before we meet again|after (?:the|this) meeting|when we go away|in the meantime|"
+                       r"individual actions?|(?:next|another|the next) meeting (?:is |starts )?in)\b",
                        re.I)
+# Work handed out at a meeting's close: "you're looking at the technical functions design, and
+# for you it's the user requirements specification".
+_NEXT_HANDED_OUT = re.compile(r",?\s+and\s+(?=for you,? it's\b)", re.I)
+_HANDING_OUT = re.compile(r"\b(?:you're|you are)\s+(?P<verb>looking at|working on|doing|taking care of|handling)\s+"
+                          r"(?P<task>(?:the|a|an|your)\s+[a-z].*)|\bfor you,? it's\s+(?P<what>(?:the|a|an)\s+[a-z].*)",
+                          re.I)
 # "We need to update the docs at some point": work for later that nobody took. Without a time
 # it is as often about the meeting itself ("we need to look at the budget").
 _WE_NEED = re.compile(r"\bwe (?:also |still |probably )*(?:need to|should|have to|must)\s+"
@@ -105,7 +119,7 @@ _DECISION = re.compile(
     r"we are going with|we go with|go for it|the decision is|decision:|settled on|we'll stick with|"
     r"let's stick with|it's decided|that's decided|that's settled|we'll use|we will use|"
     r"we're going to use|we are going to use|let's use|let's keep|we'll keep|is approved|approved|"
-    r"final answer|we're agreed|we are agreed|so that's agreed)\b", re.I)
+    r"final answer|we're agreed|we are agreed|so that's agreed|(?:the|our) plan is (?:to|that))\b", re.I)
 _UNDECIDED = re.compile(
     r"\b(?:open question|still (?:need|have) to (?:decide|figure out|find out|work out|agree)|"
     r"(?:haven't|have not|didn't|did not|not) (?:yet )?(?:decided|agreed|settled)|still open|"
@@ -113,7 +127,26 @@ _UNDECIDED = re.compile(
     r"(?:needs?|has) to be decided|let's come back to|let's revisit|come back to (?:it|this|that) "
     r"(?:later|next)|park (?:it|this|that)|not sure (?:yet )?(?:whether|if|who|how|what|when))\b",
     re.I)
-_NEGATED = re.compile(r"\b(?:not|n't|never|no)\b", re.I)
+_NEGATED = re.compile(r"\b(?:not|n't|never|no|nobody|no one|none of us)\b", re.I)
+# A proposal, which is a decision once another speaker takes it up ("I second that").
+_PROPOSAL = re.compile(r"^(?:i(?:'d)? (?:propose|suggest|move)(?: that)?|(?:why don't|how about|what if) we|"
+                       r"shall we|let's|let us|maybe we should|i think we should)\s+(?P<what>[a-z].*)", re.I)
+# Proposals about running the meeting itself ("let's move on", "shall we start?") decide nothing,
+# and one to put a matter off ("let's leave the cafe for now") leaves it undecided.
+_MEETING_BUSINESS = re.compile(r"^(?:we\s+)?(?:start|begin|move on|get (?:started|going|on|back)|go (?:through|over|on|"
+                               r"back|around|round|to)|look at|have a look|talk|discuss|see|review|recap|wrap|take "
+                               r"a (?:break|look|minute)|hear|come back|turn to|skip|finish|stop|continue|"
+                               r"summari[sz]e|think|say|try|just|first|now|do (?:that|this|it) (?:later|now)|leave|park|table|"
+                               r"put (?:it|that|this) (?:aside|off)|wait)\b", re.I)
+# Taking a proposal up: a vote or a clear yes, not a bare "yeah", which in speech is as often
+# "I'm listening".
+_TAKEN_UP = re.compile(r"^(?:(?:yeah|yes|oh|well|okay|ok|right|fine|great)[,.!]?\s+)*(?:i second (?:that|it|the motion)|"
+                       r"seconded|agreed|i agree|sounds good|makes sense|works for me|fine by me|good idea|"
+                       r"great idea|i'm happy with that|happy with that|deal|let's(?: do (?:it|that))?\s*[.!]*$|"
+                       r"that works|all in favou?r|carried|(?:the )?motion (?:carries|passed|is carried)|"
+                       r"(?:[\w-]+\s+){1,4}it is[.!]*$)", re.I)
+_TURNED_DOWN = re.compile(r"\b(?:but|not keen|not sure|disagree|rather not|i'd rather|(?:do not|don't) (?:think|like|want)|"
+                          r"motion (?:fails|falls|is defeated)|voted down|rejected|against)\b", re.I)
 _QUESTION_WORD = re.compile(r"^(?:what|who|how|when|where|which|why|should|do|does|did|is|are|"
                             r"can|could|would|will|shall)\b", re.I)
 _ASSENT = re.compile(r"^(?:(?:that's |all )?agreed\b[,.!:]?\s*(?P<what>.*)|(?P<said>.+?),\s*agreed[.!]*$)", re.I)
@@ -191,9 +224,6 @@ class People:
             found.append((self.by_key[m.group(1).lower()], re.sub(r"[\s,]+(?:and|then)?\s*$", "", rest)))
         return found
 
-    def knows(self, name: str) -> bool:
-        return name.lower() in self.by_key
-
 
 # What may stand between a person and their verb: the rest of a role's title as said ("the User
 # Interface *Designer*"), and where they sit ("over here").
@@ -229,8 +259,27 @@ def find_candidates(lines: list[Line], people: People) -> list[Candidate]:
     found: list[Candidate] = []
     for i, line in enumerate(lines):
         for sentence in sentences(line.text):
-            found.extend(_read_sentence(sentence, i, lines, people))
+            for part in _NEXT_HANDED_OUT.split(sentence):
+                found.extend(_read_sentence(part, i, lines, people))
+    found = [c for c in found if not (c.kind == "action" and _garbled(c.text))]
     return [_resolve_demonstrative(c, lines) for c in _attach_acceptances(found, lines)]
+
+
+# Speech that broke off and started again: a word cut short ("save th a copy", "the user g
+# requirements"), or a phrase restarted in the first person ("do some I'll rub the features").
+# Short words without a vowel that are whole words, said in lower case all the same.
+_CONSONANT_WORDS = {"pr", "hr", "cv", "pc", "tv", "st", "dr", "mr", "ms", "km", "kg", "cm", "mm", "ml", "mb", "gb",
+                    "tb", "kb", "js", "db", "pdf", "css", "npm", "sql", "xml", "crm", "cms", "ssh", "url", "dns",
+                    "vpn", "cdn", "tcp", "rpm", "sms", "jwt", "gdp", "vc", "sdk", "pm", "hq", "nhs", "bbc", "ppt"}
+_CUT_WORD = re.compile(r"(?<![\w'-])[b-df-hj-np-tv-xz]{2,3}(?![\w'-])"
+                       r"|(?<=[a-z] )(?<!plan )(?<!option )(?<!version )(?<!type )(?<!part )(?<!step )"
+                       r"[b-df-hj-np-tv-wz](?= [a-z])")
+_RESTART = re.compile(r"\b(?:some|the|a|an|to|of|my|our|your)\s+(?:i|i'll|i'm|i've|we're|we'll)\b", re.I)
+
+
+def _garbled(task: str) -> bool:
+    """A task read out of speech that broke off mid-phrase: no reader can act on it as written."""
+    return bool(_RESTART.search(task) or any(m.group(0) not in _CONSONANT_WORDS for m in _CUT_WORD.finditer(task)))
 
 
 def _read_sentence(sentence: str, i: int, lines: list[Line], people: People) -> list[Candidate]:
@@ -238,6 +287,8 @@ def _read_sentence(sentence: str, i: int, lines: list[Line], people: People) -> 
     is_question = sentence.rstrip().endswith("?")
     if _UNDECIDED.search(body):
         return [Candidate("question", _statement(body), i, i, cue="undecided", sentences=[sentence])]
+    if (accepted := _accepted_proposal(sentence, body, i, lines)) is not None:
+        return [accepted]
     if is_question and _QUESTION_WORD.match(body) and not _REQUEST.search(body):
         return _unanswered(sentence, body, i, lines)
     if not is_question and (assent := _assent(body, sentence, i)):
@@ -245,7 +296,7 @@ def _read_sentence(sentence: str, i: int, lines: list[Line], people: People) -> 
     out = _decisions(sentence, body, i, is_question) + _assignments(sentence, body, i, lines[i].speaker, people)
     if any(c.kind == "action" for c in out):
         return out
-    single = _single_cue_action(body, is_question, lines[i].speaker, people)
+    single = _single_cue_action(body, is_question, lines[i].speaker, people, _turn_with_lead_in(i, lines))
     if single:
         cue, task, owner = single
         out.append(Candidate("action", task, i, i, owner=owner, cue=cue, due_text=find_date_phrase(body),
@@ -276,10 +327,32 @@ def _assent(body: str, sentence: str, i: int) -> Candidate | None:
                      sentences=[sentence])
 
 
+def _accepted_proposal(sentence: str, body: str, i: int, lines: list[Line]) -> Candidate | None:
+    """"I propose we open on Sundays" answered "I second that", or "Why don't we get a second
+    quote?" answered "Makes sense to me": a decision, with the answer in its evidence. An answer
+    that turns it down ("but", "not keen", a motion that fails) leaves it a proposal."""
+    proposal = _PROPOSAL.match(body)
+    if not proposal or _MEETING_BUSINESS.match(proposal["what"]) or not lines[i].speaker:
+        return None
+    answers = [k for k in range(i + 1, min(len(lines), i + 3)) if lines[k].speaker != lines[i].speaker]
+    if any(_TURNED_DOWN.search(lines[k].text) for k in answers):
+        return None
+    taken = next((k for k in answers if _TAKEN_UP.match(lines[k].text.strip())), None)
+    if taken is None:
+        return None
+    what = re.sub(r"^we\s+", "", proposal["what"].strip(" ?.!"), flags=re.I)
+    if len(what.split()) < 3:
+        return None
+    return Candidate("decision", f"Agreed: {what}.", i, taken, cue="settled",
+                     sentences=[sentence, lines[taken].text])
+
+
 def _decisions(sentence: str, body: str, i: int, is_question: bool) -> list[Candidate]:
     decision = _DECISION.search(body)
     if (not decision or is_question or _ASKS.match(body)
-            or _NEGATED.search(body[:decision.start()][-20:])):
+            or _NEGATED.search(body[:decision.start()][-20:])
+            or (decision.group(0).lower().startswith(("the plan", "our plan"))  # "the plan is to go through ..."
+                and _MEETING_BUSINESS.match(body[decision.end():].strip()))):
         return []
     text = _decision_text(body)
     return [Candidate("decision", text, i, i, cue="settled", sentences=[sentence])] if text else []
@@ -300,6 +373,10 @@ def _assignments(sentence: str, body: str, i: int, speaker: str | None, people: 
                                      due_text=find_date_phrase(clause), sentences=[sentence]))
     if out:
         return out
+    if handed := _handed(body, people, speaker):
+        owner, task = handed
+        return [Candidate("action", task, i, i, owner=owner, cue="assignment",
+                          due_text=find_date_phrase(body), sentences=[sentence])]
     for owner, rest in people.subjects(body):
         m = _SUBJECT_MODAL.match(rest)
         if owner != speaker and _is_work(m["task"]):
@@ -308,13 +385,56 @@ def _assignments(sentence: str, body: str, i: int, speaker: str | None, people: 
     return out
 
 
+def _handed(body: str, people: People, speaker: str | None) -> tuple[str, str] | None:
+    """(owner, task) of "Tom, the posters for the sale are yours" or "the look and feel design
+    is for Kate"."""
+    vocative, _, rest = body.partition(", ")
+    m = _HANDED.match(rest if rest and people.find(vocative) else body)
+    if not m:
+        return None
+    owner = people.find(vocative) if m["yours"] else (people.find(m["who"]) if m["who"] else None)
+    if owner is None or owner == speaker or (m["who"] and people.find(m["who"]) is None):
+        return None
+    return owner, _capital(m["task"])
+
+
+def _turn_with_lead_in(i: int, lines: list[Line]) -> str:
+    """A turn, and its speaker's turn just before when only short replies stand between: "we've
+    got another meeting in thirty minutes, so you're" / "Alright." / "you're looking at ..." """
+    back = next((k for k in range(i - 1, max(-1, i - 4), -1) if lines[k].speaker == lines[i].speaker), None)
+    if back is not None and all(len(lines[k].text.split()) <= 4 for k in range(back + 1, i)):
+        return f"{lines[back].text} {lines[i].text}"
+    return lines[i].text
+
+
 def _single_cue_action(body: str, is_question: bool, speaker: str | None,
-                       people: People) -> tuple[str, str, str | None] | None:
-    """(cue, task, owner) of a request, a commitment, or work that nobody took."""
+                       people: People, turn: str = "") -> tuple[str, str, str | None] | None:
+    """(cue, task, owner) of a request, a commitment, or work that nobody took; none whose task
+    is only a verb and a pronoun ("I'll buy it", "what I'm gonna tell you")."""
+    found = _single_cue(body, is_question, speaker, people, turn)
+    return None if found is None or _vague(found[1]) else found
+
+
+def _single_cue(body: str, is_question: bool, speaker: str | None,
+                people: People, turn: str) -> tuple[str, str, str | None] | None:
     request = _REQUEST.search(body)
-    if request and _is_work(request["task"]):
+    if request and _is_work(request["task"]) and not _DISCOVERY.match(request.group(0)):
         owner = people.find(_vocatives(body))
         return "request", _task(request["task"]), None if owner == speaker else owner
+    # "You have to" is as often anyone ("you have to press it twice"): a task only where it
+    # names whom it is for, or the turn hands out work for after the meeting.
+    obliged = _OBLIGED.search(body)
+    if obliged and _is_work(obliged["task"]):
+        owner = people.find(_vocatives(body))
+        if (owner and owner != speaker) or _HOMEWORK.search(turn):
+            return "request", _task(obliged["task"]), None if owner == speaker else owner
+    handing_out = _HANDING_OUT.search(body)
+    if handing_out and _HOMEWORK.search(turn):
+        if handing_out["verb"]:
+            verb = {"looking at": "look at", "working on": "work on", "doing": "do"}.get(handing_out["verb"].lower(),
+                                                                                         handing_out["verb"])
+            return "request", _task(f"{verb} {handing_out['task']}"), None
+        return "request", _task(handing_out["what"]), None
     if is_question:
         return None
     commitment = _COMMITMENT.search(body)
@@ -372,6 +492,8 @@ def _is_work(task: str) -> bool:
     """Whether a task names work to do after the meeting: it starts with a work verb or phrase
     (a list, not "any verb": "I'm from Leicester" and "I'll show you" are no tasks)."""
     task = task.strip()
+    if re.match(r"(?:tell|show|give) (?:you|us|everyone)\b|(?:finish|wrap) up\b", task, re.I):
+        return False  # "I'll tell you about the findings", "finish up with a discussion": the meeting itself
     if re.match(r"be\s+\w+ing\b", task, re.I):  # "I'll be working on the design"
         task = re.sub(r"^be\s+(\w+?)ing\b", lambda m: _ing_base(m.group(1)), task, flags=re.I)
     return len(task.split()) >= 2 and _WORK_PHRASES.match(task) is not None
@@ -474,6 +596,6 @@ def _resolve_demonstrative(c: Candidate, lines: list[Line]) -> Candidate:
 
 def _vague(task: str) -> bool:
     words = re.findall(r"[a-z']+", task.lower())
-    content = [w for w in words if w not in {"it", "that", "this", "them", "one", "the", "a", "on",
+    content = [w for w in words if w not in {"it", "that", "this", "them", "one", "the", "a", "on", "you", "me", "us",
                                              "care", "of", "so", "too", "as", "well", "now"}]
     return len(content) <= 1

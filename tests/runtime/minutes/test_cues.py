@@ -120,3 +120,62 @@ def test_an_assent_restating_the_choice_is_a_decision_but_a_condition_is_not():
     _, m = minutes_of("Lucia: One year or three?\nPiotr: One year, agreed.\n"
                       "Lucia: We ship on the 14th.\nPiotr: Agreed, as long as the crashes get fixed.")
     assert [d.text for d in m.decisions] == ["Agreed: One year."]
+
+
+def test_a_proposal_another_speaker_takes_up_is_a_decision_and_one_turned_down_or_put_off_is_not():
+    _, m = minutes_of("Grace: I propose we open on Sundays from one to five as a trial.\nTom: I second that.\n"
+                      "Omar: Why don't we get a second quote for the roof?\nTom: Makes sense to me.\n"
+                      "Grace: Let's rent the corner room to a coffee cart.\nTom: Maybe, but the noise would carry.\n"
+                      "Nadia: Let's leave the cafe for now.\nGrace: Sounds good.\n"
+                      "Nadia: Let's move on to the roof.\nTom: Agreed.")
+    assert [(d.text, d.evidence.first_turn, d.evidence.last_turn) for d in m.decisions] == [
+        ("Agreed: open on Sundays from one to five as a trial.", 0, 1),
+        ("Agreed: get a second quote for the roof.", 2, 3)]
+
+
+def test_a_plan_stated_is_a_decision_and_nobody_having_decided_is_not():
+    _, m = minutes_of("Nadia: The plan is to hold the book sale on Saturday in the main hall.\n"
+                      "Raj: Nobody has decided that yet.\n"
+                      "Nadia: The plan is to go through the agenda first.")
+    assert [d.text for d in m.decisions] == ["The plan is to hold the book sale on Saturday in the main hall."]
+
+
+def test_work_handed_over_by_naming_it_goes_to_whom_it_names():
+    _, m = minutes_of("Nadia: Tom, the posters for the sale are yours. The look and feel design is for Kate.\n"
+                      "Nadia: Grace, you have to confirm the hall booking with the council.\n"
+                      "Kate: You have to press it twice to book a room.\nTom: Will do.")
+    assert [(a.task, a.owner) for a in m.action_items] == [
+        ("The posters for the sale", "Tom"), ("The look and feel design", "Kate"),
+        ("Confirm the hall booking with the council", "Grace")]
+
+
+def test_work_handed_out_at_the_close_without_names_has_no_owner():
+    """AMI's closing round: "you" is whoever the chair looks at, which a transcript does not say."""
+    _, m = minutes_of("Project Manager: We've got another meeting in thirty minutes, so\nIndustrial Designer: Alright.\n"
+                      "Project Manager: you're looking at the technical functions design, and for you it's the "
+                      "user requirements specification.\n"
+                      "Marketing: You're looking at the screen when you press it.")
+    assert [(a.task, a.owner) for a in m.action_items] == [
+        ("Look at the technical functions design", None), ("The user requirements specification", None)]
+
+
+def test_presenting_finding_and_a_verb_with_only_a_pronoun_are_no_tasks():
+    _, m = minutes_of("Ana: I'm gonna tell you something about the findings.\nBen: Everyone will say I'll buy it.\n"
+                      "Ana: You'll find the next minutes in the shared folder.\nBen: I'll send the findings to legal.")
+    assert [(a.task, a.owner) for a in m.action_items] == [("Send the findings to legal", "Ben")]
+
+
+def test_a_task_whose_speech_broke_off_is_left_out_but_short_words_and_abbreviations_stay():
+    _, m = minutes_of("Ana: I'm gonna save th a copy of the logo.\nBen: I'll do some I'll rub the features.\n"
+                      "Ana: I'll send the pdf to hr and review the pr, plan b if legal objects.\n"
+                      "Ben: I'll book the x ray for Tuesday.")
+    assert [(a.task, a.owner) for a in m.action_items] == [
+        ("Send the pdf to hr and review the pr, plan b if legal objects", "Ana"),
+        ("Book the x ray for Tuesday", "Ben")]
+
+
+def test_an_answer_that_only_moves_on_or_muses_takes_no_proposal_up():
+    _, m = minutes_of("Grace: Let's move the book sale to the main hall.\nTom: Let's talk about the budget first.\n"
+                      "Omar: Why don't we print the posters in colour?\nTom: I think it is risky.\n"
+                      "Nadia: We decided to start the migration in May.")
+    assert [d.text for d in m.decisions] == ["The team decided to start the migration in May."]
