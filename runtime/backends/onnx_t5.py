@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -62,7 +63,7 @@ class OnnxT5Backend(Backend):
 
     def __init__(self, bundle: Bundle, *, threads: int | None = None, batch_size: int | None = None,
                  prepack_decoder: bool = True, shed_weight_pages: bool = True, steady_heap: bool = True,
-                 lookup: bool | None = None, lookup_draft: int | None = None):
+                 lookup: bool | None = None, lookup_draft: int | None = None, profile: str | None = None):
         """The defaults are the runtime's. The three switches each turn one memory or speed lever
         off, for measuring it (benchmarks/perf), never for tokens, which are the same either way:
         - prepack_decoder=False: ORT packs the decoder's weights on every call instead of once at
@@ -72,8 +73,10 @@ class OnnxT5Backend(Backend):
         - steady_heap=False: glibc's rising mmap threshold is left as it is (see native_heap).
         lookup: prompt-lookup decoding for greedy generation of one input at a time (see
         _greedy_lookup); None: T5_LOOKUP_DEFAULT. lookup_draft: the most tokens drafted per step;
-        None: T5_LOOKUP_DRAFT."""
+        None: T5_LOOKUP_DRAFT. profile: ONNX Runtime's profiler on, its files named from this
+        prefix (benchmarks/perf/t5_profile.py; each session's `end_profiling()` writes one)."""
         super().__init__(bundle, threads=threads)
+        self.profile = profile
         self.lookup = T5_LOOKUP_DEFAULT if lookup is None else bool(lookup)
         self.lookup_draft = T5_LOOKUP_DRAFT if lookup_draft is None else max(0, int(lookup_draft))
         # What the lookup did, summed over generations: decoder steps after the first, tokens
@@ -139,6 +142,9 @@ class OnnxT5Backend(Backend):
 
     def _session(self, path, prepack: bool) -> ort.InferenceSession:
         options = ort.SessionOptions()
+        if self.profile:
+            options.enable_profiling = True
+            options.profile_file_prefix = f"{self.profile}_{Path(path).stem}"
         if not prepack:
             options.add_session_config_entry("session.disable_prepacking", "1")
         # ORT's arena keeps the largest activations of every step (the first decoder step alone
