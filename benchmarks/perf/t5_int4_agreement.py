@@ -1,6 +1,7 @@
 """int4 against int8 on a T5 that has learned something (issue 30).
 
     python -m sumctl.benchmarks.perf.t5_int4_agreement [--work DIR] [--epochs 30] [--held-out 40]
+        [--int4-blocks 32,128]
 
 Random weights leave a T5's top logits nearly tied, so any quantization flips most greedy
 choices and the tests' random tiny T5 says little about int4 against int8. This trains one that
@@ -9,6 +10,8 @@ has margins, then measures both:
      `sumctl train --full`, as a user types it, on the first 450 DialogSum dev dialogues (short
      summaries; DialogSum is non-commercial, and this model is measured and thrown away);
   2. `export_t5` to int8 and to int4, each verified as every export is (the built-in inputs);
+     `--int4-blocks` exports int4 once per block size (`sumctl export t5 --int4-block`), named
+     int4 for the default and int4-b<size> for the others;
   3. PyTorch fp32's greedy summaries of --held-out of the other 50 dialogues, which the training
      never saw (those whose prompt fits the 512-token input), against each bundle's, run by sumctl's runtime: the share of equal tokens, the share
      of identical summaries and ROUGE-L between the two (exporters/onnx_t5/verify.py's measures).
@@ -28,7 +31,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from sumctl.benchmarks.perf.kit import print_headline
+from sumctl.benchmarks.perf.kit import print_headline, snake
+from sumctl.exporters.onnx_t5.graph import INT4_BLOCK_SIZE
+from sumctl.runtime.bundle.configs import T5_INT4_BLOCK_SIZES
 from sumctl.runtime.jsonout import strict_dumps
 from sumctl.runtime.machine import machine_line
 
@@ -105,7 +110,15 @@ def main(argv=None) -> int:
     parser.add_argument("--d-model", type=int, default=128)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--int4-blocks", default=str(INT4_BLOCK_SIZE),
+                        help=f"comma list of int4 block sizes, of {', '.join(map(str, T5_INT4_BLOCK_SIZES))}")
     args = parser.parse_args(argv)
+    blocks = [int(b) for b in args.int4_blocks.split(",") if b.strip()]
+    if not blocks or any(b not in T5_INT4_BLOCK_SIZES for b in blocks):
+        log(f"--int4-blocks {args.int4_blocks!r}: use a comma list of {', '.join(map(str, T5_INT4_BLOCK_SIZES))}")
+        return 2
+    exports = {"int8": ("int8", INT4_BLOCK_SIZE),
+               **{("int4" if b == INT4_BLOCK_SIZE else f"int4-b{b}"): ("int4", b) for b in blocks}}
     if not DIALOGSUM.is_file():
         log(f"{DIALOGSUM}: DialogSum dev is missing (it lives in ../shared beside the repo)")
         return 2
@@ -126,9 +139,10 @@ def main(argv=None) -> int:
         log(f"training {args.epochs:g} epochs on {TRAIN_DIALOGUES} dialogues")
         seconds = train(base, data, work / "trained", args)
         bundles = {}
-        for quant in ("int8", "int4"):
-            bundle = export_t5(str(work / "trained"), work / f"bundle-{quant}", quantize=quant,
-                               min_token_agreement=0.0, label=f"DialogSum tiny T5 ({quant}), measured")
+        for quant, (quantize, block) in exports.items():
+            bundle = export_t5(str(work / "trained"), work / f"bundle-{quant}", quantize=quantize,
+                               int4_block_size=block, min_token_agreement=0.0,
+                               label=f"DialogSum tiny T5 ({quant}), measured")
             bundles[quant] = bundle.path
             v = bundle.manifest.verification
             log(f"{quant}: built-in inputs, token agreement {v['token_agreement']:.1%}, ROUGE-L {v['rouge_l']:.3f}")
@@ -137,13 +151,13 @@ def main(argv=None) -> int:
     print(f"\nheld-out DialogSum dev ({results['held_out']} dialogues), greedy, against PyTorch fp32 "
           f"(fp32's ROUGE-L against the human summaries: {results['fp32_rouge_l_vs_human']})")
     print(f"{'bundle':<8} {'token agreement':>16} {'identical':>10} {'ROUGE-L vs fp32':>16}")
-    for quant in ("int8", "int4"):
+    for quant in exports:
         r = results[quant]
         print(f"{quant:<8} {r['token_agreement']:>16.1%} {r['identical']:>10.1%} {r['rouge_l_vs_fp32']:>16.3f}")
     print_headline({"held_out": results["held_out"], "epochs": args.epochs, "d_model": args.d_model,
                     "layers": args.layers, "train_seconds": round(seconds, 1),
                     "fp32_rouge_l_vs_human": results["fp32_rouge_l_vs_human"],
-                    **{f"{q}_{k}": v for q in ("int8", "int4") for k, v in results[q].items()}})
+                    **{f"{snake(q)}_{k}": v for q in exports for k, v in results[q].items()}})
     return 0
 
 

@@ -29,6 +29,7 @@ failed or interrupted export leaves nothing that looks like a bundle.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -36,11 +37,12 @@ import warnings
 from pathlib import Path
 
 from sumctl.runtime.bundle import Bundle, Manifest, package_versions, write_manifest
-from sumctl.runtime.bundle.configs import (CONFIG, DECODER, ENCODER, T5_QUANTIZATIONS, TOKENIZER, WEIGHTS,
-                                           OnnxT5Config, seq2seq_generation)
+from sumctl.runtime.bundle.configs import (CONFIG, DECODER, ENCODER, T5_INT4_BLOCK_SIZES, T5_QUANTIZATIONS, TOKENIZER,
+                                           WEIGHTS, OnnxT5Config, seq2seq_generation)
 from sumctl.exporters.base import Progress, SilentProgress, check_out_dir, export_bundle, one_line
 from sumctl.exporters.errors import ExportError
-from sumctl.exporters.onnx_t5.graph import (INT4_LAYOUT, INT8_BLOCK_LAYOUT, WEIGHTS_FILE, fuse_decoder_attention,
+from sumctl.exporters.onnx_t5.graph import (INT4_BLOCK_SIZE, INT4_LAYOUT, INT8_BLOCK_LAYOUT, WEIGHTS_FILE,
+                                            fuse_decoder_attention,
                                             host_kernel, merge_decoders, move_onnx, quantize_parts,
                                             quantize_parts_blockwise, remove_onnx, store_weights)
 from sumctl.exporters.onnx_t5.verify import (INT4_MIN_TOKEN_AGREEMENT, VERIFY_MAX_NEW_TOKENS,
@@ -59,7 +61,8 @@ def export_t5(model: str, out: str | os.PathLike, *, quantize: str = "int8", max
               revision: str | None = None, allow_pickle: bool = False, verify: bool = True,
               verify_max_new_tokens: int = VERIFY_MAX_NEW_TOKENS, verify_inputs: int | None = None,
               label: str = "", name: str | None = None, progress: Progress | None = None,
-              min_token_agreement: float | None = None, fuse_attention: bool = True) -> Bundle:
+              min_token_agreement: float | None = None, fuse_attention: bool = True,
+              int4_block_size: int = INT4_BLOCK_SIZE) -> Bundle:
     """Export a T5 checkpoint to a verified ONNX bundle at `out`.
 
     Args:
@@ -83,10 +86,15 @@ def export_t5(model: str, out: str | os.PathLike, *, quantize: str = "int8", max
             refused; None: INT4_MIN_TOKEN_AGREEMENT for int4, no floor for int8.
         fuse_attention: fuse the decoder's self-attention blocks (graph.fuse_decoder_attention);
             False keeps optimum's graph, as bundles were before (to measure the fusion).
+        int4_block_size: for int4, the rows of a weight column that share one scale (one of
+            T5_INT4_BLOCK_SIZES): larger is smaller and decodes faster, smaller keeps more of
+            the weights' precision.
     """
     if quantize not in T5_QUANTIZATIONS:
         raise ExportError(f"unknown --quantize {quantize!r} (use {', '.join(T5_QUANTIZATIONS[:-1])} "
                           f"or {T5_QUANTIZATIONS[-1]})")
+    if int4_block_size not in T5_INT4_BLOCK_SIZES:
+        raise ExportError(f"unknown int4 block size {int4_block_size!r} (use {', '.join(map(str, T5_INT4_BLOCK_SIZES))})")
     if min_token_agreement is None and quantize == "int4":
         min_token_agreement = INT4_MIN_TOKEN_AGREEMENT
     if max_input_tokens < 16:
@@ -102,13 +110,14 @@ def export_t5(model: str, out: str | os.PathLike, *, quantize: str = "int8", max
                            max_input_tokens=max_input_tokens, revision=revision, verify=verify,
                            verify_max_new_tokens=verify_max_new_tokens, verify_inputs=verify_inputs,
                            label=label, name=name or out.name, min_token_agreement=min_token_agreement,
-                           fuse_attention=fuse_attention).path
+                           fuse_attention=fuse_attention, int4_block_size=int4_block_size).path
 
     return export_bundle(out, build)
 
 
 def _export(model_id, path, config, work, steps, *, quantize, max_input_tokens, revision, verify,
-            verify_max_new_tokens, verify_inputs, label, name, min_token_agreement, fuse_attention) -> Bundle:
+            verify_max_new_tokens, verify_inputs, label, name, min_token_agreement, fuse_attention,
+            int4_block_size) -> Bundle:
     torch, transformers, onnx_export_from_model = _export_libraries()
     staging, bundle_dir = work / "onnx", work / "bundle"
     bundle_dir.mkdir()
@@ -133,8 +142,10 @@ def _export(model_id, path, config, work, steps, *, quantize, max_input_tokens, 
             parts, quant_info = quantize_parts(parts, work / "int8", kernel)
     elif quantize == "int4":
         kernel = host_kernel()
-        with steps.step(f"Quantizing to int4 (weight-only; FFN outputs and LM head int8, {kernel})"):
-            parts, quant_info = quantize_parts_blockwise(parts, work / "int4", kernel, INT4_LAYOUT)
+        with steps.step(f"Quantizing to int4 (weight-only, blocks of {int4_block_size}; FFN outputs and LM head "
+                        f"int8, {kernel})"):
+            layout = dataclasses.replace(INT4_LAYOUT, block_size=int4_block_size)
+            parts, quant_info = quantize_parts_blockwise(parts, work / "int4", kernel, layout)
     elif quantize == "int8-block":
         kernel = host_kernel()
         with steps.step("Quantizing to int8 in blocks (weight-only; each row's activations on its own)"):

@@ -106,3 +106,24 @@ def test_an_int4_bundle_below_its_floor_is_refused_in_one_line(tiny_t5_checkpoin
     assert "\n" not in message and str(tiny_t5_checkpoint) in message
     assert "int4 bundle agrees with PyTorch fp32" in message and "use --quantize int8" in message.lower()
     assert sorted(p.name for p in parent.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_the_int4_block_size_is_the_users_and_recorded(tiny_t5_checkpoint, tmp_path):
+    import onnx
+
+    with one_torch_thread():
+        bundle = export_t5(str(tiny_t5_checkpoint), tmp_path / "b16", quantize="int4", int4_block_size=16,
+                           min_token_agreement=0.0, verify_inputs=1, verify_max_new_tokens=8)
+    assert bundle.manifest.backend_config["quantization"]["block_size"] == 16
+    graph = onnx.load(str(bundle.file("decoder")), load_external_data=False).graph
+    sizes = {onnx.helper.get_attribute_value(a) for n in all_nodes(graph) if n.op_type == "MatMulNBits"
+             for a in n.attribute if a.name == "block_size"}
+    assert sizes == {16}
+
+
+def test_an_int4_block_size_not_offered_is_refused_in_one_line_before_any_work(tmp_path):
+    with pytest.raises(ExportError) as caught:
+        export_t5("no-such-checkpoint", tmp_path / "out", quantize="int4", int4_block_size=48)
+    assert str(caught.value) == "unknown int4 block size 48 (use 16, 32, 64, 128)"
+    assert not (tmp_path / "out").exists()
