@@ -135,21 +135,7 @@ def _export(model_id, path, config, work, steps, *, quantize, max_input_tokens, 
     parts = _export_onnx(onnx_export_from_model, torch_model, path, staging, steps)
     attention = _fuse(parts, torch_model.config, steps) if fuse_attention else \
         {"attention": "unfused", "reason": "not asked (fuse_attention=False)"}
-    quant_info = {}
-    if quantize == "int8":
-        kernel = host_kernel()
-        with steps.step(f"Quantizing to int8 (dynamic, {kernel} kernels)"):
-            parts, quant_info = quantize_parts(parts, work / "int8", kernel)
-    elif quantize == "int4":
-        kernel = host_kernel()
-        with steps.step(f"Quantizing to int4 (weight-only, blocks of {int4_block_size}; FFN outputs and LM head "
-                        f"int8, {kernel})"):
-            layout = dataclasses.replace(INT4_LAYOUT, block_size=int4_block_size)
-            parts, quant_info = quantize_parts_blockwise(parts, work / "int4", kernel, layout)
-    elif quantize == "int8-block":
-        kernel = host_kernel()
-        with steps.step("Quantizing to int8 in blocks (weight-only; each row's activations on its own)"):
-            parts, quant_info = quantize_parts_blockwise(parts, work / "int8-block", kernel, INT8_BLOCK_LAYOUT)
+    parts, quant_info = _quantize(parts, quantize, work, steps, int4_block_size)
     _assemble(parts, bundle_dir, torch_model, tokenizer, steps)
 
     manifest = Manifest(
@@ -178,6 +164,24 @@ def _export(model_id, path, config, work, steps, *, quantize, max_input_tokens, 
 
     with steps.step("Hashing files and writing the manifest"):
         return write_manifest(bundle_dir, manifest)
+
+
+def _quantize(parts: dict[str, Path], quantize: str, work: Path, steps,
+              int4_block_size: int) -> tuple[dict[str, Path], dict]:
+    """The export's graphs quantized as asked ("none": as they are), and what was done."""
+    if quantize == "none":
+        return parts, {}
+    kernel = host_kernel()
+    if quantize == "int8":
+        with steps.step(f"Quantizing to int8 (dynamic, {kernel} kernels)"):
+            return quantize_parts(parts, work / "int8", kernel)
+    if quantize == "int4":
+        with steps.step(f"Quantizing to int4 (weight-only, blocks of {int4_block_size}; FFN outputs and LM head "
+                        f"int8, {kernel})"):
+            layout = dataclasses.replace(INT4_LAYOUT, block_size=int4_block_size)
+            return quantize_parts_blockwise(parts, work / "int4", kernel, layout)
+    with steps.step("Quantizing to int8 in blocks (weight-only; each row's activations on its own)"):
+        return quantize_parts_blockwise(parts, work / "int8-block", kernel, INT8_BLOCK_LAYOUT)
 
 
 def _export_libraries():

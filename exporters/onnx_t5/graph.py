@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sumctl.exporters.base import one_line
 from sumctl.exporters.errors import ExportError
+from sumctl.runtime.bundle.configs import T5_INT4_BLOCK_SIZE
 
 
 WEIGHTS_FILE = "weights.bin"
@@ -93,11 +94,11 @@ INT4_PARTS = ("decoder_model", "decoder_with_past_model")
 # the bytes); the int8 bundle 95.0%. 16 leads by 19 positions of 500 on one random model, which
 # a trained one may not repeat; 32 is onnxruntime-genai's CPU default, and 16 would add a 4-byte scale to every 8 bytes
 # of weights where 32 adds one per 16. Speed was not compared: this machine was busy.
-# Speed, FLAN-T5-Large's architecture, 2 threads, AVX-512 VNNI, three alternating rounds of
-# separate processes: blocks of 128 decoded a token in 22.2 / 24.2 / 23.1 ms against 28.0 / 29.1 /
-# 28.3 for 32, and the bundle is 597 against 627 MB; what 128 costs in agreement on a trained
-# FLAN-T5-Large is not measured, so 32 stays the default and `--int4-block` chooses.
-INT4_BLOCK_SIZE = 32
+# Speed, FLAN-T5-Large's architecture, 2 threads, AVX-512 VNNI (t5_speed, onnx-int4-b128): blocks
+# of 128 decoded a token in 24.0 against 26.5 ms for 32, and the bundle is 597 against 627 MB; the
+# trained tiny T5 agreed with fp32 as well with either. What 128 costs on a trained FLAN-T5-Large is
+# not measured, so 32 stays the default and `sumctl export t5 --int4-block` chooses.
+INT4_BLOCK_SIZE = T5_INT4_BLOCK_SIZE
 # MLAS's int4 kernels with int8 activations (VNNI where the CPU has it): what onnxruntime-genai
 # ships for CPU; level 1 (fp32 activations) dequantizes each block to fp32 first.
 INT4_ACCURACY_LEVEL = 4

@@ -32,8 +32,10 @@ CONFIG = "config"        # the source model's config.json, or a backend's own se
 # llama.cpp's quantizer types a GGUF export may ask for ("F16": none), and an ONNX T5 export's.
 GGUF_QUANT_TYPES = ("Q4_K_M", "Q5_K_M", "Q8_0", "F16")
 T5_QUANTIZATIONS = ("int8", "int8-block", "int4", "none")
-# Rows of a weight column that share one scale in an int4 export (MatMulNBits' block_size).
+# Rows of a weight column that share one scale in an int4 export (MatMulNBits' block_size), and
+# the default (exporters/onnx_t5/graph.py says why).
 T5_INT4_BLOCK_SIZES = (16, 32, 64, 128)
+T5_INT4_BLOCK_SIZE = 32
 # FLAN-T5's encoder input, as it was trained: a longer transcript is chapterized to fit.
 T5_MAX_INPUT_TOKENS = 512
 
