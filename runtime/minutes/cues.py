@@ -389,11 +389,12 @@ def _handed(body: str, people: People, speaker: str | None) -> tuple[str, str] |
     """(owner, task) of "Tom, the posters for the sale are yours" or "the look and feel design
     is for Kate"."""
     vocative, _, rest = body.partition(", ")
-    m = _HANDED.match(rest if rest and people.find(vocative) else body)
+    addressed = people.find(vocative) if rest else None
+    m = _HANDED.match(rest if addressed else body)
     if not m:
         return None
-    owner = people.find(vocative) if m["yours"] else (people.find(m["who"]) if m["who"] else None)
-    if owner is None or owner == speaker or (m["who"] and people.find(m["who"]) is None):
+    owner = addressed if m["yours"] else (people.find(m["who"]) if m["who"] else None)
+    if owner is None or owner == speaker:
         return None
     return owner, _capital(m["task"])
 
