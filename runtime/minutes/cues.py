@@ -262,7 +262,8 @@ def find_candidates(lines: list[Line], people: People) -> list[Candidate]:
             for part in _NEXT_HANDED_OUT.split(sentence):
                 found.extend(_read_sentence(part, i, lines, people))
     found = [c for c in found if not (c.kind == "action" and _garbled(c.text))]
-    return [_resolve_demonstrative(c, lines) for c in _attach_acceptances(found, lines)]
+    return [_date_from_mention(_resolve_demonstrative(c, lines), lines)
+            for c in _attach_acceptances(found, lines)]
 
 
 # Speech that broke off and started again: a word cut short ("save th a copy", "the user g
@@ -591,6 +592,27 @@ def _resolve_demonstrative(c: Candidate, lines: list[Line]) -> Candidate:
                 # another one earlier in the sentence ("ship on October 14th if ...").
                 c.due_text = c.due_text or find_date_phrase(sentence[found.start():])
                 c.sentences.insert(0, sentence)
+                return c
+    return c
+
+
+_NOUN_PHRASE_TASK = re.compile(r"(?:the|a|an)\s+(?:[a-z]+\s+){0,2}(?P<head>[a-z]{4,})", re.I)
+
+
+def _date_from_mention(c: Candidate, lines: list[Line]) -> Candidate:
+    """A recap hands out a task by its name alone ("Lena on ... the interview") and its date was
+    said where the thing was first raised ("Interviews are Thursday"): that sentence, the latest
+    of the few turns before that names the thing with a date, gives the date and joins the
+    evidence."""
+    m = _NOUN_PHRASE_TASK.fullmatch(c.text)
+    if c.kind != "action" or c.due_text or not m:
+        return c
+    named = re.compile(rf"\b{re.escape(m['head'].lower().removesuffix('s'))}s?\b", re.I)
+    for back in range(c.first - 1, max(-1, c.first - 6), -1):
+        for sentence in sentences(lines[back].text):
+            if named.search(sentence) and (due := find_date_phrase(sentence)):
+                c.due_text, c.first = due, back
+                c.sentences.append(sentence)  # after the recap's own: _with_recaps reads the first
                 return c
     return c
 

@@ -179,3 +179,20 @@ def test_an_answer_that_only_moves_on_or_muses_takes_no_proposal_up():
                       "Omar: Why don't we print the posters in colour?\nTom: I think it is risky.\n"
                       "Nadia: We decided to start the migration in May.")
     assert [d.text for d in m.decisions] == ["The team decided to start the migration in May."]
+
+
+def test_a_recapped_task_named_by_its_noun_takes_the_date_said_where_it_was_raised():
+    transcript, m = minutes_of(
+        "Sam: We have two candidates. Interviews are Thursday. I need one more interviewer.\n"
+        "Lena: I can do it.\n"
+        "Priya: So: Marco on the export fix, Lena on the interview.", date="2026-10-07")
+    assert ("The interview", "Lena", "2026-10-08") in actions(m)
+    item = next(a for a in m.action_items if a.task == "The interview")
+    assert item.due_text == "Thursday" and item.evidence.first_turn == 0 and item.evidence.last_turn == 2
+
+
+def test_a_recapped_task_with_no_dated_mention_before_it_stays_undated():
+    _, m = minutes_of(
+        "Sam: We have two candidates for the role. Thursday is the all-hands.\n"
+        "Priya: So: Marco on the export fix, Lena on the interview.", date="2026-10-07")
+    assert ("The interview", "Lena", None) in actions(m)
