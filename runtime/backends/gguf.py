@@ -96,7 +96,7 @@ class GgufBackend(Backend):
         adapter = bundle.file(ADAPTER) if ADAPTER in config.files else None
         if adapter is not None and not adapter.is_file():
             raise BundleError(f"{adapter}: missing from the bundle (re-export or copy the whole folder)")
-        _quiet_llama_cpp()
+        quiet_llama_cpp()
         try:
             self.llm = llama_cpp.Llama(str(path), n_ctx=n_ctx, n_batch=min(512, n_ctx),
                                        n_threads=n_threads, n_threads_batch=n_threads,
@@ -385,7 +385,7 @@ def read_metadata(path: Path) -> dict:
 
     llama_cpp = import_llama_cpp()
 
-    _quiet_llama_cpp()
+    quiet_llama_cpp()
     llama_cpp.llama_backend_init()
     params = llama_cpp.llama_model_default_params()
     params.vocab_only = True
@@ -461,7 +461,7 @@ def build_gguf_bundle(gguf_file: Path, out: Path, *, name: str, label: str, quan
     return load_bundle(out)
 
 
-def _quiet_llama_cpp() -> None:
+def quiet_llama_cpp() -> None:
     # llama-cpp-python prints llama.cpp's log through this logger unless it is quieted first.
     logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
 

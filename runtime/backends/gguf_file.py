@@ -44,9 +44,9 @@ class GgufTensorInfo:
 
     @property
     def type_name(self) -> str:
-        from gguf import GGMLQuantizationType
-
-        return GGMLQuantizationType(self.type_id).name
+        """"Q4_1", as gguf-py's GGMLQuantizationType names it, from ggml's own table (gguf-py is
+        an optional extra; ggml comes with every llama-cpp-python)."""
+        return _libggml_base().ggml_type_name(self.type_id).decode("ascii").upper()
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,7 @@ def _libggml_base() -> ctypes.CDLL:
         "gguf_get_arr_n": ([ctx, i64], size), "gguf_get_arr_data": ([ctx, i64], ctypes.c_void_p),
         "gguf_get_arr_str": ([ctx, i64, size], cstr), "gguf_get_val_str": ([ctx, i64], cstr),
         "gguf_get_val_data": ([ctx, i64], ctypes.c_void_p),
+        "ggml_type_name": ([ctypes.c_int], cstr),
         "gguf_get_n_tensors": ([ctx], i64), "gguf_get_tensor_name": ([ctx, i64], cstr),
         "gguf_get_tensor_type": ([ctx, i64], ctypes.c_int), "gguf_get_tensor_offset": ([ctx, i64], size),
         "gguf_get_tensor_size": ([ctx, i64], size), "gguf_get_data_offset": ([ctx], size),

