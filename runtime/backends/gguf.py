@@ -105,6 +105,7 @@ class GgufBackend(Backend):
             raise BundleError(f"{path}: llama.cpp cannot load this GGUF ({e}); the file is corrupt "
                               "or from an incompatible llama.cpp version; re-export the model") from None
         if adapter is not None:
+            quiet_llama_cpp()  # again: Llama() set its own level
             self._apply_adapter(adapter, float(config.adapter_scale or 1.0))
         self.n_ctx = self.llm.n_ctx()
         self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
@@ -462,8 +463,12 @@ def build_gguf_bundle(gguf_file: Path, out: Path, *, name: str, label: str, quan
 
 
 def quiet_llama_cpp() -> None:
-    # llama-cpp-python prints llama.cpp's log through this logger unless it is quieted first.
-    logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
+    # llama-cpp-python prints llama.cpp's log to sys.stderr for levels at or above this logger's.
+    # Its level table predates ggml's renumbering and reads WARN as ERROR, and Llama(verbose=
+    # False) resets the logger to ERROR, so ggml's warnings (one per adapted tensor where a LoRA
+    # meets repacked Q4_0 weights) reached the user: above every level the table gives, nothing
+    # is printed. Failures still reach the user, as this package's one-line errors.
+    logging.getLogger("llama-cpp-python").setLevel(logging.CRITICAL + 1)
 
 
 def _env_int(name: str) -> int | None:
