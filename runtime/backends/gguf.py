@@ -105,7 +105,6 @@ class GgufBackend(Backend):
             raise BundleError(f"{path}: llama.cpp cannot load this GGUF ({e}); the file is corrupt "
                               "or from an incompatible llama.cpp version; re-export the model") from None
         if adapter is not None:
-            quiet_llama_cpp()  # again: Llama() set its own level
             self._apply_adapter(adapter, float(config.adapter_scale or 1.0))
         self.n_ctx = self.llm.n_ctx()
         self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
@@ -138,6 +137,8 @@ class GgufBackend(Backend):
         import ctypes
 
         import llama_cpp
+
+        quiet_llama_cpp()  # again: Llama() set its logger's level back
 
         handle = llama_cpp.llama_adapter_lora_init(self.llm.model, str(adapter).encode("utf-8"))
         ok = bool(handle)
