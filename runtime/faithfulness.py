@@ -12,7 +12,8 @@ here a summary's sentences pass the same kind:
   than the minutes' items, since a summary paraphrases;
 - every name it uses (a capitalised word inside the sentence: a person, a role such as
   "Industrial Designer", a team) is in the evidence or is a speaker of the meeting;
-- every number, weekday, month and ISO date is in the evidence ("14th" is 14, "ten" is 10);
+- every number, weekday, month and ISO date is in the evidence ("14th" is 14, "ten" is 10), and
+  a counted quantity with its unit ("ten minutes", "15 percent"), not only its count;
 - a negation is matched by one in the evidence, and "X from the Y team" by the same X there;
 - an agreement or a decision is not claimed where its evidence only disagrees;
 - what it says a speaker said, thought or proposed ("the industrial designer suggested X") is
@@ -55,6 +56,11 @@ _COMPOUND = re.compile(r"\b(twenty|thirty|forty|fifty|sixty|seventy|eighty|ninet
 _CHECKED_NUMBER_WORDS = set(_NUMBER_WORDS) - {"one", "zero", "half"}
 _NUMBER = re.compile(r"\b\d[\d,]*(?:\.\d+)?(?:st|nd|rd|th|s)?\b|\b(?:" + "|".join(
     sorted(_CHECKED_NUMBER_WORDS, key=len, reverse=True)) + r")\b", re.I)
+# A count of something measured: the count alone may be in the evidence ("one run in ten") while
+# the quantity is not ("ten minutes").
+_QUANTITY = re.compile(r"\b(?P<count>\d[\d,]*(?:\.\d+)?|" + "|".join(sorted(_CHECKED_NUMBER_WORDS, key=len, reverse=True))
+                       + r")[\s-]+(?P<unit>minute|hour|day|week|month|year|percent|per cent|euro|dollar|"
+                         r"pound|cent)s?\b", re.I)
 _ISO_DATE = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
 _CALENDAR = re.compile(r"\b(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|january|"
                        r"february|march|april|june|july|august|september|october|november|"
@@ -238,7 +244,19 @@ def _figure_problems(sentence: str, evidence: str, where: str) -> list[str]:
     for phrase in missing:
         kind = "date" if _ISO_DATE.fullmatch(phrase) or _CALENDAR.fullmatch(phrase) else "number"
         problems.append(f"{kind} '{phrase}' is not in {where}")
+    quantities = _quantities(evidence)
+    for m in _QUANTITY.finditer(sentence):
+        if _figure_key(m["count"]) in said and _quantity_key(m) not in quantities:
+            problems.append(f"quantity '{m.group(0)}' is not in {where}")
     return problems
+
+
+def _quantity_key(m: re.Match) -> tuple[str, str]:
+    return _figure_key(m["count"]), m["unit"].lower().replace(" ", "")
+
+
+def _quantities(text: str) -> set[tuple[str, str]]:
+    return {_quantity_key(m) for m in _QUANTITY.finditer(text)}
 
 
 def _figure_phrases(text: str) -> list[str]:

@@ -52,6 +52,8 @@ def test_true_paraphrases_of_the_standup_are_kept(sentence):
     ("Sam needs one more candidate from the platform team.", "says candidate from the platform team"),
     ("The payment tests fail about one run in five.", "number 'five'"),
     ("The team will ship on October 21st.", "number '21st'"),
+    # The count was said ("one run in ten"), the quantity was not: the default wrote this.
+    ("The export fix failed by one run in ten minutes.", "quantity 'ten minutes'"),
     ("The Project Manager asked Marco to own the fix.", "names 'Project Manager'"),
     ("Lena will review the plan with Mallory on Monday.", "names 'Mallory'"),
     ("They chose colours like black or red.", "nothing in the transcript"),
@@ -78,6 +80,14 @@ def test_an_injected_instruction_repeated_as_a_decision_is_dropped():
 
 DESIGN = [("Industrial Designer", "I want a rubber case for the remote, it is cheap and soft."),
           ("Project Manager", "What does marketing think about the rubber case?")]
+
+
+def test_a_quantity_is_kept_where_it_was_said_with_its_unit():
+    m = meeting(("Ana", "The build takes ten minutes and fails one run in twenty."),
+                ("Ben", "Then we budget 15 percent more time for it."))
+    assert check("The build takes ten minutes.", m).supported
+    assert check("They budget 15 percent more time for the build.", m).supported
+    assert "quantity 'twenty minutes'" in check("The build takes twenty minutes.", m).problems[0]
 
 
 def test_an_agreement_that_was_a_disagreement_is_caught():
