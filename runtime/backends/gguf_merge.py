@@ -16,9 +16,7 @@ numpy and gguf are imported where they are used: starting the CLI imports neithe
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import io
 import os
 import tempfile
 import time
@@ -168,22 +166,21 @@ def _write_merged(base, pairs: dict, stage: Path, *, adapter: Path, f16: bool, s
 def quantize(src: Path, dst: Path, quant: str, *, threads: int | None = None,
              requantize: bool = False) -> None:
     """llama.cpp's quantizer (tensors already of the type, such as a Q8_0 embedding, are copied).
-    With `requantize`, quantized tensors of another type are converted too (Q4_1 to Q4_0):
-    deterministic, so the same source gives the same bytes on every machine."""
+    With `requantize`, quantized tensors of another type are converted too (Q4_1 to F16 or Q4_0):
+    the same bytes on every run measured here; where the result must match a record, its hash is
+    checked where it is made."""
     from sumctl.runtime.backends.gguf import import_llama_cpp, quiet_llama_cpp
     from sumctl.runtime.machine import usable_cores
 
     llama_cpp = import_llama_cpp()
-    quiet_llama_cpp()
+    quiet_llama_cpp()  # else its per-tensor lines reach Python's sys.stderr, past stderr_silenced
     ftypes = {"Q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0, "F16": llama_cpp.LLAMA_FTYPE_MOSTLY_F16,
               "Q4_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0}
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftypes[quant]
     params.nthread = threads or usable_cores()
     params.allow_requantize = requantize
-    # The quantizer's lines reach llama-cpp-python's log callback, which prints them to Python's
-    # sys.stderr (past the fd redirect) when its table misreads ggml's newer WARN level as ERROR.
-    with stderr_silenced(), contextlib.redirect_stderr(io.StringIO()):
+    with stderr_silenced():
         rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
     if rc != 0 or not Path(dst).is_file():
         raise BundleError(f"{src}: llama.cpp's quantizer failed for {quant} (code {rc})")
