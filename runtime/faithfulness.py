@@ -54,13 +54,13 @@ _COMPOUND = re.compile(r"\b(twenty|thirty|forty|fifty|sixty|seventy|eighty|ninet
                        r"seven|eight|nine)\b", re.I)
 # "One" is a pronoun far more often than a count ("one of the designs").
 _CHECKED_NUMBER_WORDS = set(_NUMBER_WORDS) - {"one", "zero", "half"}
-_NUMBER = re.compile(r"\b\d[\d,]*(?:\.\d+)?(?:st|nd|rd|th|s)?\b|\b(?:" + "|".join(
-    sorted(_CHECKED_NUMBER_WORDS, key=len, reverse=True)) + r")\b", re.I)
+_NUMBER_WORD = "|".join(sorted(_CHECKED_NUMBER_WORDS, key=len, reverse=True))  # longest first
+_NUMBER = re.compile(r"\b\d[\d,]*(?:\.\d+)?(?:st|nd|rd|th|s)?\b|\b(?:" + _NUMBER_WORD + r")\b", re.I)
 # A count of something measured: the count alone may be in the evidence ("one run in ten") while
 # the quantity is not ("ten minutes").
-_QUANTITY = re.compile(r"\b(?P<count>\d[\d,]*(?:\.\d+)?|" + "|".join(sorted(_CHECKED_NUMBER_WORDS, key=len, reverse=True))
-                       + r")[\s-]+(?P<unit>minute|hour|day|week|month|year|percent|per cent|euro|dollar|"
-                         r"pound|cent)s?\b", re.I)
+_QUANTITY = re.compile(r"\b(?P<count>\d[\d,]*(?:\.\d+)?|" + _NUMBER_WORD + r")[\s-]+"
+                       r"(?P<unit>minute|hour|day|week|month|year|percent|per cent|euro|dollar|pound|cent)s?\b",
+                       re.I)
 _ISO_DATE = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
 _CALENDAR = re.compile(r"\b(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|january|"
                        r"february|march|april|june|july|august|september|october|november|"
@@ -244,19 +244,16 @@ def _figure_problems(sentence: str, evidence: str, where: str) -> list[str]:
     for phrase in missing:
         kind = "date" if _ISO_DATE.fullmatch(phrase) or _CALENDAR.fullmatch(phrase) else "number"
         problems.append(f"{kind} '{phrase}' is not in {where}")
-    quantities = _quantities(evidence)
-    for m in _QUANTITY.finditer(sentence):
-        if _figure_key(m["count"]) in said and _quantity_key(m) not in quantities:
-            problems.append(f"quantity '{m.group(0)}' is not in {where}")
+    claimed = [m for m in _QUANTITY.finditer(sentence) if _figure_key(m["count"]) in said]
+    if claimed:  # most sentences count nothing: the evidence is read for quantities only then
+        quantities = {_quantity_key(m) for m in _QUANTITY.finditer(evidence)}
+        problems += [f"quantity '{m.group(0)}' is not in {where}" for m in claimed
+                     if _quantity_key(m) not in quantities]
     return problems
 
 
 def _quantity_key(m: re.Match) -> tuple[str, str]:
     return _figure_key(m["count"]), m["unit"].lower().replace(" ", "")
-
-
-def _quantities(text: str) -> set[tuple[str, str]]:
-    return {_quantity_key(m) for m in _QUANTITY.finditer(text)}
 
 
 def _figure_phrases(text: str) -> list[str]:
