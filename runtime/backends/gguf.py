@@ -418,9 +418,10 @@ def read_metadata(path: Path) -> dict:
 
 def build_gguf_bundle(gguf_file: Path, out: Path, *, name: str, label: str, quantization: str,
                       source: dict, verification: dict | None = None, link: bool = True,
-                      adapter: Path | None = None) -> Bundle:
+                      adapter: Path | None = None, chapter_tokens: int | None = None) -> Bundle:
     """A bundle around an existing GGUF file (hard-linked where possible, else copied), and a
-    llama.cpp LoRA adapter GGUF to apply to it (copied: it is small), if given.
+    llama.cpp LoRA adapter GGUF to apply to it (copied: it is small), if given; chapter_tokens
+    as GenerationDefaults has it.
 
     Built in a temporary folder beside `out` and renamed into place, so a crash or a second
     process building the same bundle never leaves a half-made one.
@@ -449,7 +450,8 @@ def build_gguf_bundle(gguf_file: Path, out: Path, *, name: str, label: str, quan
             model_file=target.name, adapter_file=adapter_file, quantization=quantization,
             n_ctx_train=meta["n_ctx_train"] or N_CTX_CAP, source=source, name=name, label=label,
             chat_template=meta["chat_template"], tokenizer=meta["tokenizer"],
-            verification=verification, versions=package_versions("llama-cpp-python"))
+            verification=verification, versions=package_versions("llama-cpp-python"),
+            chapter_tokens=chapter_tokens)
         write_manifest(tmp, manifest)
         try:
             os.replace(tmp, out)

@@ -74,11 +74,14 @@ def seq2seq_generation_for(checkpoint: Path | None) -> GenerationDefaults:
     return seq2seq_generation(source if isinstance(source, dict) else {}, str(path))
 
 
-def causal_generation(*, repeat_penalty: float | None = REPEAT_PENALTY) -> GenerationDefaults:
+def causal_generation(*, repeat_penalty: float | None = REPEAT_PENALTY,
+                      chapter_tokens: int | None = None) -> GenerationDefaults:
     """A causal LM's `generation`: greedy with a fixed seed, so a summary is reproducible
-    (llama.cpp has no n-gram blocking), and a mild repetition penalty (None: none)."""
+    (llama.cpp has no n-gram blocking), and a mild repetition penalty (None: none); chapters of
+    a long transcript as large as the input holds, or `chapter_tokens`."""
     return GenerationDefaults(no_repeat_ngram_size=0, temperature=0.0, seed=0,
-                              repetition_penalty=1.0 if repeat_penalty is None else repeat_penalty)
+                              repetition_penalty=1.0 if repeat_penalty is None else repeat_penalty,
+                              chapter_tokens=chapter_tokens)
 
 
 def gguf_max_input_tokens(n_ctx_train: int) -> int:
@@ -190,7 +193,7 @@ class OpenAICompatConfig(_BackendConfig):
 def gguf_manifest(*, model_file: str, quantization: str, n_ctx_train: int, source: dict, name: str,
                   label: str, chat_template: str | None, tokenizer: dict, versions: dict,
                   verification: dict | None = None, adapter_file: str | None = None,
-                  **config) -> Manifest:
+                  chapter_tokens: int | None = None, **config) -> Manifest:
     """The manifest of every GGUF bundle, exported (`sumctl export llama`) or built around a
     shipped GGUF (the embedded default): one place for its budgets, prompts and generation.
 
@@ -198,6 +201,7 @@ def gguf_manifest(*, model_file: str, quantization: str, n_ctx_train: int, sourc
         model_file, adapter_file: the GGUF and the optional LoRA GGUF, relative to the bundle.
         quantization: what the model file holds ("Q4_K_M", "Q4_1+LoRA"...).
         n_ctx_train: the model's training context, before N_CTX_CAP.
+        chapter_tokens: the generation's cap on a long transcript's chapters (None: the input).
         config: further GgufConfig fields (source_model_type, tensor_types...).
     """
     files, roles = {MODEL: model_file}, {MODEL: f"GGUF {quantization}: weights, vocabulary, chat template"}
@@ -208,6 +212,6 @@ def gguf_manifest(*, model_file: str, quantization: str, n_ctx_train: int, sourc
                                 tokenizer=tokenizer, file_roles=roles, **config)
     return Manifest(backend=GgufConfig.backend, source=source, quantization=quantization,
                     max_input_tokens=gguf_max_input_tokens(n_ctx_train), prompts=default_templates(),
-                    generation=causal_generation(), verification=verification or {},
+                    generation=causal_generation(chapter_tokens=chapter_tokens), verification=verification or {},
                     backend_config=backend_config.to_dict(), name=name, label=label,
                     versions=versions)

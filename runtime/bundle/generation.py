@@ -56,6 +56,19 @@ def _budgets(value: Any) -> Mapping[str, int]:
     return MappingProxyType(budgets)
 
 
+# A chapter's summary is capped at a quarter of its chapter and at least 16 tokens, so that every
+# reduce level shrinks the text: a chapter must hold four times that.
+MIN_CHAPTER_TOKENS = 64
+
+
+def _chapter_tokens(value: Any) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < MIN_CHAPTER_TOKENS:
+        raise _Invalid("chapter_tokens", value, f"is not a whole number of at least {MIN_CHAPTER_TOKENS}")
+    return value
+
+
 @dataclass(frozen=True)
 class GenerationDefaults:
     """Decoding defaults for every summary of a bundle; a Summarizer's own settings override
@@ -68,6 +81,11 @@ class GenerationDefaults:
     temperature: float = 0.0
     seed: int = 0
     repetition_penalty: float = 1.0
+    # The most transcript tokens in one chapter of a transcript too long for one pass; None: as
+    # many as the model's input holds. A small model fine-tuned on short transcripts summarizes
+    # chapters of about that length better, and reads them faster (attention grows with the
+    # tokens before each one).
+    chapter_tokens: int | None = None
     # Keys a newer sumctl may add, kept so an old sumctl rewriting the manifest loses nothing.
     extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
@@ -81,6 +99,7 @@ class GenerationDefaults:
             "seed": _whole("seed", self.seed, 0),
             "repetition_penalty": _real("repetition_penalty", self.repetition_penalty, " over 0",
                                         lambda p: p > 0),
+            "chapter_tokens": _chapter_tokens(self.chapter_tokens),
             "extra": MappingProxyType(copy.deepcopy(dict(self.extra))),
         }
         for name, value in checked.items():
@@ -100,6 +119,8 @@ class GenerationDefaults:
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
         data["max_new_tokens"] = dict(self.max_new_tokens)
         data[_PENALTY_KEY] = data.pop("repetition_penalty")
+        if data["chapter_tokens"] is None:  # format version 1 as written before the field
+            del data["chapter_tokens"]
         return {**data, **copy.deepcopy(dict(self.extra))}
 
     @classmethod

@@ -49,6 +49,32 @@ def test_long_meeting_is_chapterized_and_reduced_recursively(small_budget_bundle
     assert "## Chapters" in summary.to_markdown()
 
 
+def _with_generation(bundle_dir, **fields):
+    """The bundle at bundle_dir with its manifest's generation changed, as an exporter writes it."""
+    path = bundle_dir / "sumctl.json"
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps(data | {"generation": {**data["generation"], **fields}}))
+    return load_bundle(bundle_dir)
+
+
+def test_a_bundles_chapter_tokens_cap_the_chapters_of_a_long_meeting_only(tmp_path, qmsum_dir):
+    """A transcript that fits the input is read in one pass; one that does not is cut into
+    chapters of at most the manifest's chapter_tokens, not of the whole input."""
+    whole = build_extractive_bundle(tmp_path / "whole", max_input_tokens=2000)
+    capped = _with_generation(build_extractive_bundle(tmp_path / "capped", max_input_tokens=2000).path,
+                              chapter_tokens=300)
+    assert capped.manifest.generation.chapter_tokens == 300
+    meeting = read_transcript(sorted((qmsum_dir / "val").glob("*.json"))[0])
+    long_chapters = {}
+    for bundle in (whole, capped):
+        summarizer = Summarizer(bundle, length="medium")
+        assert len(summarizer.summarize(parse_text(MEETING, name="m.txt")).chapters) == 1
+        long_chapters[bundle.path.name] = summarizer.summarize(meeting).top_chapters()
+    assert max(c.input_tokens for c in long_chapters["whole"]) > 1500
+    assert max(c.input_tokens for c in long_chapters["capped"]) <= 300
+    assert len(long_chapters["capped"]) > 5 * len(long_chapters["whole"])
+
+
 def test_summarize_many_is_lazy(small_budget_bundle, tmp_path):
     paths = []
     for i in range(3):

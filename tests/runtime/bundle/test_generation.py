@@ -61,6 +61,7 @@ def test_the_written_form_is_todays_so_exports_keep_their_bytes():
     seq2seq_generation({"num_beams": 4, "length_penalty": 0.8}),
     GenerationDefaults.from_dict({"max_new_tokens": {"short": 9, "tiny": 5}, "seed": 7,
                                   "added_by_a_newer_sumctl": {"x": [1]}}, "m.json"),
+    GenerationDefaults(chapter_tokens=1536),
 ])
 def test_a_round_trip_keeps_every_value_and_unknown_keys(defaults):
     data = defaults.to_dict()
@@ -99,6 +100,8 @@ def test_the_defaults_cannot_be_changed_in_place():
     ({"repeat_penalty": 0}, "repeat_penalty 0"),
     ({"repetition_penalty": -1.0}, "repetition_penalty -1.0"),
     ({"seed": -1}, "seed -1"),
+    ({"chapter_tokens": 63}, "chapter_tokens 63"),
+    ({"chapter_tokens": 1e3}, "chapter_tokens 1000.0"),
     ({"max_new_tokens": 0}, "max_new_tokens 0"),
     ({"max_new_tokens": {"short": "64"}}, "max_new_tokens short '64'"),
     ({"max_new_tokens": [64]}, "max_new_tokens [64]"),
