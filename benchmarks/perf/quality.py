@@ -1,8 +1,13 @@
 """What a user reads: summary quality of the local systems, side by side in one run.
 
-Two sets, neither trained on:
+Sets, none trained on:
 - QMSum val specific-query segments, asked their query (a seeded sample of --qmsum-limit);
-- DialogSum dev dialogues (--dialogsum-limit), out of domain for a meeting model.
+- DialogSum dev dialogues (--dialogsum-limit), out of domain for a meeting model;
+- QMSum val whole meetings (--whole-limit, none unless asked: a minute or two each on 2 cores),
+  the first meetings by file name as default_speed.py takes them, summarized whole with no
+  query, against the general query's reference ("Summarize the whole meeting"). Most are longer
+  than the model's input, so this is the set where a bundle's chapters (GenerationDefaults.
+  chapter_tokens) show.
 
 Systems (each through the runtime's own Summarizer, medium length on QMSum, short on DialogSum):
 - `extractive`: the extractive baseline, the floor;
@@ -20,7 +25,8 @@ the sentences the check dropped; 95% bootstrap intervals (one seed for all, so p
 in verbatim 8-word runs of the input), and mean words. Also the words cleaning removes on the
 whole of QMSum val. Ends with one line of JSON.
 
-    python -m sumctl.benchmarks.perf.quality [--qmsum-limit 80] [--dialogsum-limit 100] [--threads 2]
+    python -m sumctl.benchmarks.perf.quality [--qmsum-limit 80] [--dialogsum-limit 100]
+                                             [--whole-limit 0] [--threads 2]
 
 Run it with nothing else on the machine: it also reports seconds per document.
 """
@@ -51,8 +57,10 @@ def load_sets(args) -> dict[str, list[dict]]:
     random.Random(args.seed).shuffle(qmsum)
     dialogsum = prepare_dialogsum(SHARED / "dialogsum" / "dialogsum.dev.jsonl")
     random.Random(args.seed).shuffle(dialogsum)
+    whole = prepare_qmsum(SHARED / "qmsum", split="val") if args.whole_limit else []
     sets = {"qmsum_val_specific": qmsum[: args.qmsum_limit],
-            "dialogsum_dev": dialogsum[: args.dialogsum_limit]}
+            "dialogsum_dev": dialogsum[: args.dialogsum_limit],
+            "qmsum_val_whole": whole[: args.whole_limit]}
     sets = {name: records for name, records in sets.items() if records}  # a limit of 0 leaves a set out
     for name, records in sets.items():
         for r in records:
@@ -143,6 +151,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--qmsum-limit", type=int, default=80)
     parser.add_argument("--dialogsum-limit", type=int, default=100)
+    parser.add_argument("--whole-limit", type=int, default=0, help="whole QMSum val meetings (slow)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--model", action="append", help="another bundle to compare")

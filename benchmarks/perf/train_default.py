@@ -315,7 +315,8 @@ def evaluate(adapter_gguf: Path, base_gguf: Path, check: dict, args) -> dict:
     from sumctl.benchmarks.eval.metrics import RougeScorer
     from sumctl.runtime.summarizer import Summarizer
 
-    sets = load_sets(argparse.Namespace(seed=SEED, qmsum_limit=args.eval_limit, dialogsum_limit=0))
+    sets = load_sets(argparse.Namespace(seed=SEED, qmsum_limit=args.eval_limit, dialogsum_limit=0,
+                                         whole_limit=0))
     with tempfile.TemporaryDirectory() as tmp:
         if args.base == "smollm2":
             bundle = build_adapter_bundle(adapter_gguf, Path(tmp) / "bundle", record=None, base=base_gguf)

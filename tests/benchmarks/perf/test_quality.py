@@ -1,6 +1,6 @@
 """benchmarks/perf/quality.py run as a user types it, on the extractive baseline and a few
-records (seconds, not minutes): its tables, the per-document record, the JSON line last, and a
-limit of 0 leaving a set out."""
+records (seconds, not minutes): its tables, the per-document record, the JSON line last, a
+limit of 0 leaving a set out, and the whole-meeting set."""
 
 from __future__ import annotations
 
@@ -47,6 +47,21 @@ def test_a_limit_of_zero_leaves_that_set_out(qmsum_dir, dialogsum_file):
     headline = json.loads(result.stdout.strip().splitlines()[-1])
     assert "dialogsum_dev_extractive_rouge_lsum" in headline
     assert not any(key.startswith("qmsum_val_specific") for key in headline)
+
+
+def test_whole_meetings_are_the_first_by_name_scored_against_the_general_reference(tmp_path, qmsum_dir):
+    from sumctl.benchmarks.eval.datasets import prepare_qmsum
+
+    out = tmp_path / "quality.json"
+    result = run("--qmsum-limit", "0", "--dialogsum-limit", "0", "--whole-limit", "1", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    headline = json.loads(result.stdout.strip().splitlines()[-1])
+    (doc,) = json.loads(out.read_text())["results"]["qmsum_val_whole"]["extractive"]["documents"]
+    first = prepare_qmsum(qmsum_dir, split="val")[0]
+    assert doc["id"] == first["id"] == sorted(p.stem for p in (qmsum_dir / "val").glob("*.json"))[0]
+    assert doc["scores"]["rougeLsum"] == pytest.approx(RougeScorer().score(doc["summary"], first["reference"])["rougeLsum"])
+    assert headline["qmsum_val_whole_extractive_rouge_lsum"] == pytest.approx(100 * doc["scores"]["rougeLsum"], abs=0.01)
+    assert not any(key.startswith(("qmsum_val_specific", "dialogsum")) for key in headline)
 
 
 def _reference(set_name: str, record_id: str, qmsum_dir, dialogsum_file) -> str:
