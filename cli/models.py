@@ -33,8 +33,10 @@ def list_models():
     if adapter:
         scores = (default.manifest.source.get("scores") or {}).get("rouge", {})
         lsum = scores.get("rougeLsum", {}).get("mean")
+        merge = default.manifest.source.get("merge")
         click.echo(f"  adapter {adapter.get('file')} (sha256 {str(adapter.get('sha256'))[:12]}), "
-                   f"fine-tuned by `{(default.manifest.source.get('recipe') or {}).get('command', '?')}`"
+                   + (f"merged into the weights as {merge.get('type')}, " if merge else "")
+                   + f"fine-tuned by `{(default.manifest.source.get('recipe') or {}).get('command', '?')}`"
                    + (f"; ROUGE-Lsum {lsum:.1f} on QMSum val specific" if lsum is not None else ""))
 
 

