@@ -13,6 +13,8 @@ import math
 
 import click
 
+from sumctl.runtime.bundle.generation import MIN_CHAPTER_TOKENS
+from sumctl.runtime.default_model import CHAPTER_TOKENS
 from sumctl.runtime.minutes import METHODS as MINUTES_METHODS, TASK_STYLES
 from sumctl.runtime.options import SummaryOptions
 from sumctl.runtime.outputs import DEFAULT_FORMATS, OUTPUT_FORMATS
@@ -78,6 +80,12 @@ _SUMMARY_FLAGS = {
     "max_summary_tokens": _option(
         "--max-summary-tokens", type=click.IntRange(min=1), default=None,
         help="Cap on generated tokens. Default: the bundle's value for --length."),
+    "chapter_tokens": _option(
+        "--chapter-tokens", type=click.IntRange(min=MIN_CHAPTER_TOKENS), default=None, metavar="N",
+        help="Read a transcript too long for the model's input in chapters of at most N tokens. "
+             f"Default: the bundle's (the embedded default's: {CHAPTER_TOKENS:,}, near the length "
+             "it was fine-tuned on), else as many as the input holds. A transcript that fits is "
+             "read whole."),
     "max_bytes": _option(
         "--max-bytes", type=click.IntRange(min=1), default=None,
         help=f"Refuse transcripts larger than this. Default: $SUMCTL_MAX_BYTES or "

@@ -50,7 +50,7 @@ PROTECTED_PREFIXES = ("/v1/", "/metrics")
 MAX_LIST_LIMIT = 200
 # A form field is text; these SummaryOptions fields are not.
 BOOL_FIELDS = {"clean", "minutes"}
-INT_FIELDS = {"num_beams", "max_summary_tokens", "max_bytes"}
+INT_FIELDS = {"num_beams", "max_summary_tokens", "chapter_tokens", "max_bytes"}
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 
+from sumctl.runtime.bundle.generation import MIN_CHAPTER_TOKENS
 from sumctl.runtime.errors import SumctlError
 from sumctl.runtime.minutes import METHODS as MINUTES_METHODS, TASK_STYLES
 from sumctl.runtime.outputs import DEFAULT_FORMATS, OUTPUT_FORMATS
@@ -34,7 +35,7 @@ from sumctl.runtime.jsonout import strict_dumps
 # then without it means a plain summary, and still does. So a default run redoes each file that
 # an earlier default run summarized once, to add its minutes, and a `--summary-only` run (the
 # old default) redoes nothing.
-_NEUTRAL = {"clean": True, "num_beams": None, "max_summary_tokens": None,
+_NEUTRAL = {"clean": True, "num_beams": None, "max_summary_tokens": None, "chapter_tokens": None,
             "formats": sorted(DEFAULT_FORMATS), "minutes": False, "minutes_method": None,
             "tasks": "gfm"}
 
@@ -55,7 +56,9 @@ class SummaryOptions:
             measured best.
         tasks: how the minutes' Markdown writes action items, "gfm" or "obsidian".
         formats: the files written, of OUTPUT_FORMATS; empty: DEFAULT_FORMATS.
-        num_beams, max_summary_tokens: override the bundle's generation defaults.
+        num_beams, max_summary_tokens, chapter_tokens: override the bundle's generation
+            defaults (chapter_tokens: the most transcript tokens in a chapter of a transcript
+            too long for one pass).
         max_bytes: inputs larger than this are refused; None: $SUMCTL_MAX_BYTES or the
             default, read once, here.
     """
@@ -69,6 +72,7 @@ class SummaryOptions:
     formats: tuple[str, ...] = DEFAULT_FORMATS
     num_beams: int | None = None
     max_summary_tokens: int | None = None
+    chapter_tokens: int | None = None
     max_bytes: int | None = None
 
     def __post_init__(self):
@@ -88,6 +92,11 @@ class SummaryOptions:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise SumctlError(f"{flag} {value!r}: must be a whole number of at least 1")
+        chapter = self.chapter_tokens
+        if chapter is not None and (isinstance(chapter, bool) or not isinstance(chapter, int)
+                                    or chapter < MIN_CHAPTER_TOKENS):
+            raise SumctlError(f"--chapter-tokens {chapter!r}: must be a whole number of at least "
+                              f"{MIN_CHAPTER_TOKENS}")
         if self.query is not None and not isinstance(self.query, str):
             raise SumctlError(f"--query {self.query!r}: must be text")
         # The summarizer asks a blank question as no question, and folds its whitespace; a
@@ -110,7 +119,8 @@ class SummaryOptions:
         question always, and every other field that changes what is written only when it is
         not neutral. The minutes' method and task style change nothing without minutes."""
         extras = {"clean": self.clean, "num_beams": self.num_beams,
-                  "max_summary_tokens": self.max_summary_tokens, "formats": sorted(self.formats),
+                  "max_summary_tokens": self.max_summary_tokens, "chapter_tokens": self.chapter_tokens,
+                  "formats": sorted(self.formats),
                   "minutes": self.minutes}
         if self.minutes:
             extras.update(minutes_method=self.minutes_method, tasks=self.tasks)

@@ -287,7 +287,8 @@ class Summarizer:
         chapter_template = template_for(prompts, "long" if options.length == "long" else "medium", query)
         budget = self.backend.input_budget(template, final.max_new_tokens)
         chapter_budget = self.backend.input_budget(chapter_template, final.max_new_tokens)
-        chapter_budget = min(chapter_budget, self.bundle.manifest.generation.chapter_tokens or chapter_budget)
+        chapter_tokens = options.chapter_tokens or self.bundle.manifest.generation.chapter_tokens
+        chapter_budget = min(chapter_budget, chapter_tokens or chapter_budget)
         if min(budget, chapter_budget) < MIN_INPUT_BUDGET:
             raise InputError(
                 f"{self.bundle.display_name}: the prompt{' and the question' if query else ''} and "

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 import pytest
+from click.testing import CliRunner
 
 from sumctl.cli.main import cli
 from sumctl.runtime.batch import ENGINES
@@ -83,3 +84,12 @@ def test_defaults_are_one_tuple_and_a_bad_field_is_one_line():
         SummaryOptions(minutes_method="magic")
     with pytest.raises(SumctlError, match=r"^--max-bytes 0"):
         SummaryOptions(max_bytes=0)
+
+
+def test_chapter_tokens_is_checked_and_keys_a_job_only_when_given():
+    with pytest.raises(SumctlError, match=r"^--chapter-tokens 10: must be a whole number of at least 64"):
+        SummaryOptions(chapter_tokens=10)
+    assert "chapter_tokens" not in SummaryOptions().key_fields()  # older jobs' keys are unchanged
+    assert SummaryOptions(chapter_tokens=1024).key_fields()["chapter_tokens"] == 1024
+    result = CliRunner().invoke(cli, ["summarize", "x.txt", "--chapter-tokens", "10"])
+    assert result.exit_code == 2 and "--chapter-tokens" in result.output and "Traceback" not in result.output

@@ -73,6 +73,10 @@ def test_a_bundles_chapter_tokens_cap_the_chapters_of_a_long_meeting_only(tmp_pa
     assert max(c.input_tokens for c in long_chapters["whole"]) > 1500
     assert max(c.input_tokens for c in long_chapters["capped"]) <= 300
     assert len(long_chapters["capped"]) > 5 * len(long_chapters["whole"])
+    # A summary's own chapter_tokens (--chapter-tokens) overrides the bundle's, either way.
+    for bundle, cap in ((whole, 500), (capped, 1000)):
+        chapters = Summarizer(bundle, length="medium", chapter_tokens=cap).summarize(meeting).top_chapters()
+        assert cap - 200 < max(c.input_tokens for c in chapters) <= cap, (bundle.path.name, cap)
 
 
 def test_summarize_many_is_lazy(small_budget_bundle, tmp_path):
