@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 
-from sumctl.runtime.bundle.generation import MIN_CHAPTER_TOKENS
+from sumctl.runtime.bundle.generation import MIN_CHAPTER_TOKENS, is_chapter_tokens
 from sumctl.runtime.errors import SumctlError
 from sumctl.runtime.minutes import METHODS as MINUTES_METHODS, TASK_STYLES
 from sumctl.runtime.outputs import DEFAULT_FORMATS, OUTPUT_FORMATS
@@ -92,11 +92,9 @@ class SummaryOptions:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise SumctlError(f"{flag} {value!r}: must be a whole number of at least 1")
-        chapter = self.chapter_tokens
-        if chapter is not None and (isinstance(chapter, bool) or not isinstance(chapter, int)
-                                    or chapter < MIN_CHAPTER_TOKENS):
-            raise SumctlError(f"--chapter-tokens {chapter!r}: must be a whole number of at least "
-                              f"{MIN_CHAPTER_TOKENS}")
+        if not is_chapter_tokens(self.chapter_tokens):
+            raise SumctlError(f"--chapter-tokens {self.chapter_tokens!r}: must be a whole number of at "
+                              f"least {MIN_CHAPTER_TOKENS}")
         if self.query is not None and not isinstance(self.query, str):
             raise SumctlError(f"--query {self.query!r}: must be text")
         # The summarizer asks a blank question as no question, and folds its whitespace; a

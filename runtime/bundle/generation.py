@@ -61,10 +61,15 @@ def _budgets(value: Any) -> Mapping[str, int]:
 MIN_CHAPTER_TOKENS = 64
 
 
+def is_chapter_tokens(value: Any) -> bool:
+    """Whether `value` may cap a chapter: None (no cap) or a whole number of at least
+    MIN_CHAPTER_TOKENS. The manifest's field and a summary's --chapter-tokens both ask this."""
+    return value is None or (isinstance(value, int) and not isinstance(value, bool)
+                             and value >= MIN_CHAPTER_TOKENS)
+
+
 def _chapter_tokens(value: Any) -> int | None:
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < MIN_CHAPTER_TOKENS:
+    if not is_chapter_tokens(value):
         raise _Invalid("chapter_tokens", value, f"is not a whole number of at least {MIN_CHAPTER_TOKENS}")
     return value
 
