@@ -1,8 +1,8 @@
 """What the embedded default's LoRA adapter costs at run time: the default's base GGUF alone (the
 shipped SmolLM2-135M-Instruct Q4_1, as the default serves it: widened to F16), the same file with
 the meeting adapter applied by llama.cpp at load (as a user's own adapter runs), and the default
-as the store serves it (the adapter merged into the weights where default_model.MERGE_TYPE says
-so), side by side in one process.
+as the store serves it (the adapter merged into the weights as default_model.merge_type_here
+says), side by side in one process.
 
     python -m sumctl.benchmarks.perf.adapter_speed [--repeat 7] [--threads 2]
 

@@ -39,9 +39,12 @@ from sumctl.runtime.fsutil import stderr_silenced
 # (its second sentence unsupported and dropped, the first copied: 68% copy coverage) where
 # Q8_0's passed (29.5%, against 28.3% for Q4_1 + the adapter at load).
 # Those figures are for a merge into the shipped Q4_1. The embedded default now serves its base
-# widened to F16 and merges into that as F16 (default_model.MERGE_TYPE, which says why).
+# widened to F16 and merges into that as F16 (default_model.MERGE_TYPE, which says why), or BF16 where the CPU multiplies BF16 natively.
 # A 4-bit type is not offered: requantizing to 4 bits would erase most of the delta.
-MERGE_TYPES = ("F16", "Q8_0")
+# BF16 keeps F16's layout at 8 bits of mantissa instead of 11, and where the CPU has AVX-512 BF16
+# (machine.cpu_has_bf16) llama.cpp multiplies it natively instead of widening each F16 weight to
+# F32 (default_model.merge_type_here says what that buys the embedded default).
+MERGE_TYPES = ("F16", "BF16", "Q8_0")
 DEFAULT_MERGE_TYPE = "Q8_0"
 # Bumped when the merge itself changes, so that a store's copy built the old way is rebuilt.
 MERGE_METHOD = "lora-merge-1: W + adapter_scale * alpha / r * (B @ A), float32, gguf-py"
@@ -69,7 +72,7 @@ def merge_lora(base: Path, adapter: Path, out: Path, *, out_type: str = DEFAULT_
     started = time.perf_counter()
     base, adapter, out = Path(base), Path(adapter), Path(out)
     base_header, pairs, alpha = _read_pair(base, adapter)
-    # F16 is written directly; Q8_0 is written as F32 and then quantized by llama.cpp.
+    # F16 is written directly; BF16 and Q8_0 are written as F32 and then quantized by llama.cpp.
     direct = out_type == "F16"
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial")
@@ -177,7 +180,7 @@ def quantize(src: Path, dst: Path, quant: str, *, threads: int | None = None,
     llama_cpp = import_llama_cpp()
     quiet_llama_cpp()  # else its per-tensor lines reach Python's sys.stderr, past stderr_silenced
     ftypes = {"Q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0, "F16": llama_cpp.LLAMA_FTYPE_MOSTLY_F16,
-              "Q4_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0}
+              "BF16": llama_cpp.LLAMA_FTYPE_MOSTLY_BF16, "Q4_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0}
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftypes[quant]
     params.nthread = threads or usable_cores()

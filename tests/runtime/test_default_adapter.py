@@ -78,7 +78,7 @@ def test_the_package_ships_the_adapter_with_its_record():
 
 
 def test_the_default_bundle_with_its_adapter_loads_and_summarizes(meetings_default, tmp_path):
-    from sumctl.runtime.default_model import embedded_adapter
+    from sumctl.runtime.default_model import embedded_adapter, merge_type_here
 
     adapter, record = embedded_adapter()
     m = meetings_default.manifest
@@ -105,7 +105,7 @@ def test_the_default_bundle_with_its_adapter_loads_and_summarizes(meetings_defau
     assert listing.exit_code == 0, listing.output
     assert "Default (embedded default): smollm2-135m-meetings" in listing.output, listing.output
     assert "ROUGE-Lsum" in listing.output and "train_default" in listing.output, listing.output
-    assert "merged into the weights as F16" in listing.output, listing.output
+    assert f"merged into the weights as {merge_type_here()}" in listing.output, listing.output
 
 
 def test_the_adapter_changes_what_the_model_says(meetings_default, smollm2_default_bundle):
