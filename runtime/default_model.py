@@ -159,10 +159,11 @@ def meetings_bundle(*, verify: bool = True) -> Bundle | None:
                 and built.get("package_version") == _smollm2_version()
                 and merge.get("type") == merge_type
                 and (merge_type is None or merge.get("method") == MERGE_METHOD)
-                and manifest.generation.chapter_tokens == CHAPTER_TOKENS):
+                and manifest.generation.chapter_tokens == CHAPTER_TOKENS
+                and bool(manifest.backend_config.get("flash_attention")) == FLASH_ATTENTION):
             return load_bundle(path, verify=verify)
         # Built another way (the adapter at load, another merge type, another base, other
-        # chapters): rebuilt once.
+        # chapters or attention): rebuilt once.
         shutil.rmtree(path)
     check_embedded_adapter(adapter_path, record)
     # A requantized base is made beside the store's bundle, hard-linked into it, and the scratch
@@ -229,6 +230,11 @@ def _base_mismatch(base: Path, expected: dict) -> str:
 # against 17.8 [14.9, 21.2] (the speed: README, default_speed.py). Of the 80 segments the
 # quality gate reads, the cap touches one, the only one longer than the input.
 CHAPTER_TOKENS = 2048
+# llama.cpp's fused attention for the default (GgufConfig.flash_attention): a whole meeting is
+# nearly all prompt reading, over chapters of up to CHAPTER_TOKENS, and fused attention reads them
+# about a tenth faster (by hand, BF16 merge, 2 threads: QMSum val Bed010 39.1 s against 43.5, Bmr012
+# 45.2 against 50.4). Its quality was measured with it on (MERGE_TYPE_NATIVE_BF16's figures).
+FLASH_ATTENTION = True
 
 
 # How the store's default holds the adapter: None, applied by llama.cpp at load; or merged into
@@ -244,11 +250,12 @@ CHAPTER_TOKENS = 2048
 MERGE_TYPE: str | None = "F16"
 # Where the CPU multiplies BF16 natively (machine.cpu_has_bf16: AVX-512 BF16 or AMX), the merge is
 # written as BF16 instead: llama.cpp then reads the prompt without widening each weight to F32.
-# Measured on AVX-512 BF16, 2 threads: QMSum val 80 ROUGE-Lsum 27.62 against 27.79 for the F16
-# merge (as written 29.80 against 29.62), DialogSum dev 100 27.07 against 27.06; 49 of the 80 and
-# 64 of the 100 summaries identical (the merge agrees with the adapter at load on 97% of next
-# tokens, mean |logit difference| 0.057). Speed: README, benchmarks/perf/default_speed.py. Elsewhere
-# (AVX2) llama.cpp emulates BF16, so F16 stays.
+# Measured on AVX-512 BF16, 2 threads, with FLASH_ATTENTION: QMSum val 80 ROUGE-Lsum 27.54
+# against 27.79 for the F16 merge (as written 29.49 against 29.62), DialogSum dev 100 27.18
+# against 27.06; 46 of the 80 and 64 of the 100 summaries identical (without fused attention:
+# 27.62 and 27.07). The merge agrees with the adapter at load on 97% of next tokens (mean |logit
+# difference| 0.057). Speed: README, benchmarks/perf/default_speed.py. Elsewhere (AVX2) llama.cpp
+# emulates BF16, so F16 stays.
 MERGE_TYPE_NATIVE_BF16 = "BF16"
 # The merged model must agree with llama.cpp applying the adapter to the base on this share of
 # next-token argmaxes over gguf_merge.VERIFY_TEXT. Not 1.0: llama.cpp's Q4_1 kernels round the
@@ -312,7 +319,8 @@ def build_merged_bundle(adapter: Path, out: Path, *, record: dict | None, base: 
             quantization=f"{merge_type} (meetings LoRA merged into the {weights_type(base)} base)",
             label=f"SmolLM2-135M-Instruct + meetings LoRA (QMSum train) merged, {merge_type}, "
                   "embedded default",
-            source=source, verification=verification, chapter_tokens=CHAPTER_TOKENS)
+            source=source, verification=verification, chapter_tokens=CHAPTER_TOKENS,
+            flash_attention=FLASH_ATTENTION)
 
 
 def build_adapter_bundle(adapter: Path, out: Path, *, record: dict | None, base: Path | None = None,
@@ -337,7 +345,7 @@ def build_adapter_bundle(adapter: Path, out: Path, *, record: dict | None, base:
     return build_gguf_bundle(
         base, out, name=out.name, quantization=f"{weights}+LoRA",
         label=f"SmolLM2-135M-Instruct {weights} + meetings LoRA (QMSum train), embedded default",
-        source=source, adapter=adapter, chapter_tokens=CHAPTER_TOKENS,
+        source=source, adapter=adapter, chapter_tokens=CHAPTER_TOKENS, flash_attention=FLASH_ATTENTION,
         verification=record.get("logits_check") or {
             "method": "none recorded: an adapter built outside the recipe"})
 

@@ -4,13 +4,13 @@ aborts on costs an error line, not sumctl."""
 
 from __future__ import annotations
 
-import ctypes
 import logging
 from pathlib import Path
 
 # llama.cpp is imported through the runtime, which sets how its threads wait.
 from sumctl.runtime.backends.gguf import import_llama_cpp
-from sumctl.runtime.fsutil import stderr_silenced
+from sumctl.runtime.backends.gguf_merge import quantize
+from sumctl.runtime.errors import BundleError
 from sumctl.runtime.machine import usable_cores
 from sumctl.exporters.errors import ExportError
 
@@ -146,23 +146,14 @@ def quantize_gguf(src: Path, dst: Path, quant: str, *, threads: int | None = Non
 
 
 def quantize_in_process(src: Path, dst: Path, quant: str, *, threads: int | None = None) -> None:
-    llama_cpp = import_llama_cpp()
-
-    ftypes = {"Q4_K_M": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M,
-              "Q5_K_M": llama_cpp.LLAMA_FTYPE_MOSTLY_Q5_K_M,
-              "Q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0}
-    if quant not in ftypes:
-        raise ExportError(f"unknown quantization {quant!r} (use one of {', '.join(ftypes)})")
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = ftypes[quant]
-    params.nthread = threads or usable_cores()
-    # The quantizer writes a line per tensor (and one per fallback type, e.g. SmolLM2's 576-wide
-    # rows cannot take 256-wide K-quant blocks) straight to stderr; tensor_types() records
-    # the outcome in the manifest instead.
-    with stderr_silenced():
-        rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
-    if rc != 0 or not dst.is_file():
-        raise ExportError(f"{src}: llama.cpp's quantizer failed for {quant} (code {rc})")
+    """The runtime's quantizer (one table of llama.cpp's types), its errors as an export's."""
+    if quant not in QUANT_TYPES or quant == "F16":
+        raise ExportError(f"unknown quantization {quant!r} (use one of "
+                          f"{', '.join(q for q in QUANT_TYPES if q != 'F16')})")
+    try:
+        quantize(src, dst, quant, threads=threads)
+    except BundleError as e:
+        raise ExportError(str(e)) from None
 
 
 def tensor_types(path: Path) -> dict[str, int]:

@@ -100,6 +100,7 @@ class GgufBackend(Backend):
         try:
             self.llm = llama_cpp.Llama(str(path), n_ctx=n_ctx, n_batch=min(512, n_ctx),
                                        n_threads=n_threads, n_threads_batch=n_threads,
+                                       flash_attn=bool(config.flash_attention),
                                        seed=self.seed, verbose=False)
         except (ValueError, RuntimeError) as e:
             raise BundleError(f"{path}: llama.cpp cannot load this GGUF ({e}); the file is corrupt "
@@ -110,16 +111,7 @@ class GgufBackend(Backend):
         self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
         self._add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
         self._bos = self.llm.token_bos()
-        self._formatter = None
-        template = self.llm.metadata.get("tokenizer.chat_template")
-        if template:
-            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-            def text(token: int) -> str:
-                return llama_cpp.llama_vocab_get_text(self._vocab, token).decode("utf-8") if token >= 0 else ""
-
-            self._formatter = Jinja2ChatFormatter(template=template, eos_token=text(self.llm.token_eos()),
-                                                  bos_token=text(self._bos), add_generation_prompt=True)
+        self._formatter = self._chat_formatter(llama_cpp)
         self._overhead: dict[str, int] = {}
         self._grammars: dict[str, object] = {}
         self._batch = None  # the lookup's verification batch, made on first use
@@ -129,6 +121,20 @@ class GgufBackend(Backend):
         # What the lookup did, summed over generations: decodes after the prompt's, tokens
         # drafted, drafts kept (each kept draft is a token without a decode of its own).
         self.lookup_counts = {"decodes": 0, "drafted": 0, "kept": 0}
+
+    def _chat_formatter(self, llama_cpp):
+        """The GGUF's own chat template, rendered as llama-cpp-python renders it; None for a base
+        model without one."""
+        template = self.llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            return None
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        def text(token: int) -> str:
+            return llama_cpp.llama_vocab_get_text(self._vocab, token).decode("utf-8") if token >= 0 else ""
+
+        return Jinja2ChatFormatter(template=template, eos_token=text(self.llm.token_eos()),
+                                   bos_token=text(self._bos), add_generation_prompt=True)
 
     def _apply_adapter(self, adapter: Path, scale: float) -> None:
         """Load the LoRA GGUF onto the model and set it on the context. Llama(lora_path=...) would
@@ -418,10 +424,11 @@ def read_metadata(path: Path) -> dict:
 
 def build_gguf_bundle(gguf_file: Path, out: Path, *, name: str, label: str, quantization: str,
                       source: dict, verification: dict | None = None, link: bool = True,
-                      adapter: Path | None = None, chapter_tokens: int | None = None) -> Bundle:
+                      adapter: Path | None = None, chapter_tokens: int | None = None,
+                      flash_attention: bool = False) -> Bundle:
     """A bundle around an existing GGUF file (hard-linked where possible, else copied), and a
     llama.cpp LoRA adapter GGUF to apply to it (copied: it is small), if given; chapter_tokens
-    as GenerationDefaults has it.
+    as GenerationDefaults has it; flash_attention as GgufConfig has it (written only when on).
 
     Built in a temporary folder beside `out` and renamed into place, so a crash or a second
     process building the same bundle never leaves a half-made one.
@@ -451,7 +458,7 @@ def build_gguf_bundle(gguf_file: Path, out: Path, *, name: str, label: str, quan
             n_ctx_train=meta["n_ctx_train"] or N_CTX_CAP, source=source, name=name, label=label,
             chat_template=meta["chat_template"], tokenizer=meta["tokenizer"],
             verification=verification, versions=package_versions("llama-cpp-python"),
-            chapter_tokens=chapter_tokens)
+            chapter_tokens=chapter_tokens, flash_attention=True if flash_attention else None)
         write_manifest(tmp, manifest)
         try:
             os.replace(tmp, out)

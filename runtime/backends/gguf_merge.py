@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from sumctl.runtime.bundle.configs import GGUF_QUANT_TYPES
 from sumctl.runtime.errors import BundleError
 from sumctl.runtime.fsutil import stderr_silenced
 
@@ -49,6 +50,9 @@ DEFAULT_MERGE_TYPE = "Q8_0"
 # Bumped when the merge itself changes, so that a store's copy built the old way is rebuilt.
 MERGE_METHOD = "lora-merge-1: W + adapter_scale * alpha / r * (B @ A), float32, gguf-py"
 LORA_A, LORA_B = ".lora_a", ".lora_b"
+# What quantize() writes: an export's types, and Q4_0, which a requantized base may be
+# (default_model's adapter record).
+QUANTIZER_TYPES = GGUF_QUANT_TYPES + ("Q4_0",)
 # The text the merged model and base + adapter are compared on: a short meeting in the chat
 # template SmolLM2 uses (any model reads it as tokens; the template only makes it realistic).
 VERIFY_TEXT = (
@@ -170,19 +174,21 @@ def _write_merged(base, pairs: dict, stage: Path, *, adapter: Path, f16: bool, s
 
 def quantize(src: Path, dst: Path, quant: str, *, threads: int | None = None,
              requantize: bool = False) -> None:
-    """llama.cpp's quantizer (tensors already of the type, such as a Q8_0 embedding, are copied).
+    """llama.cpp's quantizer, to one of QUANTIZER_TYPES (tensors already of the type, such as a
+    Q8_0 embedding, are copied; a K-quant falls back per tensor where a row does not fit its
+    blocks, e.g. SmolLM2's 576-wide rows).
     With `requantize`, quantized tensors of another type are converted too (Q4_1 to F16 or Q4_0):
     the same bytes on every run measured here; where the result must match a record, its hash is
     checked where it is made."""
     from sumctl.runtime.backends.gguf import import_llama_cpp, quiet_llama_cpp
     from sumctl.runtime.machine import usable_cores
 
+    if quant not in QUANTIZER_TYPES:
+        raise BundleError(f"unknown quantization {quant!r} (use one of {', '.join(QUANTIZER_TYPES)})")
     llama_cpp = import_llama_cpp()
     quiet_llama_cpp()  # else its per-tensor lines reach Python's sys.stderr, past stderr_silenced
-    ftypes = {"Q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0, "F16": llama_cpp.LLAMA_FTYPE_MOSTLY_F16,
-              "BF16": llama_cpp.LLAMA_FTYPE_MOSTLY_BF16, "Q4_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0}
     params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = ftypes[quant]
+    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{quant}")  # llama.h's names, one pattern
     params.nthread = threads or usable_cores()
     params.allow_requantize = requantize
     with stderr_silenced():

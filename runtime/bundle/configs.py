@@ -30,7 +30,10 @@ TOKENIZER = "tokenizer"  # tokenizer.json
 CONFIG = "config"        # the source model's config.json, or a backend's own settings
 
 # llama.cpp's quantizer types a GGUF export may ask for ("F16": none), and an ONNX T5 export's.
-GGUF_QUANT_TYPES = ("Q4_K_M", "Q5_K_M", "Q8_0", "F16")
+# BF16 is F16's size and reads a prompt faster where the CPU multiplies BF16 natively (AVX-512
+# BF16, AMX: the embedded default, default_model.MERGE_TYPE_NATIVE_BF16); elsewhere llama.cpp
+# widens it in software.
+GGUF_QUANT_TYPES = ("Q4_K_M", "Q5_K_M", "Q8_0", "BF16", "F16")
 T5_QUANTIZATIONS = ("int8", "int8-block", "int4", "none")
 # Rows of a weight column that share one scale in an int4 export (MatMulNBits' block_size), and
 # the default (exporters/onnx_t5/graph.py says why).
@@ -134,6 +137,11 @@ class GgufConfig(_BackendConfig):
     adapter_scale: float | None = None
     source_model_type: str | None = None
     tensor_types: dict | None = None
+    # llama.cpp's fused attention: faster on long prompts, but its sums round differently, so a
+    # greedy summary may change; on only where a bundle says so (the embedded default, whose
+    # quality was measured with it), so that other bundles keep their tokens. None: off, and
+    # absent from the manifest.
+    flash_attention: bool | None = None
     extra: dict = field(default_factory=dict)
 
     def check(self, where: str) -> None:
@@ -142,6 +150,9 @@ class GgufConfig(_BackendConfig):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise BundleError(f"{where}: backend_config {name} {value!r} is not a positive "
                                   "whole number (re-export the model)")
+        if self.flash_attention is not None and not isinstance(self.flash_attention, bool):
+            raise BundleError(f"{where}: backend_config flash_attention {self.flash_attention!r} is "
+                              "not true or false (re-export the model)")
 
 
 @dataclass

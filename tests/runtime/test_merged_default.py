@@ -53,6 +53,25 @@ def test_the_default_is_the_adapter_merged_into_its_recorded_base(merged_default
     assert set(merged_default.manifest.backend_config["files"]) == {"model"}  # no adapter at load
 
 
+def test_the_default_reads_with_llama_cpps_fused_attention_and_other_bundles_without(merged_default,
+                                                                                     smollm2_default_bundle):
+    """default_model.FLASH_ATTENTION: on in the default's manifest and in the context the backend
+    makes of it; a bundle that does not ask (the zero-shot SmolLM2) keeps the plain attention."""
+    import llama_cpp
+
+    from sumctl.runtime.backends.gguf import GgufBackend
+
+    assert merged_default.manifest.backend_config["flash_attention"] is True
+    assert "flash_attention" not in smollm2_default_bundle.manifest.backend_config
+    fused, plain = GgufBackend(merged_default, threads=2), GgufBackend(smollm2_default_bundle, threads=2)
+    try:
+        assert fused.llm.context_params.flash_attn_type == llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+        assert plain.llm.context_params.flash_attn_type == llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+    finally:
+        fused.close()
+        plain.close()
+
+
 def test_the_merged_weights_are_the_base_plus_the_scaled_lora_product(merged_default, recorded_base):
     """W + alpha / r * (B @ A) in llama.cpp's tensor layout; every other tensor and every metadata
     value copied (general.file_type names the new one)."""
@@ -174,10 +193,19 @@ def test_the_store_copy_follows_merge_type_and_is_rebuilt_once(merged_default, t
     assert len(merges) == 1  # built once
     assert load_bundle(rebuilt.path).manifest.name == default_model.MEETINGS_NAME
 
+    # A copy built before the default read with fused attention (none in its manifest) is rebuilt
+    # once, too.
+    monkeypatch.setattr(default_model, "FLASH_ATTENTION", False)
+    assert "flash_attention" not in default_model.default_bundle().manifest.backend_config
+    monkeypatch.setattr(default_model, "FLASH_ATTENTION", True)
+    assert default_model.default_bundle().manifest.backend_config["flash_attention"] is True
+    default_model.default_bundle()
+    assert len(merges) == 3
+
     monkeypatch.setattr(default_model, "MERGE_TYPE", None)
     back = default_model.default_bundle()
     assert "adapter" in back.manifest.backend_config["files"] and "merge" not in back.manifest.source
-    assert len(merges) == 1
+    assert len(merges) == 3
 
 
 def test_a_merge_type_outside_the_declared_ones_is_refused(tmp_path, smollm2_gguf_path):

@@ -342,3 +342,18 @@ def test_a_lora_gguf_with_the_wrong_layout_is_refused(tiny_llama_checkpoint, tmp
     with pytest.raises(ExportError, match="does not match the merged model"):
         gguf_lora.export_lora_gguf(tmp_path / "adapter", tiny_llama_checkpoint, lora, threads=2)
     assert not lora.exists() and not list(tmp_path.glob(".adapter.gguf*"))
+
+
+def test_a_bf16_export_holds_bf16_matrices_checked_against_the_source(tiny_llama_checkpoint, tmp_path):
+    """--quant BF16 (the type the embedded default is merged as where the CPU multiplies it):
+    llama.cpp's quantizer from the verified F16 file, every weight matrix BF16, the norms F32, and
+    the quantized file measured against transformers like any other type."""
+    bundle = _export_cli(tiny_llama_checkpoint, tmp_path / "bundle", "BF16")
+    m = bundle.manifest
+    assert m.quantization == "BF16" and list(m.files) == ["model-BF16.gguf"]
+    types = m.backend_config["tensor_types"]
+    assert set(types) == {"BF16", "F32"} and types["BF16"] > types["F32"], types
+    # Random weights, tiny margins: BF16's rounding flips about 1 next token in 20 (Q8_0's
+    # bundles are held to 0.7 above).
+    assert m.verification["quantized"]["top1_agreement"] >= 0.9, m.verification
+    assert m.verification["quantized"]["mean_abs_diff"] < 0.01 * m.verification["logit_scale"]

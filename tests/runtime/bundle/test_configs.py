@@ -35,6 +35,7 @@ def test_a_config_round_trips_and_keeps_keys_it_does_not_know():
 @pytest.mark.parametrize("cls, data, fragment", [
     (GgufConfig, {}, "lacks files for the gguf backend"),
     (GgufConfig, {"files": {}, "n_ctx_train": "lots"}, "n_ctx_train 'lots' is not a positive"),
+    (GgufConfig, {"files": {}, "flash_attention": "yes"}, "flash_attention 'yes' is not true or false"),
     (OnnxT5Config, {"files": {}, "special_tokens": {"pad": 0}}, "special token ids"),
     (OpenAICompatConfig, {"model": "m"}, "lacks endpoint"),
     (GgufConfig, ["not", "an", "object"], "must be a JSON object"),
@@ -63,6 +64,17 @@ def test_one_function_builds_every_gguf_manifest():
     assert set(config.file_roles) == {"model", "adapter"}
     assert manifest.max_input_tokens == 2048 - max(manifest.generation.max_new_tokens.values())
     assert manifest.generation == causal_generation()
+
+
+def test_flash_attention_is_written_only_where_a_bundle_asks_for_it():
+    """Off by default and then absent, so manifests written before the field keep their bytes
+    and their bundles their tokens."""
+    common = dict(model_file="m.gguf", quantization="BF16", n_ctx_train=2048, source={}, name="n",
+                  label="l", chat_template=None, tokenizer={}, versions={})
+    assert "flash_attention" not in gguf_manifest(**common).backend_config
+    assert GgufConfig.from_dict(gguf_manifest(**common).backend_config, "m").flash_attention is None
+    on = gguf_manifest(**common, flash_attention=True).backend_config
+    assert on["flash_attention"] is True and GgufConfig.from_dict(on, "m").flash_attention is True
 
 
 def _version_1_gguf_manifest(model_file: str, sha: str) -> dict:
