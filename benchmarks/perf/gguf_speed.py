@@ -1,4 +1,5 @@
-"""LLaMA-family speed on this CPU: transformers fp32 against sumctl's GGUF F16, BF16, Q8_0 and Q4_K_M.
+"""LLaMA-family speed on this CPU: transformers fp32 against sumctl's GGUF F16, BF16 (also with fused
+attention), Q8_0 and Q4_K_M.
 
     python -m sumctl.benchmarks.perf.gguf_speed --model smollm2            # the real SmolLM2-135M-Instruct
     python -m sumctl.benchmarks.perf.gguf_speed --model tinyllama-random   # TinyLlama-1.1B's shape, random weights
@@ -42,8 +43,10 @@ from sumctl.runtime.jsonout import strict_dumps
 PROMPT_TOKENS = 512
 NEW_TOKENS = 64
 # BF16 is quantized from the F16 file; it pays where the CPU multiplies BF16 natively (the
-# flags printed), and llama.cpp widens it in software elsewhere.
-ENGINES = ("transformers-fp32", "gguf-F16", "gguf-BF16", "gguf-Q8_0", "gguf-Q4_K_M")
+# flags printed), and llama.cpp widens it in software elsewhere. "-fused": the same file read
+# with llama.cpp's fused attention, as the embedded default reads (GgufConfig.flash_attention).
+ENGINES = ("transformers-fp32", "gguf-F16", "gguf-BF16", "gguf-BF16-fused", "gguf-Q8_0", "gguf-Q4_K_M")
+FUSED = "-fused"
 MODELS = ("smollm2", "tinyllama-random")
 TINYLLAMA = dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
                  num_key_value_heads=4, vocab_size=32000, max_position_embeddings=2048,
@@ -92,6 +95,7 @@ def prepare(model: str, work: Path, log) -> dict:
             quantize_gguf(f16, partial, quant)
             partial.rename(path)
         files[f"gguf-{quant}"] = path
+    files["gguf-BF16" + FUSED] = files["gguf-BF16"]
     return files
 
 
@@ -200,7 +204,8 @@ def run_child(engine: str, path: Path, ids: list[int], threads: int, repeat: int
 
         logging_off()
         llm = llama_cpp.Llama(str(path), n_ctx=PROMPT_TOKENS + NEW_TOKENS + 16, n_batch=PROMPT_TOKENS,
-                              n_threads=threads, n_threads_batch=threads, seed=0, verbose=False)
+                              n_threads=threads, n_threads_batch=threads, seed=0, verbose=False,
+                              flash_attn=engine.endswith(FUSED))
         n_vocab = llm.n_vocab()
 
         def greedy() -> int:
