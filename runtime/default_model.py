@@ -13,8 +13,8 @@ output names the model it came from.
 The store's default has the adapter merged into the base's weights (backends/gguf_merge.py), so
 that it costs nothing per token, as the type merge_type_here names (F16, or BF16 where the CPU
 multiplies it natively; measured: see MERGE_TYPE); the adapter applied by llama.cpp at load
-stays the path for a bundle of one's own adapter. Its
-generation caps a long transcript's chapters at CHAPTER_TOKENS.
+stays the path for a bundle of one's own adapter. Its generation caps a long transcript's
+chapters at CHAPTER_TOKENS, and it reads with llama.cpp's fused attention (FLASH_ATTENTION).
 """
 
 from __future__ import annotations
@@ -231,9 +231,10 @@ def _base_mismatch(base: Path, expected: dict) -> str:
 # quality gate reads, the cap touches one, the only one longer than the input.
 CHAPTER_TOKENS = 2048
 # llama.cpp's fused attention for the default (GgufConfig.flash_attention): a whole meeting is
-# nearly all prompt reading, over chapters of up to CHAPTER_TOKENS, and fused attention reads them
-# about a tenth faster (by hand, BF16 merge, 2 threads: QMSum val Bed010 39.1 s against 43.5, Bmr012
-# 45.2 against 50.4). Its quality was measured with it on (MERGE_TYPE_NATIVE_BF16's figures).
+# nearly all prompt reading, over chapters of up to CHAPTER_TOKENS, and fused attention reads
+# them about a tenth faster (by hand, BF16 merge, 2 threads: QMSum val Bed010 39.1 s against
+# 43.5, Bmr012 45.2 against 50.4; benchmarks/perf/gguf_speed.py, 512 tokens: 1.40x the BF16
+# prompt rate). Its quality was measured with it on (MERGE_TYPE_NATIVE_BF16's figures).
 FLASH_ATTENTION = True
 
 

@@ -40,7 +40,8 @@ from sumctl.runtime.fsutil import stderr_silenced
 # (its second sentence unsupported and dropped, the first copied: 68% copy coverage) where
 # Q8_0's passed (29.5%, against 28.3% for Q4_1 + the adapter at load).
 # Those figures are for a merge into the shipped Q4_1. The embedded default now serves its base
-# widened to F16 and merges into that as F16 (default_model.MERGE_TYPE, which says why), or BF16 where the CPU multiplies BF16 natively.
+# widened to F16 and merges into that as F16 (default_model.MERGE_TYPE, which says why), or as
+# BF16 where the CPU multiplies BF16 natively.
 # A 4-bit type is not offered: requantizing to 4 bits would erase most of the delta.
 # BF16 keeps F16's layout at 8 bits of mantissa instead of 11, and where the CPU has AVX-512 BF16
 # (machine.cpu_has_bf16) llama.cpp multiplies it natively instead of widening each F16 weight to
