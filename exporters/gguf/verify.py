@@ -146,10 +146,8 @@ def quantize_gguf(src: Path, dst: Path, quant: str, *, threads: int | None = Non
 
 
 def quantize_in_process(src: Path, dst: Path, quant: str, *, threads: int | None = None) -> None:
-    """The runtime's quantizer (one table of llama.cpp's types), its errors as an export's."""
-    if quant not in QUANT_TYPES or quant == "F16":
-        raise ExportError(f"unknown quantization {quant!r} (use one of "
-                          f"{', '.join(q for q in QUANT_TYPES if q != 'F16')})")
+    """The runtime's quantizer (one table of llama.cpp's types), its errors as an export's; the
+    child process runs it once quantize_gguf has checked `quant`."""
     try:
         quantize(src, dst, quant, threads=threads)
     except BundleError as e:
