@@ -31,7 +31,7 @@ from pathlib import Path
 from sumctl.runtime.errors import SumctlError, first_line
 from sumctl.runtime.fsutil import os_error_hint
 from sumctl.runtime.jsonout import strict_dumps
-from sumctl.runtime.serve.durable import DurableDb
+from sumctl.runtime.durable import DurableDb
 
 log = logging.getLogger("sumctl.webhooks")
 

@@ -35,7 +35,7 @@ from sumctl.runtime.fsutil import (TEMP_SUFFIX, fsync_dir, os_error_hint, unlink
 from sumctl.runtime.jsonout import strict_dumps
 from sumctl.runtime.options import SummaryOptions
 from sumctl.runtime.outputs import OutputFolder, output_names, write_summary
-from sumctl.runtime.serve.durable import DurableDb, own_folder
+from sumctl.runtime.durable import DurableDb, own_folder
 from sumctl.runtime.transcript import FORMATS
 
 SERVE_SCHEMA_VERSION = 1

@@ -24,20 +24,17 @@ most of the watcher's per-file overhead on disks where an fsync costs millisecon
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
 import sqlite3
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Iterator
 
-from sumctl.runtime.errors import StateError, StateLockedError, SumctlError
-from sumctl.runtime.fsutil import is_disk_full, os_error_hint
+from sumctl.runtime.durable import DurableDb, own_folder
+from sumctl.runtime.errors import StateError, SumctlError
+from sumctl.runtime.fsutil import os_error_hint
 from sumctl.runtime.jsonout import strict_dumps
 
 # 2: the jobs' and sessions' `length` column is `variant`, which is what it always held (the
@@ -169,98 +166,54 @@ def retry_at(attempts: int, max_attempts: int, backoff_seconds: float, now: floa
     return now + min(backoff_seconds * 4 ** (attempts - 1), 86_400.0)
 
 
+def _migrate(db, found: int) -> None:
+    """A state written by an older sumctl: schema 1 named the variant `length`."""
+    if found == 1:
+        for table in ("jobs", "sessions"):
+            db.execute(f"ALTER TABLE {table} RENAME COLUMN length TO variant")
+
+
 class State:
     """Thread-safe: one connection, a lock around each operation (the operations are tiny)."""
 
     def __init__(self, path: str | os.PathLike, *, readonly: bool = False):
         self.path = Path(path)
-        self._lock = threading.RLock()
         self._lock_file: int | None = None
-        self.unsynced = False  # commits since the last durable one
-        self._synchronous = "NORMAL"
         if readonly and not self.path.is_file():
             raise SumctlError(f"{self.path}: no watch state here (run `sumctl watch` on the "
                               "folder first, or pass --state)")
-        try:
-            if not readonly:
+        if not readonly:
+            try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-            # Not mode=ro for readers: a WAL database's reader may need to create the -shm file.
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                       timeout=10 if readonly else 30)
-            self._db.execute("PRAGMA busy_timeout=10000")
-            if not readonly:
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute(f"PRAGMA synchronous={self._synchronous}")
-        except (OSError, sqlite3.Error) as e:
-            raise self._error(e, "cannot open the watch state") from None
+            except OSError as e:
+                raise StateError(f"{self.path.parent}: cannot create the watch state's folder "
+                                 f"({os_error_hint(e)}); pass another --state PATH") from None
+        self._store = DurableDb(self.path, _SCHEMA, SCHEMA_VERSION, what="watch state",
+                                fix="make it and its folder writable, or pass another --state PATH",
+                                group_commit=True, readonly=readonly, migrate=_migrate)
         # `sumctl status` reads a state as it is, migrated or not: it never writes.
         self._variant_column = "variant"
         if readonly and self._query("PRAGMA user_version")[0][0] == 1:
             self._variant_column = "length"
-        if not readonly:
-            with self._tx() as db:
-                version = db.execute("PRAGMA user_version").fetchone()[0]
-                if version > SCHEMA_VERSION:
-                    raise SumctlError(f"{self.path}: written by a newer sumctl (state schema "
-                                      f"{version}); upgrade sumctl or use another --state")
-                if version == 1:
-                    for table in ("jobs", "sessions"):
-                        db.execute(f"ALTER TABLE {table} RENAME COLUMN length TO variant")
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
-    def _error(self, e: BaseException, what: str = "cannot write the watch state") -> StateError:
-        """One line that names the database and the fix; a full disk keeps its errno so the
-        watcher can pause instead of failing files."""
-        if is_disk_full(e):
-            return StateError(f"{self.path}: {what}: the disk is full (free some space)",
-                              errno=errno.ENOSPC)
-        detail = os_error_hint(e) if isinstance(e, OSError) else str(e)
-        return StateError(f"{self.path}: {what} ({detail}); make it and its folder writable, "
-                          "or pass another --state PATH")
+    @property
+    def unsynced(self) -> bool:
+        """Whether a commit has been made since the last durable one (heartbeat makes one)."""
+        return self._store.unsynced
 
     # --- plumbing -------------------------------------------------------------------------
 
-    @contextmanager
-    def _tx(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
-        """One write transaction. IMMEDIATE takes the write lock up front, so a check-then-set
-        (a claim) cannot interleave with another writer. `durable`: fsync at commit, which also
-        makes every earlier commit durable. SQLite's errors leave as StateError."""
-        with self._lock:
-            try:
-                mode = "FULL" if durable else "NORMAL"
-                if self._synchronous != mode:
-                    self._db.execute(f"PRAGMA synchronous={mode}")
-                    self._synchronous = mode
-                self.unsynced = not durable
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self._db
-                except BaseException:
-                    if self._db.in_transaction:
-                        self._db.execute("ROLLBACK")
-                    raise
-                self._db.execute("COMMIT")
-            except sqlite3.Error as e:
-                if self._db.in_transaction:
-                    try:
-                        self._db.execute("ROLLBACK")
-                    except sqlite3.Error:
-                        pass
-                raise self._error(e) from None
+    def _tx(self, *, durable: bool = False):
+        """One write transaction (DurableDb.tx): `durable` fsyncs at commit, which also makes
+        every earlier commit durable. SQLite's errors leave as StateError."""
+        return self._store.tx(durable=durable)
 
     def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
-        with self._lock:
-            try:
-                return self._db.execute(sql, args).fetchall()
-            except sqlite3.Error as e:
-                raise self._error(e, "cannot read the watch state") from None
+        return self._store.query(sql, args)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        with self._store.lock:
+            self._store.close()
             if self._lock_file is not None:
                 os.close(self._lock_file)
                 self._lock_file = None
@@ -268,24 +221,10 @@ class State:
     def acquire(self) -> None:
         """Refuse a second watcher on the same state: two would race for the same outputs.
         An flock dies with its process, so a kill -9 leaves nothing stale behind."""
-        lock_path = self.path.with_name(self.path.name + ".lock")
-        try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
-        except OSError as e:
-            raise self._error(e, f"cannot open its lock file {lock_path.name}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise StateLockedError(f"{self.path}: another `sumctl watch` (pid {holder}) is using "
-                                   "this state; stop it first, or pass another --state") from None
-        try:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
-        except OSError:
-            pass  # the pid is only shown to a second watcher; the flock is what counts
-        self._lock_file = fd
+        self._lock_file = own_folder(
+            self.path.parent, self.path.name + ".lock",
+            f"{self.path}: another `sumctl watch` (pid {{pid}}) is using this state; stop it "
+            "first, or pass another --state", mode=0o644)
 
     def holder(self) -> int | None:
         """The pid of the watcher that holds this state now, or None."""
