@@ -24,7 +24,7 @@ from pathlib import Path
 import anyio
 import jinja2
 import uvicorn
-from fastapi import FastAPI, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -348,13 +348,21 @@ class Gate:
 
 
 def create_app(service: Service) -> FastAPI:
-    settings = service.settings
-    pages = jinja2.Environment(loader=jinja2.FileSystemLoader(PAGE_DIR), autoescape=True)
-
-    accepting = anyio.CapacityLimiter(2)
     app = FastAPI(title="sumctl serve", version="1",
                   description="Meeting transcripts in, minutes out. Errors are "
                               '`{"error": "..."}` with a 4xx status.')
+    add_error_handlers(app)
+    app.include_router(jobs_router(service))
+    app.include_router(service_router(service))
+    app.include_router(page_router(service.settings))
+    app.add_middleware(Gate, token=service.settings.token, max_body=service.settings.max_upload_bytes,
+                       verbose=service.settings.verbose)
+    return app
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """Every error leaves as `{"error": "one line"}`: sumctl's own with the status that fits it,
+    FastAPI's and Starlette's rewritten to say what to send instead."""
 
     @app.exception_handler(ApiError)
     async def api_error(request, e: ApiError):
@@ -395,7 +403,14 @@ def create_app(service: Service) -> FastAPI:
         where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "request"
         return error_response(422, f"{where} {first.get('input')!r}: {first.get('msg')}")
 
-    @app.post("/v1/jobs", status_code=202, openapi_extra={"requestBody": {"content": {
+
+
+def jobs_router(service: Service) -> APIRouter:
+    """/v1/jobs: submit a transcript, list, poll, fetch and delete jobs."""
+    router = APIRouter()
+    accepting = anyio.CapacityLimiter(2)
+
+    @router.post("/v1/jobs", status_code=202, openapi_extra={"requestBody": {"content": {
         "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
             "file": {"type": "string", "format": "binary"}, "format": {"type": "string"},
             "date": {"type": "string"}, "webhook": {"type": "string"},
@@ -424,7 +439,7 @@ def create_app(service: Service) -> FastAPI:
         return JSONResponse({"id": job.id, "status": job.status, "links": job_links(job.id)},
                             status_code=202, headers={"Location": f"/v1/jobs/{job.id}"})
 
-    @app.get("/v1/jobs")
+    @router.get("/v1/jobs")
     def list_jobs(limit: int = Query(50, ge=1, le=MAX_LIST_LIMIT), offset: int = Query(0, ge=0)):
         """The jobs, newest first, `limit` at a time."""
         jobs = service.store.list(limit=limit, offset=offset)
@@ -435,7 +450,7 @@ def create_app(service: Service) -> FastAPI:
                              "offset": offset, "next": f"/v1/jobs?limit={limit}&offset="
                                                        f"{offset + limit}" if more else None})
 
-    @app.get("/v1/jobs/{job_id}")
+    @router.get("/v1/jobs/{job_id}")
     def get_job(job_id: str):
         """The job's status; once done, `record` is the JSON record `sumctl summarize`
         writes."""
@@ -445,7 +460,7 @@ def create_app(service: Service) -> FastAPI:
             view["record"] = service.store.record(job.id)
         return JSONResponse(view)
 
-    @app.get("/v1/jobs/{job_id}/summary.md")
+    @router.get("/v1/jobs/{job_id}/summary.md")
     def get_markdown(job_id: str):
         job = known_job(service, job_id)
         text = service.store.markdown(job.id) if job.status == "done" else None
@@ -455,7 +470,7 @@ def create_app(service: Service) -> FastAPI:
                            + (f" (it failed: {job.error})" if job.status == "failed" else ""))
         return PlainTextResponse(text, media_type="text/markdown; charset=utf-8")
 
-    @app.delete("/v1/jobs/{job_id}", status_code=204)
+    @router.delete("/v1/jobs/{job_id}", status_code=204)
     def delete_job(job_id: str):
         """The job, its stored transcript and its results."""
         known_job(service, job_id)
@@ -463,30 +478,43 @@ def create_app(service: Service) -> FastAPI:
             raise ApiError(404, f"no job {job_id} (it was deleted meanwhile)")
         return Response(status_code=204)
 
-    @app.get("/healthz")
+    return router
+
+
+def service_router(service: Service) -> APIRouter:
+    """What an operator polls: liveness and Prometheus metrics."""
+    router = APIRouter()
+
+    @router.get("/healthz")
     async def healthz():
         # No database here: it answers while every worker and the disk are busy.
         return JSONResponse({"status": "ok", "workers_busy": service.runner.busy})
 
-    @app.get("/metrics")
+    @router.get("/metrics")
     def metrics():
         return Response(generate_latest(service.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    return router
+
+
+def page_router(settings: ServeSettings) -> APIRouter:
+    """The browser page and its fixed list of static files."""
+    router = APIRouter()
+    pages = jinja2.Environment(loader=jinja2.FileSystemLoader(PAGE_DIR), autoescape=True)
+
+    @router.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page():
         return pages.get_template("index.html").render(
             token_required=bool(settings.token), max_upload_bytes=settings.max_upload_bytes,
             formats=INPUT_FORMATS)
 
-    @app.get("/static/{name}", include_in_schema=False)
+    @router.get("/static/{name}", include_in_schema=False)
     def page_file(name: str):
         if name not in PAGE_FILES:  # a fixed list, never a path
             raise ApiError(404, f"no such file: /static/{name}")
         return Response((PAGE_DIR / name).read_bytes(), media_type=PAGE_FILES[name])
 
-    app.add_middleware(Gate, token=settings.token, max_body=settings.max_upload_bytes,
-                       verbose=settings.verbose)
-    return app
+    return router
 
 
 def known_job(service: Service, job_id: str):
