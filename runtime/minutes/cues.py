@@ -456,11 +456,11 @@ def _single_cue(body: str, is_question: bool, speaker: str | None,
 
 # Said of a person named mid-sentence, only a future or an obligation makes them the owner: "ask
 # Ana to check it" may be the speaker's own task.
-_SUBJECT_MODAL = re.compile(r"(?:will|'ll|is going to|is gonna|should|needs to|has to|is responsible for)\s+"
-                            r"(?:also\s+|then\s+|just\s+|now\s+)*(?P<task>[a-z].*)", re.I)
-_MODAL_TASK = re.compile(r"(?:will|'ll|is going to|is gonna|should|needs to|has to|can|is responsible for|"
-                         r"takes care of|is taking|is on|to)\s+(?:also\s+|then\s+|just\s+|now\s+)*"
-                         r"(?P<task>[a-z].*)", re.I)
+_FUTURE_OR_DUTY = r"will|'ll|is going to|is gonna|should|needs to|has to|is responsible for"
+_TASK_AFTER = r")\s+(?:also\s+|then\s+|just\s+|now\s+)*(?P<task>[a-z].*)"
+_SUBJECT_MODAL = re.compile(r"(?:" + _FUTURE_OR_DUTY + _TASK_AFTER, re.I)
+# A person leading a clause owns more: "Lena can do Thursday", "Sam takes care of the room".
+_MODAL_TASK = re.compile(r"(?:" + _FUTURE_OR_DUTY + r"|can|takes care of|is taking|is on|to" + _TASK_AFTER, re.I)
 
 
 def _assignment(clause: str, people: People, speaker: str | None) -> tuple[str, str] | None:
