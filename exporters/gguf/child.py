@@ -88,7 +88,7 @@ def _logits(request: dict) -> dict:
 
     lora = request.get("lora")
     llm = open_llama(Path(request["gguf"]), threads=request["threads"], n_ctx=512, logits_all=True,
-                     lora=Path(lora) if lora else None)
+                     lora=Path(lora) if lora else None, flash_attention=bool(request.get("flash_attn")))
     result = {}
     try:
         for i, item in enumerate(request["texts"]):

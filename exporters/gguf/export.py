@@ -35,8 +35,9 @@ LLAMA_MODEL_TYPES = ("llama", "mistral")
 
 
 def export_llama(model: str, out: str | os.PathLike, *, quant: str = "Q4_K_M",
-                 revision: str | None = None, allow_pickle: bool = False,
-                 threads: int | None = None, progress: Progress | None = None) -> Bundle:
+                 flash_attention: bool = False, revision: str | None = None,
+                 allow_pickle: bool = False, threads: int | None = None,
+                 progress: Progress | None = None) -> Bundle:
     """Export a LLaMA-family checkpoint to a verified GGUF bundle at `out`.
 
     Args:
@@ -44,6 +45,8 @@ def export_llama(model: str, out: str | os.PathLike, *, quant: str = "Q4_K_M",
             base first.
         out: the bundle folder to create; it must be absent or empty.
         quant: one of QUANT_TYPES, by llama.cpp's own quantizer ("F16": none).
+        flash_attention: the bundle reads with llama.cpp's fused attention (GgufConfig), and is
+            verified with it.
         revision, allow_pickle: as for export_t5.
         threads: llama.cpp's threads for verification and quantization (default: all cores).
         progress: reports each step (the CLI renders it); None: silent.
@@ -66,7 +69,8 @@ def export_llama(model: str, out: str | os.PathLike, *, quant: str = "Q4_K_M",
         with steps.step("Converting to GGUF F16 with gguf-py"):
             vocab = write_gguf(hf_model, source.tokenizer_dir, f16, name=source.display_name)
         with steps.step("Verifying the F16 GGUF in llama.cpp against transformers"):
-            verification = verify_gguf(hf_model, tokenizer, f16, threads=threads, references=references)
+            verification = verify_gguf(hf_model, tokenizer, f16, threads=threads, references=references,
+                                       flash_attention=flash_attention)
             _enforce(verification, f16, source.display_name)
         final = f16
         if quant != "F16":
@@ -75,7 +79,8 @@ def export_llama(model: str, out: str | os.PathLike, *, quant: str = "Q4_K_M",
                 quantize_gguf(f16, final, quant, threads=threads)
             with steps.step(f"Measuring {quant} against transformers"):
                 verification["quantized"] = comparison_summary(
-                    compare_logits(hf_model, tokenizer, final, threads=threads, references=references))
+                    compare_logits(hf_model, tokenizer, final, threads=threads, references=references,
+                                   flash_attention=flash_attention))
             f16.unlink()
         with steps.step("Writing the manifest"):
             config = hf_model.config
@@ -85,7 +90,7 @@ def export_llama(model: str, out: str | os.PathLike, *, quant: str = "Q4_K_M",
                 chat_template=vocab.chat_template,
                 tokenizer={"model": vocab.tokenizer_model, "pre": vocab.pre, "size": vocab.size},
                 verification=verification, source_model_type=config.model_type,
-                tensor_types=tensor_types(final),
+                tensor_types=tensor_types(final), flash_attention=True if flash_attention else None,
                 versions=package_versions("torch", "transformers", "gguf", "llama-cpp-python",
                                           "peft"))
             write_manifest(work, manifest)

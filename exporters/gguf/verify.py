@@ -37,16 +37,18 @@ VERIFY_PROMPTS = (
 
 
 def compare_logits(hf_model, tokenizer, gguf_path: Path, *, threads: int | None = None,
-                   prompts: tuple[str, ...] = VERIFY_PROMPTS, references: dict | None = None) -> dict:
+                   prompts: tuple[str, ...] = VERIFY_PROMPTS, references: dict | None = None,
+                   flash_attention: bool = False) -> dict:
     """Next-token logits at every position of each prompt, from both engines on the same
     token ids; and whether llama.cpp's tokenizer yields those ids. llama.cpp runs in a child
     process (gguf/child.py), so a file it aborts on costs an error line, not sumctl.
     `references`: a dict the caller keeps for one unchanged `hf_model`; transformers' logits
-    are stored in it by token ids and reused from it (one export compares two GGUFs)."""
+    are stored in it by token ids and reused from it (one export compares two GGUFs).
+    `flash_attention`: llama.cpp reads with its fused attention, as the bundle will."""
     import numpy as np
 
     items = check_items(tokenizer, prompts)
-    got_all = llama_logits(gguf_path, items, threads=threads)
+    got_all = llama_logits(gguf_path, items, threads=threads, flash_attention=flash_attention)
     max_diff, scale, agree, positions, mismatches, sum_diff = 0.0, 0.0, 0, 0, 0, 0.0
     for i, item in enumerate(items):
         ids = item["ids"]
@@ -81,9 +83,10 @@ def check_items(tokenizer, prompts: tuple[str, ...]) -> list[dict]:
     return items
 
 
-def llama_logits(gguf_path: Path, items: list[dict], *, threads: int | None, lora: Path | None = None) -> dict:
+def llama_logits(gguf_path: Path, items: list[dict], *, threads: int | None, lora: Path | None = None,
+                 flash_attention: bool = False) -> dict:
     return run_in_child("logits", {"gguf": str(gguf_path), "threads": threads, "texts": items,
-                                   "lora": str(lora) if lora else None},
+                                   "lora": str(lora) if lora else None, "flash_attn": flash_attention},
                         subject=lora or gguf_path,
                         doing="loading and running the GGUF" + (" with the adapter" if lora else ""))
 
@@ -104,13 +107,15 @@ def hf_logits(model, ids: list[int]):
 
 
 def verify_gguf(hf_model, tokenizer, gguf_path: Path, *, threads: int | None = None,
-                references: dict | None = None) -> dict:
-    result = compare_logits(hf_model, tokenizer, gguf_path, threads=threads, references=references)
+                references: dict | None = None, flash_attention: bool = False) -> dict:
+    result = compare_logits(hf_model, tokenizer, gguf_path, threads=threads, references=references,
+                            flash_attention=flash_attention)
     result = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in result.items()}
     result.update({"method": "next-token logits at every position, llama.cpp on the F16 GGUF vs "
                              "transformers fp32 on the source, same token ids",
                    "min_top1_agreement": MIN_TOP1_AGREEMENT,
-                   "max_abs_diff_fraction": MAX_ABS_DIFF_FRACTION})
+                   "max_abs_diff_fraction": MAX_ABS_DIFF_FRACTION,
+                   "attention": "fused" if flash_attention else "plain"})
     return result
 
 
@@ -119,14 +124,14 @@ def comparison_summary(result: dict) -> dict:
 
 
 def open_llama(path: Path, *, threads: int | None, n_ctx: int, logits_all: bool = False,
-               lora: Path | None = None):
+               lora: Path | None = None, flash_attention: bool = False):
     llama_cpp = import_llama_cpp()
 
     logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
     try:
         return llama_cpp.Llama(str(path), n_ctx=n_ctx, n_batch=n_ctx, n_threads=threads,
                                n_threads_batch=threads, logits_all=logits_all, seed=0, verbose=False,
-                               lora_path=str(lora) if lora else None)
+                               lora_path=str(lora) if lora else None, flash_attn=flash_attention)
     except (ValueError, RuntimeError) as e:
         raise ExportError(f"{lora or path}: llama.cpp cannot load the GGUF just written ({e})") from None
 

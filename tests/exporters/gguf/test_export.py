@@ -231,9 +231,9 @@ def test_existing_output_is_never_overwritten(tiny_llama_checkpoint, tmp_path):
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
 
 
-def _export_cli(model, out, quant):
+def _export_cli(model, out, quant, *extra):
     result = CliRunner().invoke(cli, ["export", "llama", "--model", str(model), "--out", str(out),
-                                      "--quant", quant])
+                                      "--quant", quant, *extra])
     assert result.exit_code == 0, result.output
     assert f"Bundle written to {out}" in result.output
     return load_bundle(out)
@@ -357,3 +357,25 @@ def test_a_bf16_export_holds_bf16_matrices_checked_against_the_source(tiny_llama
     # bundles are held to 0.7 above).
     assert m.verification["quantized"]["top1_agreement"] >= 0.9, m.verification
     assert m.verification["quantized"]["mean_abs_diff"] < 0.01 * m.verification["logit_scale"]
+
+
+def test_flash_attention_is_verified_with_and_recorded_for_the_backend(tiny_llama_checkpoint, tmp_path):
+    """--flash-attention: the bundle's manifest asks the backend for llama.cpp's fused attention,
+    and the verification against transformers ran with it; an export without the flag keeps
+    the plain attention and a manifest without the key."""
+    import llama_cpp
+
+    from sumctl.runtime.backends.gguf import GgufBackend
+
+    fused = _export_cli(tiny_llama_checkpoint, tmp_path / "fused", "F16", "--flash-attention")
+    plain = _export_cli(tiny_llama_checkpoint, tmp_path / "plain", "F16")
+    assert fused.manifest.backend_config["flash_attention"] is True
+    assert "flash_attention" not in plain.manifest.backend_config
+    assert (fused.manifest.verification["attention"], plain.manifest.verification["attention"]) == ("fused", "plain")
+    for bundle in (fused, plain):
+        assert bundle.manifest.verification["top1_agreement"] >= bundle.manifest.verification["min_top1_agreement"]
+    backend = GgufBackend(fused, threads=1)
+    try:
+        assert backend.llm.context_params.flash_attn_type == llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+    finally:
+        backend.close()
