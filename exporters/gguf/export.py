@@ -83,20 +83,23 @@ def export_llama(model: str, out: str | os.PathLike, *, quant: str = "Q4_K_M",
                                    flash_attention=flash_attention))
             f16.unlink()
         with steps.step("Writing the manifest"):
-            config = hf_model.config
-            manifest = gguf_manifest(
-                model_file=final.name, quantization=quant, n_ctx_train=context_length(config),
-                source=source.info(), name=out.name, label=f"{source.display_name} {quant} GGUF",
-                chat_template=vocab.chat_template,
-                tokenizer={"model": vocab.tokenizer_model, "pre": vocab.pre, "size": vocab.size},
-                verification=verification, source_model_type=config.model_type,
-                tensor_types=tensor_types(final), flash_attention=True if flash_attention else None,
-                versions=package_versions("torch", "transformers", "gguf", "llama-cpp-python",
-                                          "peft"))
-            write_manifest(work, manifest)
+            write_manifest(work, _manifest(final, quant, hf_model.config, source, vocab, verification,
+                                           name=out.name, flash_attention=flash_attention))
         return work
 
     return export_bundle(out, build)
+
+
+def _manifest(final: Path, quant: str, config, source: "_Source", vocab, verification: dict, *,
+              name: str, flash_attention: bool):
+    return gguf_manifest(
+        model_file=final.name, quantization=quant, n_ctx_train=context_length(config),
+        source=source.info(), name=name, label=f"{source.display_name} {quant} GGUF",
+        chat_template=vocab.chat_template,
+        tokenizer={"model": vocab.tokenizer_model, "pre": vocab.pre, "size": vocab.size},
+        verification=verification, source_model_type=config.model_type,
+        tensor_types=tensor_types(final), flash_attention=True if flash_attention else None,
+        versions=package_versions("torch", "transformers", "gguf", "llama-cpp-python", "peft"))
 
 
 def _enforce(verification: dict, path: Path, what: str) -> None:
