@@ -144,8 +144,6 @@ class GgufBackend(Backend):
 
         import llama_cpp
 
-        quiet_llama_cpp()  # again: Llama() set its logger's level back
-
         handle = llama_cpp.llama_adapter_lora_init(self.llm.model, str(adapter).encode("utf-8"))
         ok = bool(handle)
         if ok:  # freed with the model, when the Llama closes
@@ -472,13 +470,27 @@ def build_gguf_bundle(gguf_file: Path, out: Path, *, name: str, label: str, quan
     return load_bundle(out)
 
 
+# llama.cpp's log callback while sumctl runs it (kept referenced: ctypes would free it).
+_SILENT_LOG = None
+
+
 def quiet_llama_cpp() -> None:
-    # llama-cpp-python prints llama.cpp's log to sys.stderr for levels at or above this logger's.
-    # Its level table predates ggml's renumbering and reads WARN as ERROR, and Llama(verbose=
-    # False) resets the logger to ERROR, so ggml's warnings (one per adapted tensor where a LoRA
-    # meets repacked Q4_0 weights) reached the user: above every level the table gives, nothing
-    # is printed. Failures still reach the user, as this package's one-line errors.
+    """Silence llama.cpp's log for the rest of the process. llama-cpp-python prints it to
+    sys.stderr for levels at or above its logger's; its level table predates ggml's renumbering
+    and reads WARN as ERROR, and every Llama(verbose=False) sets the logger back to ERROR before
+    loading, so llama.cpp's warnings reached the user (one per adapted tensor where a LoRA meets
+    repacked Q4_0 weights; Gemma 3's "using full-size SWA cache" at every load). Its callback is
+    replaced, once, by one that prints nothing. Failures still reach the user, as this package's
+    one-line errors."""
+    global _SILENT_LOG
     logging.getLogger("llama-cpp-python").setLevel(logging.CRITICAL + 1)
+    if _SILENT_LOG is None:
+        import ctypes
+
+        import llama_cpp
+
+        _SILENT_LOG = llama_cpp.llama_log_callback(lambda level, text, user_data: None)
+        llama_cpp.llama_log_set(_SILENT_LOG, ctypes.c_void_p(0))
 
 
 def _env_int(name: str) -> int | None:

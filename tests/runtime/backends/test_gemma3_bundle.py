@@ -67,7 +67,7 @@ def random_gemma3_lora(gguf_path: Path, out: Path) -> Path:
 
 
 @pytest.mark.parametrize("with_adapter", [False, True], ids=["base", "lora"])
-def test_gemma3_bundle_summarizes_with_the_plain_prompt(gemma3_gguf, tmp_path, with_adapter):
+def test_gemma3_bundle_summarizes_with_the_plain_prompt(gemma3_gguf, tmp_path, with_adapter, capfd):
     from sumctl.runtime.backends.gguf import PLAIN_SUFFIX, GgufBackend, build_gguf_bundle
     from sumctl.runtime.summarizer import Summarizer
 
@@ -91,6 +91,10 @@ def test_gemma3_bundle_summarizes_with_the_plain_prompt(gemma3_gguf, tmp_path, w
         summarizer.close()
     assert summary.model["backend"] == "gguf"
     assert 0 < summary.output_tokens <= 12 and summary.text.strip(), summary
+    # llama.cpp's own warnings (Gemma 3's sliding-window cache at every load) stay out of what
+    # the user reads.
+    err = capfd.readouterr().err
+    assert "llama_" not in err and "SWA" not in err, err
 
 
 def test_an_architecture_the_backend_has_not_checked_is_refused_naming_the_file(tmp_path):
